@@ -1,0 +1,366 @@
+"""Compile a policy IR into a verified seccomp program.
+
+Shape of every emitted filter (per architecture token):
+
+    ld [arch]; jeq TOKEN...            the arch check comes first; others -> bad_arch
+    ld [nr]; <range tree>              a weighted binary search over nr ranges
+    <argument blocks>                  conditions only at the leaves that need them
+    <one RET per distinct action>
+
+The range tree covers all 2^32 syscall numbers: neighbouring numbers with the
+same verdict are merged into one range, the x32 half (nr & 0x40000000) is a
+range of its own (bad_arch unless x32 is listed), and numbers the table does
+not name get the ``unknown`` action.  The tree is the optimal alphabetic tree
+for the number of syscalls under each range (each number equally likely), so
+the mean cost per syscall is minimal for a JGE-only tree.  The tree reads only
+``nr`` and ``arch``, so each arg-free allow stays cacheable by the kernel's
+action cache; ``compile_policy`` asserts that.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from . import insn as I
+from .builder import Builder
+from .cache import is_const_allow
+from .interp import Result, SeccompData, run
+from .ir import M32, Action, ArchPolicy, Cond, Decision, Policy, Rule, evaluate
+from .optimizer import optimize
+from .syscalls import AUDIT_ARCH, X32_SYSCALL_BIT
+from .verifier import verify
+
+NR_SPACE = 1 << 32
+
+
+class CompileError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a syscall number leads to: a constant action or an argument block."""
+    action: Action | None = None
+    block: tuple | None = None       # ((conds, action), ...) + default, shared between nrs
+
+
+@dataclass
+class Filter:
+    insns: list[I.Insn]
+    policy: Policy
+    stats: dict = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return I.pack(self.insns)
+
+    def run(self, arch: int, nr: int, args: Sequence[int] = (0,) * 6) -> Result:
+        return run(self.insns, SeccompData(nr & M32, arch, tuple(args)))
+
+    def explain(self, arch: int, nr: int, args: Sequence[int] = (0,) * 6) -> "Explanation":
+        """The program's decision, its cost, and the rule that made it."""
+        res = self.run(arch, nr, args)
+        dec = evaluate(self.policy, arch, nr, args)
+        return Explanation(Action.from_ret(res.value), res, dec, res.value == dec.action.ret)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    action: Action
+    result: Result
+    decision: Decision       # the source map: which rule (or profile-level action) decided
+    consistent: bool         # the program agrees with the policy's meaning
+
+
+def verdict_for(ap: ArchPolicy, nr: int, default: Action, unknown: Action) -> Verdict:
+    rules = ap.rules.get(nr)
+    if not rules:
+        return Verdict(default if nr in ap.known else unknown)
+    chain = []
+    for r in rules:
+        if not r.conds:
+            if not chain:
+                return Verdict(r.action)
+            return Verdict(block=tuple(chain) + (r.action,))
+        chain.append((r.conds, r.action))
+    return Verdict(block=tuple(chain) + (default,))
+
+
+def token_ranges(policy: Policy, token: int) -> list[tuple[int, int, Verdict]]:
+    """Merged [lo, hi] ranges over all 2^32 numbers for one arch token."""
+    halves: list[tuple[int, int, ArchPolicy | None]]
+    if token == AUDIT_ARCH["x86_64"]:
+        halves = [(0, X32_SYSCALL_BIT - 1, policy.arch("x86_64")),
+                  (X32_SYSCALL_BIT, NR_SPACE - 1, policy.arch("x32"))]
+    else:
+        aps = [ap for ap in policy.arches if ap.audit_arch == token]
+        halves = [(0, NR_SPACE - 1, aps[0])]
+    out: list[tuple[int, int, Verdict]] = []
+
+    def push(lo: int, hi: int, v: Verdict) -> None:
+        if out and out[-1][2] == v and out[-1][1] + 1 == lo:
+            out[-1] = (out[-1][0], hi, v)
+        else:
+            out.append((lo, hi, v))
+
+    for lo, hi, ap in halves:
+        if ap is None:
+            push(lo, hi, Verdict(policy.bad_arch))
+            continue
+        cur = lo
+        for nr in sorted(n for n in set(ap.known) | set(ap.rules) if lo <= n <= hi):
+            if nr > cur:
+                push(cur, nr - 1, Verdict(policy.unknown))
+            push(nr, nr, verdict_for(ap, nr, policy.default, policy.unknown))
+            cur = nr + 1
+        if cur <= hi:
+            push(cur, hi, Verdict(policy.unknown))
+    return out
+
+
+def range_weights(ranges, span_hi: int) -> list[float]:
+    """Weight of a range: the numbers 0..span_hi it covers (each equally likely)."""
+    ws = []
+    for lo, hi, _ in ranges:
+        inside = max(0, min(hi, span_hi) - lo + 1) if lo <= span_hi else 0
+        ws.append(inside + 1e-3)
+    return ws
+
+
+def optimal_tree(weights: Sequence[float]):
+    """Optimal alphabetic binary tree (Knuth's O(n^2) dynamic programme).
+
+    Returns nested tuples: a leaf is an int (range index), a node is
+    (left, right) where right starts at the split point.
+    """
+    n = len(weights)
+    pre = [0.0]
+    for w in weights:
+        pre.append(pre[-1] + w)
+    cost = [[0.0] * n for _ in range(n)]
+    root = [[0] * n for _ in range(n)]
+    for i in range(n):
+        root[i][i] = i
+    for length in range(2, n + 1):
+        for i in range(n - length + 1):
+            j = i + length - 1
+            lo_k = max(i, root[i][j - 1])
+            hi_k = min(j - 1, root[i + 1][j]) if length > 2 else i
+            best, best_k = None, lo_k
+            for k in range(lo_k, max(lo_k, hi_k) + 1):
+                c = cost[i][k] + cost[k + 1][j]
+                if best is None or c < best:
+                    best, best_k = c, k
+            cost[i][j] = best + pre[j + 1] - pre[i]
+            root[i][j] = best_k
+
+    def build(i: int, j: int):
+        if i == j:
+            return i
+        k = root[i][j]
+        return (build(i, k), build(k + 1, j))
+
+    return build(0, n - 1)
+
+
+class _Codegen:
+    def __init__(self, policy: Policy):
+        self.p = policy
+        self.b = Builder()
+        self.rets: dict[int, str] = {}
+        self.blocks: dict[tuple, str] = {}
+
+    def ret_label(self, action: Action) -> str:
+        return self.rets.setdefault(action.ret, f"ret.{action.ret:08x}")
+
+    def target(self, v: Verdict) -> str:
+        if v.action is not None:
+            return self.ret_label(v.action)
+        return self.blocks.setdefault(v.block, f"blk.{len(self.blocks)}")
+
+    def program(self) -> list[I.Insn]:
+        b = self.b
+        tokens = []
+        for ap in self.p.arches:
+            if ap.audit_arch not in tokens:
+                tokens.append(ap.audit_arch)
+        b.emit(I.ld_abs(I.OFF_ARCH))
+        for t in tokens:
+            b.jump(I.JEQ, t, f"arch.{t:08x}", None)
+        b.goto(self.ret_label(self.p.bad_arch))
+        for t in tokens:
+            b.label(f"arch.{t:08x}")
+            self.tree(t)
+        emitted = set()
+        while len(emitted) < len(self.blocks):
+            for key, label in list(self.blocks.items()):
+                if label not in emitted:
+                    emitted.add(label)
+                    b.label(label)
+                    self.arg_block(key)
+        for value, label in self.rets.items():
+            b.label(label)
+            b.emit(I.ret(value))
+        return b.assemble()
+
+    def tree(self, token: int) -> None:
+        ranges = token_ranges(self.p, token)
+        span = max((max(ap.known, default=0) for ap in self.p.arches if ap.audit_arch == token
+                    and ap.arch != "x32"), default=0)
+        self.b.emit(I.ld_abs(I.OFF_NR))
+        shape = optimal_tree(range_weights(ranges, span))
+        self._node(shape, ranges)
+
+    def _node(self, shape, ranges) -> str:
+        """Emit the subtree; return the label where it starts."""
+        if isinstance(shape, int):
+            return self.target(ranges[shape][2])
+        left, right = shape
+        split = ranges[_first(right)][0]
+        here = self.b.fresh("node")
+        self.b.label(here)
+        rlabel = self.b.fresh("right") if not isinstance(right, int) else None
+        llabel = self.b.fresh("left") if not isinstance(left, int) else None
+        jt = rlabel if rlabel else self.target(ranges[right][2])
+        jf = llabel if llabel else self.target(ranges[left][2])
+        self.b.jump(I.JGE, split, jt, jf)
+        if llabel:
+            self.b.alias(llabel, self._node(left, ranges))
+        if rlabel:
+            self.b.alias(rlabel, self._node(right, ranges))
+        return here
+
+    def arg_block(self, key: tuple) -> None:
+        *chain, tail = key
+        for conds, action in chain:
+            fail = self.b.fresh("next")
+            ok_final = self.ret_label(action)
+            for i, c in enumerate(conds):
+                ok = ok_final if i == len(conds) - 1 else self.b.fresh("and")
+                emit_cond(self.b, c, ok, fail)
+                if ok != ok_final:
+                    self.b.label(ok)
+            self.b.label(fail)
+        self.b.goto(self.ret_label(tail))
+
+
+def _first(shape) -> int:
+    while not isinstance(shape, int):
+        shape = shape[0]
+    return shape
+
+
+def emit_cond(b: Builder, c: Cond, ok: str, fail: str) -> None:
+    """Jump to *ok* when ``c`` holds, else to *fail*.
+
+    64-bit values are compared as two 32-bit words, high word first:
+      a == v  <=>  hi(a) == hi(v) and lo(a) == lo(v)
+      a >  v  <=>  hi(a) > hi(v) or (hi(a) == hi(v) and lo(a) > lo(v))
+      a >= v  <=>  hi(a) > hi(v) or (hi(a) == hi(v) and lo(a) >= lo(v))
+      a <  v  <=>  not (a >= v);   a <= v  <=>  not (a > v)
+    A 32-bit argument is compared on its low word only (the kernel ignores
+    the high word of an ``int`` argument), so only the second half is emitted.
+    """
+    wide = c.width == 64
+    lo_off, hi_off = I.off_arg_lo(c.arg), I.off_arg_hi(c.arg)
+    op = c.op
+    if op in ("!=", "&!=", "not in", "<", "<="):
+        ok, fail = fail, ok
+        op = {"!=": "==", "&!=": "&==", "not in": "in", "<": ">=", "<=": ">"}[op]
+    top = (1 << c.width) - 1
+    mask = c.mask & top
+    if op in ("==", "&=="):
+        _emit_masked_eq(b, c.value & top, mask, wide, lo_off, hi_off, ok, fail)
+    elif op == "in":
+        _emit_in(b, sorted({v & top for v in c.values}), wide, lo_off, hi_off, ok, fail)
+    else:  # ">" or ">="
+        v = c.value & top
+        last = I.JGT if op == ">" else I.JGE
+        if wide:
+            b.emit(I.ld_abs(hi_off))
+            mid = b.fresh("hieq")
+            b.jump(I.JGT, v >> 32, ok, None)
+            b.jump(I.JEQ, v >> 32, mid, fail)
+            b.label(mid)
+        b.emit(I.ld_abs(lo_off))
+        b.jump(last, v & M32, ok, fail)
+
+
+def _emit_masked_eq(b, v, mask, wide, lo_off, hi_off, ok, fail) -> None:
+    """(a & mask) == v, word by word; a word whose mask is all-ones needs no AND."""
+    if v & ~mask:
+        b.goto(fail)            # bits outside the mask can never match
+        return
+    words = [(hi_off, v >> 32, mask >> 32)] if wide else []
+    words.append((lo_off, v & M32, mask & M32))
+    for i, (off, val, m) in enumerate(words):
+        last = i == len(words) - 1
+        nxt = ok if last else b.fresh("word")
+        if m == 0:
+            if not last:
+                continue
+            b.goto(ok)          # nothing left to compare in this word
+            return
+        b.emit(I.ld_abs(off))
+        if val == 0 and m != M32:
+            b.jump(I.JSET, m, fail, nxt)          # any masked bit set -> mismatch
+        elif val == m and m & (m - 1) == 0:
+            b.jump(I.JSET, m, nxt, fail)          # single-bit mask, bit must be set
+        else:
+            if m != M32:
+                b.emit(I.stmt(I.ALU | I.AND | I.K, m))
+            b.jump(I.JEQ, val, nxt, fail)
+        if not last:
+            b.label(nxt)
+
+
+def _emit_in(b, values, wide, lo_off, hi_off, ok, fail) -> None:
+    groups: dict[int, list[int]] = {}
+    for v in values:
+        groups.setdefault(v >> 32, []).append(v & M32)
+    if wide:
+        b.emit(I.ld_abs(hi_off))
+        labels = [b.fresh("hi") for _ in groups]
+        for (hi, _), lab in zip(groups.items(), labels):
+            b.jump(I.JEQ, hi, lab, None)
+        b.goto(fail)
+    else:
+        labels = [None]
+        groups = {0: [v & M32 for v in values]}
+    for (_, los), lab in zip(groups.items(), labels):
+        if lab:
+            b.label(lab)
+        b.emit(I.ld_abs(lo_off))
+        for lo in los:
+            b.jump(I.JEQ, lo, ok, None)
+        b.goto(fail)
+
+
+def check_cacheable(prog: Sequence[I.Insn], policy: Policy) -> list[tuple[str, int]]:
+    """Arg-free allows the kernel would not cache (must be empty)."""
+    missing = []
+    for ap in policy.arches:
+        if ap.arch == "x32":
+            continue            # the kernel caches only the native and compat ABIs
+        for nr in sorted(ap.known):
+            v = verdict_for(ap, nr, policy.default, policy.unknown)
+            if v.action is not None and v.action.kind == "allow":
+                if not is_const_allow(prog, ap.audit_arch, nr):
+                    missing.append((ap.arch, nr))
+    return missing
+
+
+def compile_policy(policy: Policy, *, optimize_program: bool = True) -> Filter:
+    """lower -> assemble -> optimize -> verify -> cacheability check."""
+    t0 = time.perf_counter()
+    if not policy.arches:
+        raise CompileError("the policy names no architecture")
+    prog = _Codegen(policy).program()
+    if optimize_program:
+        prog = optimize(prog)
+    verify(prog)
+    missing = check_cacheable(prog, policy)
+    if missing:
+        raise CompileError(f"arg-free allows not cacheable by the kernel: {missing[:5]}")
+    stats = {"insns": len(prog), "compile_ms": (time.perf_counter() - t0) * 1000}
+    return Filter(prog, policy, stats)

@@ -1,0 +1,36 @@
+"""Shared test fixtures.
+
+Kernel tests (real seccomp filters, real eBPF, audit netlink) need root. On a
+user's laptop they skip with a reason; in CI ``SBX_REQUIRE_KERNEL=1`` turns
+every such skip into a failure, so a kernel test can never pass by not running.
+"""
+import os
+
+import pytest
+
+REQUIRE_KERNEL = os.environ.get("SBX_REQUIRE_KERNEL") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip the calling test with *reason* unless *condition* holds.
+
+    With SBX_REQUIRE_KERNEL=1 a missing kernel feature is a failure instead.
+    """
+    if condition:
+        return
+    if REQUIRE_KERNEL:
+        pytest.fail(f"kernel test required in CI but cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def root():
+    """The test needs uid 0 (installing filters is fine unprivileged, but eBPF,
+    audit and the escape suite are not)."""
+    need(os.geteuid() == 0, "needs root")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "/kernel/" in str(item.fspath) or "/escape/" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
