@@ -1,0 +1,15 @@
+"""Where sbx's data files are, without importing anything heavy."""
+from __future__ import annotations
+
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def builtin_dir() -> str:
+    """The built-in profiles: package data ``sandbox/profiles`` when installed,
+    ``profiles/`` beside the package in a source checkout."""
+    for d in (os.path.join(_HERE, "profiles"), os.path.join(os.path.dirname(_HERE), "profiles")):
+        if os.path.isfile(os.path.join(d, "groups.yaml")):
+            return d
+    return os.path.join(os.path.dirname(_HERE), "profiles")

@@ -1,0 +1,417 @@
+"""Load YAML profiles with positions: ``extends``, ``@groups``, actions, conditions.
+
+``load_profile`` reads a profile (a built-in name or a file), merges the
+profiles it extends (this file's rules first: first match wins), expands
+groups, and checks every name, action and condition, collecting all problems
+of all files before failing with a PolicyError.  The result is a ``Profile``;
+``sandbox.policy.lower`` turns it into the per-architecture IR.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bpf_filters import syscalls
+from bpf_filters.ir import Action, Origin
+
+from . import constants
+from .conditions import CondSpec, parse_condition
+from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
+
+TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
+            "rules", "groups")
+ACTION_NAMES = ("allow", "log", "errno", "trap", "kill-process", "kill-thread", "notify")
+ARCH_NAMES = ("native",) + syscalls.ARCHES
+_ACTION_RE = re.compile(r"^(?P<kind>[a-z-]+)(?:\((?P<arg>[^()]*)\))?$")
+
+
+def builtin_dir() -> Path:
+    """Where the built-in profiles live (package data ``sandbox.profiles``)."""
+    from ..paths import builtin_dir as _dir
+    return Path(_dir())
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml") if p.stem != "groups")
+
+
+@dataclass
+class RuleSpec:
+    action: Action
+    names: list[tuple[str, Position]]
+    conds: list[CondSpec]
+    pos: Position
+    text: str
+    comment: str | None = None
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.pos.file, self.pos.line, self.pos.col, self.text)
+
+
+@dataclass
+class Setting:
+    value: object
+    pos: Position | None
+
+
+@dataclass
+class Profile:
+    name: str
+    description: str
+    path: str
+    default: Setting
+    unknown: Setting
+    bad_arch: Setting
+    arches: Setting
+    rules: list[RuleSpec]
+    files: list[str] = field(default_factory=list)       # every file it was built from
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    extends: list[str] = field(default_factory=list)
+    local_groups: dict = field(default_factory=dict)   # a profile's own ``groups:``
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for f in sorted(self.files):
+            h.update(f.encode() + b"\0" + "".join(self.sources.get(f, [])).encode() + b"\0")
+        return h.hexdigest()
+
+
+def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
+    """A profile reference is a path (has '/' or ends in .yaml) or a built-in name."""
+    if "/" in ref or ref.endswith((".yaml", ".yml")):
+        p = Path(ref)
+        if not p.is_absolute() and relative_to is not None:
+            p = relative_to / p
+        return p if p.is_file() else None
+    p = builtin_dir() / f"{ref}.yaml"
+    return p if p.is_file() and ref != "groups" else None
+
+
+class _Reader:
+    """Reads one or more files, accumulating diagnostics and sources."""
+
+    def __init__(self) -> None:
+        self.diags: list[Diagnostic] = []
+        self.sources: dict[str, list[str]] = {}
+        self.files: list[str] = []
+
+    def error(self, pos: Position | None, msg: str, hint: str | None = None, **kw) -> None:
+        self.diags.append(Diagnostic(pos, msg, hint=hint, **kw))
+
+    def pos(self, file: str, node: yaml.Node, shift: int = 0) -> Position:
+        m = node.start_mark
+        quoted = isinstance(node, yaml.ScalarNode) and node.style in ("'", '"')
+        length = 1
+        if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line:
+            length = max(1, node.end_mark.column - node.start_mark.column - (2 if quoted else 0))
+        return Position(file, m.line + 1, m.column + 1 + (1 if quoted else 0) + shift, length)
+
+    def compose(self, path: Path) -> yaml.Node | None:
+        file = str(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            self.error(Position(file, 1, 1), f"cannot read profile: {err.strerror}")
+            return None
+        self.sources[file] = text.splitlines(keepends=True)
+        if file not in self.files:
+            self.files.append(file)
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            where = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
+            self.error(where, f"invalid YAML: {err.problem or err.context}")
+            return None
+        except yaml.YAMLError as err:
+            self.error(Position(file, 1, 1), f"invalid YAML: {err}")
+            return None
+        if node is None:
+            self.error(Position(file, 1, 1), "empty profile")
+            return None
+        if not isinstance(node, yaml.MappingNode):
+            self.error(self.pos(file, node), "a profile must be a mapping of keys (name, rules, ...)")
+            return None
+        return node
+
+    def mapping(self, file: str, node: yaml.MappingNode, allowed) -> dict[str, tuple]:
+        """{key: (key_node, value_node)}; reports duplicates and unknown keys."""
+        out: dict[str, tuple] = {}
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                self.error(self.pos(file, k), "keys must be plain words")
+                continue
+            if k.value in out:
+                first = self.pos(file, out[k.value][0])
+                self.error(self.pos(file, k), f"duplicate key '{k.value}'",
+                           notes=[Diagnostic(first, "first defined here", severity="note")])
+                continue
+            if allowed is not None and k.value not in allowed:
+                self.error(self.pos(file, k), f"unknown key '{k.value}'", did_you_mean(k.value, allowed))
+                continue
+            out[k.value] = (k, v)
+        return out
+
+    def scalar(self, file: str, node: yaml.Node, what: str) -> str | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+            self.error(self.pos(file, node), f"{what} must be a single value")
+            return None
+        return str(node.value)
+
+    def words(self, file: str, node: yaml.Node, what: str) -> list[tuple[str, Position]]:
+        """A string or a list of strings."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        out = []
+        for it in items:
+            s = self.scalar(file, it, what)
+            if s is not None:
+                out.append((s, self.pos(file, it)))
+        if isinstance(node, yaml.SequenceNode) and not items:
+            self.error(self.pos(file, node), f"{what} list is empty")
+        return out
+
+    def action(self, file: str, text: str, pos: Position) -> Action | None:
+        m = _ACTION_RE.match(text.strip())
+        kind = m.group("kind") if m else text
+        if not m or kind not in ACTION_NAMES:
+            self.error(pos, f"unknown action '{text}'", did_you_mean(kind, ACTION_NAMES + ("errno(EPERM)",)))
+            return None
+        arg = m.group("arg")
+        if kind in ("errno", "trap"):
+            if arg is None:
+                return Action(kind, 1 if kind == "errno" else 0)   # errno defaults to EPERM
+            arg = arg.strip()
+            num = constants.ERRNO.get(arg) if kind == "errno" else None
+            if num is None:
+                try:
+                    num = int(arg, 0)
+                except ValueError:
+                    self.error(pos, f"unknown errno '{arg}'", did_you_mean(arg, constants.ERRNO))
+                    return None
+            if not 0 <= num <= 4095:
+                self.error(pos, f"{kind} value {num} out of range 0..4095")
+                return None
+            return Action(kind, num)
+        if arg is not None:
+            self.error(pos, f"action '{kind}' takes no argument")
+            return None
+        return Action(kind)
+
+
+_GROUPS_CACHE: dict[str, dict] = {}
+
+
+def _load_groups(reader: _Reader, path: Path) -> dict[str, tuple[list[tuple[str, Position]], Position]]:
+    node = reader.compose(path)
+    if node is None:
+        return {}
+    file = str(path)
+    top = reader.mapping(file, node, ("groups",))
+    if "groups" not in top:
+        return {}
+    gnode = top["groups"][1]
+    if not isinstance(gnode, yaml.MappingNode):
+        reader.error(reader.pos(file, gnode), "groups must be a mapping of name: [syscalls]")
+        return {}
+    out = {}
+    for name, (knode, vnode) in reader.mapping(file, gnode, None).items():
+        out[name] = (reader.words(file, vnode, f"group '{name}'"), reader.pos(file, knode))
+    return out
+
+
+def _read_rules(reader: _Reader, file: str, node: yaml.Node) -> list[RuleSpec]:
+    if not isinstance(node, yaml.SequenceNode):
+        reader.error(reader.pos(file, node), "rules must be a list")
+        return []
+    out = []
+    for item in node.value:
+        ipos = reader.pos(file, item)
+        if not isinstance(item, yaml.MappingNode):
+            reader.error(ipos, "a rule is a mapping like 'allow: [read, write]'")
+            continue
+        fields = reader.mapping(file, item, None)
+        action_keys = [k for k in fields if k not in ("when", "comment")]
+        if len(action_keys) != 1:
+            reader.error(ipos, "a rule needs exactly one action key (allow, errno(EPERM), kill-process, ...)"
+                         if not action_keys else f"a rule has one action, found {', '.join(action_keys)}")
+            continue
+        key = action_keys[0]
+        knode, vnode = fields[key]
+        apos = reader.pos(file, knode)
+        action = reader.action(file, key, apos)
+        names = reader.words(file, vnode, "syscall")
+        conds: list[CondSpec] = []
+        if "when" in fields:
+            for text, cpos in reader.words(file, fields["when"][1], "condition"):
+                spec, diags = parse_condition(text, cpos)
+                reader.diags.extend(diags)
+                if spec:
+                    conds.append(spec)
+        comment = None
+        if "comment" in fields:
+            comment = reader.scalar(file, fields["comment"][1], "comment")
+        line_text = reader.sources[file][apos.line - 1].strip() if file in reader.sources else key
+        if action is not None:
+            out.append(RuleSpec(action, names, conds, apos, line_text, comment))
+    return out
+
+
+def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
+    file = str(path)
+    node = reader.compose(path)
+    if node is None:
+        return None
+    top = reader.mapping(file, node, TOP_KEYS)
+
+    def setting(key: str, parse):
+        if key not in top:
+            return Setting(None, None)
+        knode, vnode = top[key]
+        return Setting(parse(vnode), reader.pos(file, vnode))
+
+    def parse_action(vnode):
+        s = reader.scalar(file, vnode, "an action")
+        return reader.action(file, s, reader.pos(file, vnode)) if s is not None else None
+
+    def parse_arches(vnode):
+        out = []
+        for a, apos in reader.words(file, vnode, "arch"):
+            if a not in ARCH_NAMES:
+                reader.error(apos, f"unknown architecture '{a}'", did_you_mean(a, ARCH_NAMES))
+            else:
+                out.append(a)
+        return out
+
+    name = setting("name", lambda n: reader.scalar(file, n, "name"))
+    if name.value is None and "name" not in top:
+        reader.error(Position(file, 1, 1), "profile has no 'name'")
+    desc = setting("description", lambda n: reader.scalar(file, n, "description"))
+    rules = _read_rules(reader, file, top["rules"][1]) if "rules" in top else []
+    prof = Profile(name=name.value or path.stem, description=desc.value or "", path=file,
+                   default=setting("default", parse_action), unknown=setting("unknown", parse_action),
+                   bad_arch=setting("bad_arch", parse_action), arches=setting("arches", parse_arches),
+                   rules=rules)
+    if "groups" in top:
+        gnode = top["groups"][1]
+        if isinstance(gnode, yaml.MappingNode):
+            prof.local_groups = {k: (reader.words(file, v, f"group '{k}'"), reader.pos(file, kn))
+                                 for k, (kn, v) in reader.mapping(file, gnode, None).items()}
+        else:
+            reader.error(reader.pos(file, gnode), "groups must be a mapping of name: [syscalls]")
+    for ref, rpos in (reader.words(file, top["extends"][1], "extends") if "extends" in top else []):
+        base_path = find_profile(ref, path.parent)
+        if base_path is None:
+            reader.error(rpos, f"unknown profile '{ref}' in extends", did_you_mean(ref, builtin_names()))
+            continue
+        key = str(base_path.resolve())
+        if key in chain:
+            reader.error(rpos, f"profile '{ref}' extends itself (cycle: {' -> '.join(chain + [key])})")
+            continue
+        base = _read_file(reader, base_path, chain + [key])
+        if base is None:
+            continue
+        prof.extends.append(base.name)
+        prof.rules = prof.rules + base.rules
+        for attr in ("default", "unknown", "bad_arch", "arches"):
+            if getattr(prof, attr).value is None and getattr(base, attr).value is not None:
+                setattr(prof, attr, getattr(base, attr))
+        for g, val in base.local_groups.items():
+            prof.local_groups.setdefault(g, val)
+    return prof
+
+
+def load_profile(ref: str | Path) -> Profile:
+    """Load a profile by built-in name or path; raise PolicyError with every problem."""
+    path = find_profile(str(ref)) if not isinstance(ref, Path) else (ref if ref.is_file() else None)
+    if path is None:
+        hint = did_you_mean(str(ref), builtin_names())
+        names = ", ".join(builtin_names())
+        raise PolicyError([Diagnostic(None, f"no profile '{ref}' (built-in profiles: {names}; "
+                                            "or give a path to a .yaml file)", hint=hint)])
+    reader = _Reader()
+    prof = _read_file(reader, path, [str(path.resolve())])
+    groups_path = builtin_dir() / "groups.yaml"
+    groups = _load_groups(reader, groups_path) if groups_path.is_file() else {}
+    if prof is not None:
+        groups = {**groups, **prof.local_groups}
+        _expand(reader, prof, groups)
+        _check_widths(reader, prof)
+        if prof.default.value is None and prof.default.pos is None:
+            reader.error(Position(prof.path, 1, 1), "profile has no 'default' action (neither it nor the profiles it extends set one)")
+        _apply_defaults(prof)
+    unique: dict[tuple, Diagnostic] = {}
+    for d in reader.diags:
+        unique.setdefault((d.pos, d.message), d)
+    order = {f: i for i, f in enumerate(reader.files)}
+    reader.diags = sorted(unique.values(), key=lambda d: (
+        (order.get(d.pos.file, 99), d.pos.line, d.pos.col) if d.pos else (-1, 0, 0)))
+    errors = [d for d in reader.diags if d.severity == "error"]
+    if errors or prof is None:
+        raise PolicyError(reader.diags, reader.sources)
+    prof.files, prof.sources = reader.files, reader.sources
+    prof.warnings = [d for d in reader.diags if d.severity != "error"]
+    return prof
+
+
+def _apply_defaults(prof: Profile) -> None:
+    if prof.unknown.value is None:
+        prof.unknown = Setting(Action("errno", 38), None)      # ENOSYS
+    if prof.bad_arch.value is None:
+        prof.bad_arch = Setting(Action("kill-process"), None)
+    if prof.arches.value is None:
+        prof.arches = Setting(["native"], None)
+
+
+def _expand(reader: _Reader, prof: Profile, groups) -> None:
+    """Replace @group references by syscall names; check every name exists somewhere."""
+    known = syscalls.all_names()
+
+    def expand(name: str, pos: Position, seen: tuple) -> list[tuple[str, Position]]:
+        if not name.startswith("@"):
+            if name not in known:
+                reader.error(pos, f"unknown syscall '{name}'", did_you_mean(name, known))
+                return []
+            return [(name, pos)]
+        g = name[1:]
+        if g not in groups:
+            reader.error(pos, f"unknown group '{name}'", did_you_mean(g, groups) and
+                         "did you mean '@" + did_you_mean(g, groups).split("'")[1] + "'?")
+            return []
+        if g in seen:
+            reader.error(pos, f"group '{name}' includes itself")
+            return []
+        out = []
+        for member, mpos in groups[g][0]:
+            out.extend((n, pos) for n, _ in expand(member, mpos, seen + (g,)))
+        return out
+
+    for rule in prof.rules:
+        names = []
+        for n, p in rule.names:
+            names.extend(expand(n, p, ()))
+        rule.names = names
+
+
+def _check_widths(reader: _Reader, prof: Profile) -> None:
+    """Every compared value must fit the argument it is compared with, on every ABI."""
+    from .lower import arg_width, fits     # lower imports this module
+
+    for rule in prof.rules:
+        for c in rule.conds:
+            for name in dict.fromkeys(n for n, _ in rule.names):
+                for arch in syscalls.ARCHES:
+                    if name not in syscalls.table(arch):
+                        continue
+                    width = arg_width(arch, name, c.arg)
+                    vals = list(c.values) + ([c.mask] if c.mask is not None else [])
+                    bad = [v for v in vals if not fits(v, width)]
+                    if bad:
+                        reader.error(c.pos, f"value {bad[0]:#x} does not fit the {width}-bit "
+                                            f"argument arg{c.arg} of {name} on {arch}")
+                        break

@@ -1,0 +1,36 @@
+"""Print a resolved profile (extends merged, groups expanded) in the profile language."""
+from __future__ import annotations
+
+import errno as _errno
+import json
+
+from bpf_filters.ir import Action
+
+from .lower import resolve_arches
+from .profile import Profile
+
+
+def action_text(a: Action) -> str:
+    if a.kind == "errno":
+        return f"errno({_errno.errorcode.get(a.data, a.data)})"
+    if a.kind == "trap" and a.data:
+        return f"trap({a.data})"
+    return a.kind
+
+
+def resolved_yaml(prof: Profile, native: str) -> str:
+    out = [f"# {prof.name}, resolved from {prof.path}" +
+           (f" (extends {', '.join(prof.extends)})" if prof.extends else ""),
+           f"name: {prof.name}",
+           f"description: {json.dumps(prof.description)}",
+           f"default: {action_text(prof.default.value)}",
+           f"unknown: {action_text(prof.unknown.value)}",
+           f"arches: [{', '.join(resolve_arches(prof.arches.value, native))}]",
+           f"bad_arch: {action_text(prof.bad_arch.value)}",
+           "rules:"]
+    for r in prof.rules:
+        names = list(dict.fromkeys(n for n, _ in r.names))
+        out.append(f"  - {action_text(r.action)}: [{', '.join(names)}]   # {r.pos.file}:{r.pos.line}")
+        if r.conds:
+            out.append(f"    when: [{', '.join(json.dumps(c.text) for c in r.conds)}]")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,181 @@
+"""Tell the person running ``sbx run`` what the sandbox blocked, in plain words.
+
+Channels: the audit read-log socket (opened before fork, cheaply; parsed only
+when something has to be explained) and, with ``--monitor``, the eBPF probe.
+Numbers are mapped back to the profile rule that decided them through the
+compiler's source map (the policy IR).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from .kernel import seccomp
+
+SIGSYS = signal.SIGSYS
+
+
+def _say(msg: str) -> None:
+    print(f"sbx: {msg}", file=sys.stderr)
+
+
+class Denial:
+    __slots__ = ("arch", "nr", "action", "pid", "comm", "args", "count")
+
+    def __init__(self, arch: str, nr: int, action: str, pid: int, comm: str, args=None, count=1):
+        self.arch, self.nr, self.action, self.pid, self.comm = arch, nr, action, pid, comm
+        self.args, self.count = args, count
+
+
+class Reporter:
+    def __init__(self, compiled, opts):
+        self.compiled, self.opts = compiled, opts
+        self.audit_fd = -1
+        self.probe = None
+        self.pid = None
+        self.wants_summary = opts.log or opts.mode == "complain" or opts.monitor
+
+    @property
+    def needs_go(self) -> bool:
+        return self.probe is not None
+
+    def start(self) -> None:
+        self.audit_fd = seccomp.open_audit_readlog() if os.geteuid() == 0 else -1
+        if self.opts.monitor:
+            from .monitor import Probe, ProbeUnavailable
+            try:
+                self.probe = Probe("monitor")
+            except ProbeUnavailable as e:
+                _say(f"monitor unavailable: {e}; running without it")
+        if self.wants_summary and self.audit_fd < 0 and self.probe is None:
+            _say("cannot read seccomp audit records (needs root / CAP_AUDIT_READ); "
+                 "denials will not be listed")
+
+    def track(self, pid: int) -> None:
+        self.pid = pid
+        if self.probe is not None:
+            self.probe.track_pid(pid)
+
+    def stop(self) -> None:
+        if self.audit_fd >= 0:
+            os.close(self.audit_fd)
+            self.audit_fd = -1
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
+
+    # -- after the command exited ------------------------------------------
+    def finish(self, pid: int, status: int) -> None:
+        self.pid = self.pid or pid
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == SIGSYS
+        if not (killed or self.wants_summary):
+            self.stop()
+            return
+        try:
+            denials = self._collect(killed)
+            if killed:
+                self._explain_kill(denials)
+            if self.wants_summary:
+                self._summary(denials)
+        finally:
+            self.stop()
+
+    def _collect(self, killed: bool) -> list[Denial]:
+        out: list[Denial] = []
+        if self.probe is not None:
+            for ev in self.probe.poll(0):
+                out.append(Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args))
+            for ev in self.probe.poll(50):
+                out.append(Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args))
+            return out
+        if self.audit_fd < 0:
+            return out
+        from .kernel.audit import AuditReader
+        reader = AuditReader.adopt(self.audit_fd, pids=[self.pid])
+        self.audit_fd = -1
+        try:
+            records = reader.sync(timeout=2.0)
+        finally:
+            reader.close()
+        names = {0x80000000: "kill-process", 0: "kill-thread", 0x30000: "trap", 0x50000: "errno",
+                 0x7FC00000: "notify", 0x7FFC0000: "log", 0x7FF00000: "trace"}
+        for r in records:
+            out.append(Denial(r.arch_name, r.nr & ~0x40000000 if r.arch_name == "x32" else r.nr,
+                              names.get(r.action, hex(r.action)), r.pid, r.comm))
+        return out
+
+    def _policy(self):
+        from .policy import load_profile, lower
+        return lower(load_profile(self.compiled.path), seccomp.native_arch())
+
+    def _rule_text(self, policy, arch: str, nr: int, args=None) -> str:
+        from bpf_filters import syscalls
+        from bpf_filters.ir import evaluate
+        full_nr = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
+        token = syscalls.AUDIT_ARCH.get(arch, 0)
+        dec = evaluate(policy, token, full_nr, tuple(args or (0,) * 6))
+        if dec.rule is not None and dec.rule.origin is not None:
+            o = dec.rule.origin
+            return f"{_rel(o.file)}:{o.line} {o.text}"
+        o = policy.origins.get(dec.reason)
+        where = f"{_rel(o.file)}:{o.line} {o.text}" if o else "built-in"
+        return f"{dec.reason} action, {where}"
+
+    def _explain_kill(self, denials: list[Denial]) -> None:
+        from bpf_filters import syscalls
+        cmd = os.path.basename(self.opts.argv[0])
+        mine = [d for d in denials if d.action in ("kill-process", "kill-thread", "trap")
+                and d.pid == self.pid] or [d for d in denials if d.action in
+                                           ("kill-process", "kill-thread", "trap")]
+        if not mine:
+            why = "audit records need root" if os.geteuid() else "no audit record arrived"
+            _say(f"{cmd} was killed by seccomp (SIGSYS) under profile {self.compiled.name}; "
+                 f"the syscall is unknown ({why}); rerun with --monitor to see it")
+            return
+        d = mine[-1]
+        policy = self._policy()
+        name = syscalls.table(d.arch).name(d.nr | (syscalls.X32_SYSCALL_BIT if d.arch == "x32" else 0)) \
+            if d.arch in syscalls.ARCHES else None
+        what = "killed" if d.action != "trap" else "stopped by SIGSYS (trap)"
+        abi = "" if d.arch == seccomp.native_arch() else f" [{d.arch} ABI]"
+        _say(f"{cmd} was {what}: syscall {name or '?'} ({d.nr}){abi} is not allowed by profile "
+             f"{self.compiled.name} ({self._rule_text(policy, d.arch, d.nr)})")
+
+    def _summary(self, denials: list[Denial]) -> None:
+        from bpf_filters import syscalls
+        if not denials:
+            if self.audit_fd >= 0 or self.probe is not None or True:
+                _say(f"no denials recorded under profile {self.compiled.name}")
+            return
+        policy = self._policy()
+        groups: dict[tuple, list[Denial]] = {}
+        for d in denials:
+            groups.setdefault((d.arch, d.nr, d.action), []).append(d)
+        verb = "would have been denied" if self.opts.mode == "complain" else "denied"
+        _say(f"{len(denials)} syscall{'s' if len(denials) != 1 else ''} {verb} "
+             f"under profile {self.compiled.name}:")
+        print(f"  {'SYSCALL':24} {'COUNT':>6}  {'ACTION':13} {'EXAMPLE ARGS':28} RULE", file=sys.stderr)
+        allow = []
+        for (arch, nr, action), ds in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            table = syscalls.table(arch) if arch in syscalls.ARCHES else None
+            full = nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0)
+            name = (table.name(full) if table else None) or f"#{nr}"
+            label = f"{name} ({nr})" + ("" if arch == seccomp.native_arch() else f" {arch}")
+            ex = next((d.args for d in ds if d.args), None)
+            ex_txt = ", ".join(hex(a) for a in ex[:3]) if ex else "-"
+            print(f"  {label:24} {len(ds):>6}  {action:13} {ex_txt:28} "
+                  f"{self._rule_text(policy, arch, nr, ex)}", file=sys.stderr)
+            if name not in allow and not name.startswith("#"):
+                allow.append(name)
+        if allow:
+            print("  to allow them, add to the profile's rules (or run `sbx refine`):", file=sys.stderr)
+            print(f"    - allow: [{', '.join(allow)}]", file=sys.stderr)
+
+
+def _rel(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+        return rel if not rel.startswith("../..") else path
+    except ValueError:
+        return path
