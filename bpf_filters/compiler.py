@@ -218,8 +218,11 @@ class _Codegen:
         ranges = token_ranges(self.p, token)
         span = max((max(ap.known, default=0) for ap in self.p.arches if ap.audit_arch == token
                     and ap.arch != "x32"), default=0)
-        self.b.emit(I.ld_abs(I.OFF_NR))
         shape = optimal_tree(range_weights(ranges, span))
+        if isinstance(shape, int):          # one verdict for every number: no search at all
+            self.b.goto(self.target(ranges[shape][2]))
+            return
+        self.b.emit(I.ld_abs(I.OFF_NR))
         self._node(shape, ranges)
 
     def _node(self, shape, ranges) -> str:

@@ -87,8 +87,8 @@ def _check_memory(prog: Sequence[I.Insn]) -> None:
             raise VerifyError(pc, f"scratch memory M[{ins.k}] read before it is written")
         if code in (I.ST, I.STX):
             mask |= 1 << ins.k
-        if ins.is_ret:
-            continue
+        # like the kernel's check_load_and_stores, a RET hands its mask on to the
+        # next instruction (only jumps reset it): code after a RET is checked too
         if ins.is_jump:
             if code & 0xF0 == I.JA:
                 targets = [pc + 1 + ins.k]

@@ -11,8 +11,33 @@ from .policy.diagnostics import PolicyError
 ARCH_CHOICES = ["native", "x86_64", "i386", "x32", "aarch64"]
 
 
+# Commands that live beside their subsystem, imported only when used: "name": "module:attr"
+LAZY_COMMANDS = {
+    "check": "sandbox.cli_check:check",
+    "verify": "sandbox.cli_check:verify",
+    "export": "sandbox.cli_interop:export",
+    "import": "sandbox.cli_interop:import_",
+    "trace": "sandbox.cli_trace:trace",
+    "monitor": "sandbox.cli_monitor:monitor",
+    "refine": "sandbox.cli_monitor:refine",
+}
+
+
 class SbxGroup(click.Group):
-    """Turns PolicyError into diagnostics + exit 2, never a traceback."""
+    """Lazy subcommands; turns PolicyError into diagnostics + exit 2, never a traceback."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS:
+            import importlib
+            mod, _, attr = LAZY_COMMANDS[name].partition(":")
+            try:
+                return getattr(importlib.import_module(mod), attr)
+            except ImportError:
+                return None
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:

@@ -33,8 +33,9 @@ class RunOptions:
 
     def __init__(self, argv: list[str], profile: str = "default", mode: str = "enforce",
                  log: bool = False, monitor: bool = False, use_cache: bool = True,
-                 env: dict | None = None, quiet: bool = False):
+                 env: dict | None = None, quiet: bool = False, on_denials=None):
         self.argv, self.profile, self.mode = argv, profile, mode
+        self.on_denials = on_denials    # called with the list of report.Denial after exit
         self.log = log              # SECCOMP_FILTER_FLAG_LOG: audit every denial
         self.monitor = monitor      # eBPF denial monitor, summary after exit
         self.use_cache, self.env, self.quiet = use_cache, env, quiet
@@ -98,8 +99,8 @@ def resolve_command(cmd: str, env: dict) -> str:
 _FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
 
 
-def spawn(argv: list[str], program: bytes, *, flags: int = 0, env: dict | None = None,
-          before_exec=None, wait_go: bool = False):
+def spawn(argv: list[str], program: bytes | None, *, flags: int = 0, env: dict | None = None,
+          wait_go: bool = False):
     """Fork a child that installs *program* and execs *argv*.
 
     Returns (pid, go_fd): with *wait_go* the child blocks until a byte is
@@ -108,7 +109,8 @@ def spawn(argv: list[str], program: bytes, *, flags: int = 0, env: dict | None =
     """
     env = dict(os.environ) if env is None else env
     exe = resolve_command(argv[0], env)
-    prepared = seccomp.PreparedFilter(program, flags)
+    # program None: no filter at all, for ``sbx trace`` (which records, not confines)
+    prepared = seccomp.PreparedFilter(program, flags) if program is not None else None
     bargv = [os.fsencode(a) for a in argv]
     benv = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
     bexe = os.fsencode(exe)
@@ -126,7 +128,8 @@ def spawn(argv: list[str], program: bytes, *, flags: int = 0, env: dict | None =
                 os.close(go_r)
             for s in _FORWARD + (signal.SIGINT, signal.SIGQUIT):
                 signal.signal(s, signal.SIG_DFL)
-            prepared.install()
+            if prepared is not None:
+                prepared.install()
         except BaseException as e:                 # noqa: BLE001 - must never exec unconfined
             try:
                 os.write(err_w, b"F" + str(e).encode(errors="replace")[:500])

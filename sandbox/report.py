@@ -35,6 +35,7 @@ class Reporter:
         self.probe = None
         self.pid = None
         self.wants_summary = opts.log or opts.mode == "complain" or opts.monitor
+        self.collect_always = opts.on_denials is not None
 
     @property
     def needs_go(self) -> bool:
@@ -69,14 +70,16 @@ class Reporter:
     def finish(self, pid: int, status: int) -> None:
         self.pid = self.pid or pid
         killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == SIGSYS
-        if not (killed or self.wants_summary):
+        if not (killed or self.wants_summary or self.collect_always):
             self.stop()
             return
         try:
             denials = self._collect(killed)
+            if self.opts.on_denials is not None:
+                self.opts.on_denials(denials)
             if killed:
                 self._explain_kill(denials)
-            if self.wants_summary:
+            if self.wants_summary and not self.opts.quiet:
                 self._summary(denials)
         finally:
             self.stop()
@@ -92,9 +95,10 @@ class Reporter:
         if self.audit_fd < 0:
             return out
         from .kernel.audit import AuditReader
-        reader = AuditReader.adopt(self.audit_fd, pids=[self.pid])
+        reader = AuditReader(pids=[self.pid], netlink_fd=self.audit_fd, source="netlink")
         self.audit_fd = -1
         try:
+            reader.open()
             records = reader.sync(timeout=2.0)
         finally:
             reader.close()
@@ -174,8 +178,10 @@ class Reporter:
 
 
 def _rel(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-        return rel if not rel.startswith("../..") else path
-    except ValueError:
-        return path
+    """profiles/web.yaml for built-ins, a relative path below the cwd, else absolute."""
+    from .paths import builtin_dir
+    base = builtin_dir()
+    if os.path.dirname(os.path.abspath(path)) == base:
+        return f"profiles/{os.path.basename(path)}"
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

@@ -116,7 +116,7 @@ def open_audit_readlog() -> int:
     fd = _libc.socket(16, 3 | 0o4000 | 0o2000000, NETLINK_AUDIT)   # AF_NETLINK, RAW|NONBLOCK|CLOEXEC
     if fd < 0:
         return -1
-    size = ctypes.c_int(8 << 20)
+    size = ctypes.c_int(32 << 20)     # about 40,000 unread records
     if _libc.setsockopt(fd, 1, 33, ctypes.byref(size), 4) != 0:     # SO_RCVBUFFORCE
         _libc.setsockopt(fd, 1, 8, ctypes.byref(size), 4)           # SO_RCVBUF
     addr = _SockaddrNl(16, 0, 0, 1 << (AUDIT_NLGRP_READLOG - 1))

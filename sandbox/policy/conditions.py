@@ -5,7 +5,7 @@ Grammar (one condition per string; a rule's conditions all have to hold):
             | ARG '&' value ('==' | '!=') value   # masked compare
             | ARG ['not'] 'in' '[' value {',' value} ']'
     value  := term {'|' term}                     # O_CREAT|O_WRONLY
-    term   := NUMBER | NAME | '~' term            # 0x10, -1, AF_INET, ~0x3
+    term   := NUMBER | NAME | '~' term | '(' value ')'   # 0x10, -1, AF_INET, ~0x3
     ARG    := 'arg0' .. 'arg5'
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .diagnostics import Diagnostic, Position, did_you_mean
 _TOKEN = re.compile(r"""\s*(?:
     (?P<num>-?0[xX][0-9a-fA-F]+|-?0[oO][0-7]+|-?\d+) |
     (?P<name>[A-Za-z_][A-Za-z0-9_]*) |
-    (?P<op>==|!=|<=|>=|<|>|&|\||\[|\]|,|~)
+    (?P<op>==|!=|<=|>=|<|>|&|\||\[|\]|,|~|\(|\))
 )""", re.X)
 
 
@@ -73,6 +73,11 @@ class _Parser:
         if kind == "op" and val == "~":
             self.i += 1
             return ~self.term()
+        if kind == "op" and val == "(":
+            self.i += 1
+            v = self.value()
+            self.take("op", ")")
+            return v
         if kind == "num":
             self.i += 1
             return int(val, 0)

@@ -1,0 +1,317 @@
+"""Seccomp denial monitor and syscall tracer over the sbx.bpf.o eBPF object.
+
+`Probe("monitor")` reports every syscall that seccomp refuses in a tracked
+task tree (ring-buffer events plus lossless in-kernel counters);
+`Probe("trace")` also counts every syscall and selected argument values, the
+raw material for writing a profile.  Struct layouts mirror
+bpf_filters/ebpf/sbx.h; all kernel access goes through sandbox.kernel.libbpf.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpf_filters.ebpf
+from sandbox.kernel import libbpf
+from sandbox.kernel.libbpf import BpfError
+
+MODES = ("monitor", "trace")
+ARCHES = ("x86_64", "i386", "x32")
+ACTIONS = ("unknown", "errno", "trap", "kill", "notify")
+DEFAULT_OBJECT = Path(bpf_filters.ebpf.__file__).resolve().parent / "sbx.bpf.o"
+
+# Layouts of bpf_filters/ebpf/sbx.h.
+TASK = struct.Struct("<IBBBBiiI4xQQ")
+CONFIG = struct.Struct("<II")
+DENIAL_KEY = struct.Struct("<IiI4x")
+CALL_KEY = struct.Struct("<Ii")
+ARGSPEC = struct.Struct("<I4x6Q")
+ARG_KEY = struct.Struct("<IiI4xQ")
+EVENT = struct.Struct("<QIIIIiIqQ6QIiiI16s")
+U32 = struct.Struct("<I")
+U64 = struct.Struct("<Q")
+
+CFG_DENIALS, CFG_CALLS, CFG_ARGS, CFG_CGROUP = 1, 2, 4, 8
+MODE_FLAGS = {"monitor": CFG_DENIALS, "trace": CFG_DENIALS | CFG_CALLS | CFG_ARGS}
+STATS = {"dropped": 0, "events": 1, "denial_keys": 2, "call_keys": 3, "arg_keys": 4,
+         "tasks": 5}
+EVENT_DENIAL = 1
+MAX_CGROUP_LEVEL = 15
+SIGSYS = 31
+
+# One program per hook, in two families: tp_btf first, raw_tp as fallback.
+HOOKS = ("enter", "exit", "signal", "fork", "exec", "gone")
+FAMILIES = {"tp_btf": "btf", "raw_tp": "raw"}
+
+_INT = 0xFFFF_FFFF
+_LONG = 0xFFFF_FFFF_FFFF_FFFF
+_SOCK_TYPE = _INT & ~(0x800 | 0x80000)  # without SOCK_NONBLOCK | SOCK_CLOEXEC
+
+# Arguments whose values trace mode counts, as {argidx: mask} per syscall:
+# the ones a profile narrows with `when:` conditions.  Masks keep what the
+# kernel looks at (int arguments: the low 32 bits).
+_NARROWING = {
+    "socket": {0: _INT, 1: _SOCK_TYPE},
+    "socketpair": {0: _INT},
+    "ioctl": {1: _INT},
+    "prctl": {0: _INT},
+    "clone": {0: _LONG},
+    "mmap": {2: _LONG},
+    "mmap2": {2: _INT},
+    "mprotect": {2: _LONG},
+    "personality": {0: _INT},
+    "fcntl": {1: _INT},
+    "fcntl64": {1: _INT},
+    "setsockopt": {1: _INT, 2: _INT},
+}
+# Their numbers: x86_64 and i386 from the kernel's syscall_64/32.tbl; x32
+# shares the common x86_64 numbers except its own ioctl and setsockopt.
+_NUMBERS = {
+    "x86_64": {"socket": 41, "socketpair": 53, "ioctl": 16, "prctl": 157, "clone": 56,
+               "mmap": 9, "mprotect": 10, "personality": 135, "fcntl": 72,
+               "setsockopt": 54},
+    "i386": {"socket": 359, "socketpair": 360, "ioctl": 54, "prctl": 172, "clone": 120,
+             "mmap2": 192, "mprotect": 125, "personality": 136, "fcntl": 55,
+             "fcntl64": 221, "setsockopt": 366},
+    "x32": {"socket": 41, "socketpair": 53, "ioctl": 514, "prctl": 157, "clone": 56,
+            "mmap": 9, "mprotect": 10, "personality": 135, "fcntl": 72,
+            "setsockopt": 541},
+}
+ARG_SPECS: dict[tuple[str, int], dict[int, int]] = {
+    (arch, nr): _NARROWING[name] for arch, table in _NUMBERS.items() for name, nr in table.items()
+}
+
+
+class ProbeUnavailable(Exception):
+    """The probe cannot run here; str() is one line, .log the verifier log."""
+
+    def __init__(self, reason: str, log: str = ""):
+        super().__init__(reason)
+        self.reason, self.log = reason, log
+
+
+@dataclass(frozen=True)
+class Event:
+    """One denied syscall of a tracked task."""
+    kind: str               # "denial"
+    pid: int                # thread group id
+    tid: int
+    comm: str
+    arch: str               # "x86_64" | "i386" | "x32"
+    nr: int                 # number in that arch's syscall table (x32 bit removed)
+    args: tuple[int, ...] | None
+    ret: int                # return value the task saw
+    action: str             # "errno" | "trap" | "kill" | "notify" | "unknown"
+    errno: int | None       # errno returned (errno, notify) or SECCOMP_RET_DATA (trap)
+    signal: int | None      # 31 (SIGSYS) for trap and kill
+    time_ns: int            # CLOCK_MONOTONIC
+    cgroup_id: int = 0      # cgroup v2 id of the task
+
+
+def decode_event(record: bytes) -> Event:
+    """Decode one sbx_event ring-buffer record."""
+    (time_ns, kind, pid, tid, arch, nr, _pad, ret, cgroup_id, *rest) = EVENT.unpack(record)
+    args, (action, errno_val, signal, _, comm) = tuple(rest[:6]), rest[6:]
+    return Event(
+        kind="denial" if kind == EVENT_DENIAL else f"kind{kind}",
+        pid=pid, tid=tid, comm=comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
+        arch=_name(ARCHES, arch), nr=nr, args=args, ret=ret,
+        action=_name(ACTIONS, action),
+        errno=errno_val if errno_val >= 0 else None,
+        signal=signal or None, time_ns=time_ns, cgroup_id=cgroup_id)
+
+
+def _name(names: tuple[str, ...], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else f"#{index}"
+
+
+def available(obj_path: str | None = None) -> tuple[bool, str]:
+    """Can a Probe run here?  (True, "") or (False, one-line reason)."""
+    try:
+        _check_prerequisites(Path(obj_path) if obj_path else DEFAULT_OBJECT)
+        if not libbpf.prog_type_supported(libbpf.BPF_PROG_TYPE_RAW_TRACEPOINT):
+            return False, "the kernel refuses raw_tracepoint eBPF programs"
+    except ProbeUnavailable as err:
+        return False, err.reason
+    return True, ""
+
+
+def _check_prerequisites(obj: Path) -> None:
+    if not libbpf.is_root():
+        raise ProbeUnavailable("the eBPF monitor needs root")
+    if not libbpf.has_kernel_btf():
+        raise ProbeUnavailable(f"the kernel has no BTF ({libbpf.KERNEL_BTF} missing)")
+    if not obj.is_file():
+        raise ProbeUnavailable(f"eBPF object {obj} is missing (run `make bpf`)")
+    try:
+        libbpf.library()
+    except BpfError as err:
+        raise ProbeUnavailable(str(err)) from err
+
+
+def _one_line(err: BpfError) -> str:
+    """The error's first line plus what the verifier complained about."""
+    line = str(err).splitlines()[0]
+    summary = libbpf.verifier_summary(err.log)
+    return f"{line} ({summary})" if summary else line
+
+
+class Probe:
+    """One loaded and attached sbx.bpf.o.  Context manager; close() detaches."""
+
+    def __init__(self, mode: str, obj_path: str | None = None,
+                 arg_specs: dict[tuple[str, int], dict[int, int]] | None = None,
+                 family: str | None = None):
+        """Load and attach.  *arg_specs* replaces ARG_SPECS in trace mode;
+        *family* forces "tp_btf" or "raw_tp" instead of trying both in turn."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"family must be one of {tuple(FAMILIES)}, not {family!r}")
+        self.mode = mode
+        self.path = Path(obj_path) if obj_path else DEFAULT_OBJECT
+        _check_prerequisites(self.path)
+        self._obj: libbpf.BpfObject | None = None
+        self._ring: libbpf.RingBuffer | None = None
+        self._pending: list[bytes] = []
+        self._config = [MODE_FLAGS[mode], 0]
+        started = time.perf_counter()
+        families = [family] if family else list(FAMILIES)
+        self.family = self._load_any(families, ARG_SPECS if arg_specs is None else arg_specs)
+        self.load_seconds = time.perf_counter() - started
+
+    def _load_any(self, families: list[str], arg_specs: dict) -> str:
+        failures: list[BpfError] = []
+        for family in families:
+            try:
+                self._load(FAMILIES[family], arg_specs)
+                return family
+            except BpfError as err:
+                failures.append(err)
+                self.close()
+        reasons = [_one_line(err) for err in failures]
+        if len(set(reasons)) == 1:
+            detail = reasons[0]
+        else:
+            detail = "; ".join(f"{family}: {why}" for family, why in zip(families, reasons))
+        raise ProbeUnavailable(f"cannot load the eBPF monitor: {detail}", log=failures[0].log)
+
+    def _load(self, suffix: str, arg_specs: dict) -> None:
+        obj = self._obj = libbpf.BpfObject(self.path)
+        for name in obj.program_names():
+            obj.set_autoload(name, name.endswith("_" + suffix))
+        obj.load()
+        self._write_config()
+        if self.mode == "trace":
+            self._write_arg_specs(arg_specs)
+        self._ring = libbpf.RingBuffer(obj.map("sbx_events"), self._on_record)
+        for hook in HOOKS:
+            obj.attach(f"sbx_{hook}_{suffix}")
+
+    def _write_config(self) -> None:
+        self._objmap("sbx_cfg").update(U32.pack(0), CONFIG.pack(*self._config))
+
+    def _write_arg_specs(self, arg_specs: dict) -> None:
+        specs = self._objmap("sbx_argspec")
+        for (arch, nr), masks in arg_specs.items():
+            argmask, values = 0, [0] * 6
+            for idx, mask in masks.items():
+                argmask |= 1 << idx
+                values[idx] = mask
+            specs.update(CALL_KEY.pack(ARCHES.index(arch), nr), ARGSPEC.pack(argmask, *values))
+
+    def _objmap(self, name: str) -> libbpf.BpfMap:
+        if self._obj is None:
+            raise BpfError("the probe is closed")
+        return self._obj.map(name)
+
+    def _on_record(self, record: bytes) -> None:
+        self._pending.append(record)
+
+    # -- scope ------------------------------------------------------------------
+
+    def track_pid(self, pid: int) -> None:
+        """Track process *pid* (all its threads) and everything it forks from
+        now on.  Seed it before the child execs, ideally while it blocks in a
+        syscall (the launcher's sync pipe): a seeded thread's first unmatched
+        syscall exit is taken for that in-flight syscall and ignored."""
+        tasks = self._objmap("sbx_tasks")
+        for tid in libbpf.thread_ids(pid):
+            try:
+                tasks.update(U32.pack(tid), TASK.pack(pid, 0, 1, 0, 0, 0, 0, 0, 0, 0),
+                             libbpf.BPF_NOEXIST)
+            except BpfError as err:
+                if err.errno != errno.EEXIST:
+                    raise
+
+    def track_cgroup(self, cgroup_path: str) -> None:
+        """Also track every task in cgroup v2 *cgroup_path* or below it (a
+        directory under the cgroup2 mount, or a path like "/sbx/job1")."""
+        cgid, level = libbpf.cgroup_id(cgroup_path)
+        if level > MAX_CGROUP_LEVEL:
+            raise ValueError(f"cgroup {cgroup_path} is {level} levels deep "
+                             f"(at most {MAX_CGROUP_LEVEL} supported)")
+        self._objmap("sbx_cgroups").update(U64.pack(cgid), U32.pack(level))
+        self._config[0] |= CFG_CGROUP
+        self._config[1] |= 1 << level
+        self._write_config()
+
+    def tracked_tids(self) -> set[int]:
+        """The tids the kernel side tracks right now."""
+        return {U32.unpack(key)[0] for key in self._objmap("sbx_tasks").keys()}
+
+    # -- results ----------------------------------------------------------------
+
+    def poll(self, timeout_ms: int = 100) -> list[Event]:
+        """Wait up to *timeout_ms* for denial events; return all available."""
+        if self._ring is None:
+            raise BpfError("the probe is closed")
+        self._ring.poll(timeout_ms)
+        self._ring.consume()
+        records, self._pending = self._pending, []
+        return [decode_event(record) for record in records]
+
+    def counters(self) -> dict:
+        """Lossless in-kernel counts, independent of the ring buffer:
+        {"denials": {(arch, nr, action): n}, "calls": {(arch, nr): n} (trace),
+         "dropped": events lost to a full ring buffer, "events": events sent,
+         "map_full": {"denials"|"calls"|"args"|"tasks": n} counts not kept}."""
+        denials = {}
+        for key, value in self._objmap("sbx_denials").items():
+            arch, nr, action = DENIAL_KEY.unpack(key)
+            denials[(_name(ARCHES, arch), nr, _name(ACTIONS, action))] = U64.unpack(value)[0]
+        calls = {}
+        for key, value in self._objmap("sbx_calls").items():
+            arch, nr = CALL_KEY.unpack(key)
+            calls[(_name(ARCHES, arch), nr)] = U64.unpack(value)[0]
+        stats = self._objmap("sbx_stats")
+        stat = {name: U64.unpack(stats.lookup(U32.pack(idx)))[0] for name, idx in STATS.items()}
+        return {"denials": denials, "calls": calls, "dropped": stat["dropped"],
+                "events": stat["events"],
+                "map_full": {"denials": stat["denial_keys"], "calls": stat["call_keys"],
+                             "args": stat["arg_keys"], "tasks": stat["tasks"]}}
+
+    def arg_values(self) -> dict[tuple[str, int, int], dict[int, int]]:
+        """Trace mode: {(arch, nr, argidx): {masked value: count}}."""
+        values: dict[tuple[str, int, int], dict[int, int]] = {}
+        for key, count in self._objmap("sbx_argvals").items():
+            arch, nr, idx, value = ARG_KEY.unpack(key)
+            values.setdefault((_name(ARCHES, arch), nr, idx), {})[value] = U64.unpack(count)[0]
+        return values
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,89 @@
+"""Hypothesis strategies for random policies, and boundary inputs to check them with."""
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from bpf_filters.ir import M32, M64, Action, ArchPolicy, Cond, Policy, Rule
+from bpf_filters.syscalls import X32_SYSCALL_BIT, table
+
+BOUNDARY32 = [0, 1, 2, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
+BOUNDARY64 = sorted({hi << 32 | lo for hi in (0, 1, 0x80000000, 0xFFFFFFFF) for lo in BOUNDARY32})
+EDGE_NRS = [0x3FFFFFFF, 0x40000000, 0x40000001, 0x40000000 | 547, 0x7FFFFFFF, 0x80000000,
+            0xFFFFFFFE, 0xFFFFFFFF]
+
+actions = st.one_of(
+    st.sampled_from([Action("allow"), Action("log"), Action("kill-process"),
+                     Action("kill-thread"), Action("notify")]),
+    st.builds(Action, st.just("errno"), st.integers(0, 4095)),
+    st.builds(Action, st.just("trap"), st.integers(0, 0xFFFF)),
+)
+
+value64 = st.one_of(st.sampled_from(BOUNDARY64), st.integers(0, M64))
+
+
+@st.composite
+def conds(draw, width: int):
+    top = M32 if width == 32 else M64
+    arg = draw(st.integers(0, 5))
+    op = draw(st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "&==", "&!=", "in", "not in"]))
+    if op in ("in", "not in"):
+        vals = tuple(v & top for v in draw(st.lists(value64, min_size=1, max_size=7)))
+        return Cond(arg, op, vals, top, width)
+    value = draw(value64) & top
+    mask = top
+    if op in ("&==", "&!="):
+        mask = draw(value64) & top
+        if draw(st.booleans()):
+            value &= mask          # mostly satisfiable comparisons
+    return Cond(arg, op, value, mask, width)
+
+
+@st.composite
+def arch_policies(draw, arch: str, max_syscalls: int = 12, widths=(32, 64)):
+    t = table(arch)
+    nrs = draw(st.lists(st.sampled_from(sorted(t.by_nr)), max_size=max_syscalls, unique=True))
+    rules = {}
+    for nr in nrs:
+        n = draw(st.integers(1, 3))
+        rs = []
+        for _ in range(n):
+            width = 32 if arch == "i386" else draw(st.sampled_from(widths))
+            cs = tuple(draw(st.lists(conds(width), max_size=2)))
+            rs.append(Rule(draw(actions), cs))
+        rules[nr] = tuple(rs)
+    # many arg-free allows, like real profiles (exercises range merging and the cache check)
+    for nr in draw(st.lists(st.sampled_from(sorted(t.by_nr)), max_size=60, unique=True)):
+        rules.setdefault(nr, (Rule(Action("allow")),))
+    return ArchPolicy(arch, rules, frozenset(t.by_nr))
+
+
+@st.composite
+def policies(draw, arches=None):
+    if arches is None:
+        arches = draw(st.sampled_from([["x86_64"], ["x86_64", "i386"], ["i386"],
+                                       ["x86_64", "x32"], ["x86_64", "i386", "x32"], ["x32"]]))
+    aps = [draw(arch_policies(a)) for a in arches]
+    return Policy(aps, draw(actions), draw(actions), draw(actions))
+
+
+def arg_vectors(policy: Policy, nr: int, arch: str) -> list[tuple[int, ...]]:
+    """Argument vectors around every value the rules of *nr* compare with."""
+    ap = policy.arch(arch)
+    vecs = [(0,) * 6, (M64,) * 6]
+    if ap is None:
+        return vecs
+    for rule in ap.rules.get(nr, ()):
+        for c in rule.conds:
+            for v in c.values + ((c.mask,) if c.mask not in (M32, M64) else ()):
+                for cand in (v, v - 1, v + 1, v | 1 << 32, v ^ (0xFFFFFFFF << 32), v & M32):
+                    args = [0] * 6
+                    args[c.arg] = cand & M64
+                    vecs.append(tuple(args))
+    return vecs
+
+
+def numbers(arch: str) -> list[int]:
+    base = list(range(0, 1024)) + EDGE_NRS
+    if arch == "x32":
+        base += [X32_SYSCALL_BIT | n for n in range(0, 600)]
+    return base

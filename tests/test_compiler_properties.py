@@ -1,0 +1,82 @@
+"""Property tests: every compiled filter means exactly what its policy says.
+
+interpreter(compile(p)) == evaluate(p) over all numbers 0..1023, the x32 half,
+edge numbers, three arch tokens and boundary arguments; the optimizer never
+changes a decision; every arg-free allow is cacheable by the kernel.
+"""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bpf_filters.compiler import check_cacheable, compile_policy
+from bpf_filters.disasm import disassemble
+from bpf_filters.interp import SeccompData, run
+from bpf_filters.ir import evaluate
+from bpf_filters.syscalls import AUDIT_ARCH
+from bpf_filters.verifier import verify
+
+from tests.policies import arg_vectors, numbers, policies
+
+TOKENS = {"x86_64": AUDIT_ARCH["x86_64"], "i386": AUDIT_ARCH["i386"], "unknown": 0xC00000F3}
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_agrees(policy, flt) -> int:
+    """Compare program and policy on every input; returns the number of points."""
+    points = 0
+    for arch_name, token in TOKENS.items():
+        # the x32 half lives under the x86_64 token
+        nrs = numbers("x32") if arch_name == "x86_64" else numbers(arch_name)
+        for nr in nrs:
+            ap_name = "x32" if arch_name == "x86_64" and nr >= 0x40000000 else arch_name
+            for args in arg_vectors(policy, nr, ap_name):
+                want = evaluate(policy, token, nr, args).action.ret
+                got = run(flt.insns, SeccompData(nr, token, args), trace=False).value
+                if got != want:
+                    raise AssertionError(
+                        f"arch={arch_name} nr={nr:#x} args={[hex(a) for a in args]}: "
+                        f"program returned {got:#x}, policy says {want:#x}\n"
+                        + disassemble(flt.insns))
+                points += 1
+    return points
+
+
+@SETTINGS
+@given(policies())
+def test_compiled_filter_equals_policy(policy):
+    flt = compile_policy(policy)
+    assert check_agrees(policy, flt) > 3000
+
+
+@SETTINGS
+@given(policies())
+def test_optimizer_preserves_every_decision(policy):
+    opt = compile_policy(policy, optimize_program=True)
+    raw = compile_policy(policy, optimize_program=False)
+    assert len(opt.insns) <= len(raw.insns)
+    check_agrees(policy, raw)
+    for token in TOKENS.values():
+        for nr in numbers("x32"):
+            for args in arg_vectors(policy, nr & 0x3FFFFFFF, "x86_64")[:6]:
+                a = run(opt.insns, SeccompData(nr, token, args), trace=False).value
+                b = run(raw.insns, SeccompData(nr, token, args), trace=False).value
+                assert a == b, (hex(nr), args)
+
+
+@SETTINGS
+@given(policies())
+def test_every_program_passes_the_kernel_rules_and_keeps_allows_cacheable(policy):
+    flt = compile_policy(policy)
+    verify(flt.insns)
+    assert check_cacheable(flt.insns, policy) == []
+    assert flt.insns[0].k == 4, "the arch check comes first"
+
+
+@settings(max_examples=25, deadline=None)
+@given(policies(arches=["x86_64"]), st.integers(0, 2**32 - 1))
+def test_bad_arch_and_x32_are_separate_from_the_default(policy, nr):
+    flt = compile_policy(policy)
+    # a foreign arch token never reaches the syscall rules
+    assert run(flt.insns, SeccompData(nr, AUDIT_ARCH["aarch64"])).value == policy.bad_arch.ret
+    # every number with the x32 bit and above is the x32 half: bad_arch without x32
+    if nr >= 0x40000000:
+        assert run(flt.insns, SeccompData(nr, AUDIT_ARCH["x86_64"])).value == policy.bad_arch.ret
