@@ -52,9 +52,9 @@ def format_insn(pc: int, ins: I.Insn) -> str:
     if cls == I.JMP:
         op = code & 0xF0
         if op == I.JA:
-            return f"ja l{pc + 1 + k}"
+            return f"ja l{pc + 1 + k:04d}"
         operand = "x" if code & I.X else f"#{k:#x}"
-        return f"{_JMP.get(op, '?')} {operand}, l{pc + 1 + ins.jt}, l{pc + 1 + ins.jf}"
+        return f"{_JMP.get(op, '?')} {operand}, l{pc + 1 + ins.jt:04d}, l{pc + 1 + ins.jf:04d}"
     if cls == I.MISC:
         return "txa" if code & 0xF8 == I.TXA else "tax"
     return f".word {code:#x} {ins.jt} {ins.jf} {k:#x}"
@@ -64,7 +64,7 @@ def disassemble(prog: Sequence[I.Insn], comment: Callable[[int], str | None] | N
     """One line per instruction: ``l0012: jge #0x3c, l0040, l0013  ; comment``."""
     lines = []
     for pc, ins in enumerate(prog):
-        text = f"l{pc:04d}: {format_insn(pc, ins)}".replace(" l", " l")
+        text = f"l{pc:04d}: {format_insn(pc, ins)}"
         note = comment(pc) if comment else None
         lines.append(f"{text:<44}; {note}" if note else text)
     return "\n".join(lines) + "\n"

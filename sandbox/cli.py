@@ -159,14 +159,15 @@ def explain(profile, syscall, args, arch):
     d = ex.decision
     click.echo(f"{name} ({nr}) on {arch} with args ({', '.join(hex(v) for v in values[:max(1, len(args))])})")
     click.echo(f"  decision: {ex.action}")
+    from .paths import display_path
     if d.rule is not None and d.rule.origin:
         o = d.rule.origin
-        click.echo(f"  rule:     {o.file}:{o.line}: {o.text}")
+        click.echo(f"  rule:     {display_path(o.file)}:{o.line}: {o.text}")
         if d.rule.conds:
             click.echo(f"            when {' and '.join(str(c) for c in d.rule.conds)}")
     else:
         o = flt.policy.origins.get(d.reason)
-        where = f"{o.file}:{o.line}: {o.text}" if o else "(built-in default)"
+        where = f"{display_path(o.file)}:{o.line}: {o.text}" if o else "(built-in default)"
         click.echo(f"  rule:     profile {d.reason} action, {where}")
     click.echo(f"  cost:     {ex.result.executed} BPF instructions executed (of {len(flt.insns)})")
     if not ex.consistent:

@@ -10,7 +10,7 @@ cache miss or when a denial has to be explained.
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal     # the C module: signal.py's enums cost ~3 ms to import
 import sys
 
 from . import cache

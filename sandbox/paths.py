@@ -13,3 +13,11 @@ def builtin_dir() -> str:
         if os.path.isfile(os.path.join(d, "groups.yaml")):
             return d
     return os.path.join(os.path.dirname(_HERE), "profiles")
+
+
+def display_path(path: str) -> str:
+    """profiles/web.yaml for built-ins, a path relative to the cwd below it, else absolute."""
+    if os.path.dirname(os.path.abspath(path)) == builtin_dir():
+        return f"profiles/{os.path.basename(path)}"
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

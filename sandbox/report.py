@@ -8,7 +8,7 @@ compiler's source map (the policy IR).
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal     # the C module: signal.py's enums cost ~3 ms to import
 import sys
 
 from .kernel import seccomp
@@ -178,10 +178,5 @@ class Reporter:
 
 
 def _rel(path: str) -> str:
-    """profiles/web.yaml for built-ins, a relative path below the cwd, else absolute."""
-    from .paths import builtin_dir
-    base = builtin_dir()
-    if os.path.dirname(os.path.abspath(path)) == base:
-        return f"profiles/{os.path.basename(path)}"
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+    from .paths import display_path
+    return display_path(path)

@@ -1,10 +1,14 @@
 """The only place sbx installs seccomp filters: prctl(2), seccomp(2) and /proc status.
 
-Kept import-light (ctypes only) because it sits on the ``sbx run`` hot path.
+It sits on the ``sbx run`` hot path, so it calls libc through the C module
+``_ctypes`` directly: the ``ctypes`` package (plus struct, functools, enum via
+signal/socket) costs more to import than the rest of a cached ``sbx run``.
 """
 from __future__ import annotations
 
-import ctypes
+import _ctypes
+import _socket
+import _struct
 import os
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -19,17 +23,42 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
 
 _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "i386": 354, "i686": 354}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.prctl.restype = ctypes.c_int
+
+class _Long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class _Char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+class _Libc:
+    _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+
+
+class _Func(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _Long
+
+
+_syscall = _Func(("syscall", _Libc))
+_prctl = _Func(("prctl", _Libc))
+
+
+def _call(fn, *args: int) -> int:
+    """Call a libc function with every argument as a C long (pointers included)."""
+    return fn(*[_Long(a) for a in args])
+
+
+def _buffer(data: bytes):
+    """A C copy of *data* that stays put; returns (owner, address)."""
+    array = type("_Buf", (_ctypes.Array,), {"_type_": _Char, "_length_": max(1, len(data))})
+    buf = array.from_buffer_copy(data.ljust(1, b"\0"))
+    return buf, _ctypes.addressof(buf)
 
 
 class SeccompError(OSError):
     pass
-
-
-class _Fprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def native_arch() -> str:
@@ -46,8 +75,8 @@ def _sys_seccomp() -> int:
 
 
 def set_no_new_privs() -> None:
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        e = ctypes.get_errno()
+    if _call(_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        e = _ctypes.get_errno()
         raise SeccompError(e, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(e)}")
 
 
@@ -58,9 +87,9 @@ class PreparedFilter:
     def __init__(self, program: bytes, flags: int = 0):
         if not program or len(program) % 8 or len(program) // 8 > 4096:
             raise SeccompError(0, f"invalid filter of {len(program)} bytes")
-        self._buf = ctypes.create_string_buffer(program, len(program))
-        self._fprog = _Fprog(len(program) // 8, ctypes.addressof(self._buf))
-        self._ptr = ctypes.byref(self._fprog)
+        self._buf, addr = _buffer(program)
+        # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+        self._fprog, self._ptr = _buffer(_struct.pack("=H6xQ", len(program) // 8, addr))
         self.flags = flags
         self._nr = _sys_seccomp()
 
@@ -68,9 +97,9 @@ class PreparedFilter:
         """no_new_privs, then seccomp(SET_MODE_FILTER). Returns the listener fd with
         NEW_LISTENER, else 0. Raises SeccompError."""
         set_no_new_privs()
-        rc = _libc.syscall(self._nr, SECCOMP_SET_MODE_FILTER, self.flags, self._ptr)
+        rc = _call(_syscall, self._nr, SECCOMP_SET_MODE_FILTER, self.flags, self._ptr)
         if rc < 0:
-            e = ctypes.get_errno()
+            e = _ctypes.get_errno()
             raise SeccompError(e, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(e)}")
         return rc
 
@@ -81,9 +110,8 @@ def install_filter(program: bytes, flags: int = 0) -> int:
 
 def action_available(action: int) -> bool:
     """SECCOMP_GET_ACTION_AVAIL for one return value."""
-    val = ctypes.c_uint32(action)
-    rc = _libc.syscall(_sys_seccomp(), SECCOMP_GET_ACTION_AVAIL, 0, ctypes.byref(val))
-    return rc == 0
+    _owner, addr = _buffer(_struct.pack("=I", action))
+    return _call(_syscall, _sys_seccomp(), SECCOMP_GET_ACTION_AVAIL, 0, addr) == 0
 
 
 def proc_status(pid: int | str = "self", proc: str = "/proc") -> dict[str, str]:
@@ -101,26 +129,26 @@ NETLINK_AUDIT = 9
 AUDIT_NLGRP_READLOG = 1
 
 
-class _SockaddrNl(ctypes.Structure):
-    _fields_ = [("family", ctypes.c_ushort), ("pad", ctypes.c_ushort),
-                ("pid", ctypes.c_uint32), ("groups", ctypes.c_uint32)]
-
-
 def open_audit_readlog() -> int:
     """A non-blocking netlink socket subscribed to the audit read-log group, or -1.
 
-    Raw libc calls on purpose: the ``socket`` module's import costs more than
+    The C module ``_socket`` on purpose: the ``socket`` module's import costs more than
     the whole fast path of ``sbx run``.  ``sandbox.kernel.audit`` adopts the fd
     to parse records.  Needs CAP_AUDIT_READ; returns -1 without it.
     """
-    fd = _libc.socket(16, 3 | 0o4000 | 0o2000000, NETLINK_AUDIT)   # AF_NETLINK, RAW|NONBLOCK|CLOEXEC
-    if fd < 0:
+    try:
+        sock = _socket.socket(_socket.AF_NETLINK,
+                              _socket.SOCK_RAW | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC,
+                              NETLINK_AUDIT)
+    except OSError:
         return -1
-    size = ctypes.c_int(32 << 20)     # about 40,000 unread records
-    if _libc.setsockopt(fd, 1, 33, ctypes.byref(size), 4) != 0:     # SO_RCVBUFFORCE
-        _libc.setsockopt(fd, 1, 8, ctypes.byref(size), 4)           # SO_RCVBUF
-    addr = _SockaddrNl(16, 0, 0, 1 << (AUDIT_NLGRP_READLOG - 1))
-    if _libc.bind(fd, ctypes.byref(addr), ctypes.sizeof(addr)) != 0:
-        os.close(fd)
+    try:
+        try:
+            sock.setsockopt(_socket.SOL_SOCKET, 33, 32 << 20)   # SO_RCVBUFFORCE: ~40,000 records
+        except OSError:
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 32 << 20)
+        sock.bind((0, 1 << (AUDIT_NLGRP_READLOG - 1)))
+    except OSError:
+        sock.close()
         return -1
-    return fd
+    return sock.detach()
