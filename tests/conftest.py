@@ -34,3 +34,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/kernel/" in str(item.fspath) or "/escape/" in str(item.fspath):
             item.add_marker(pytest.mark.kernel)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI, a kernel test that skipped for any reason (not only via need()) fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_KERNEL and report.skipped and item.get_closest_marker("kernel") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"kernel test skipped but SBX_REQUIRE_KERNEL=1: {reason}"
