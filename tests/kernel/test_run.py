@@ -261,3 +261,21 @@ def test_strict_net_has_no_sockets_but_runs_programs():
     assert r.returncode == 0
     assert r.stdout.strip() in ("1", "13"), r.stdout
     assert sbx("run", "--profile", "strict-net", "--", "sh", "-c", "echo ok | cat").stdout == "ok\n"
+
+
+def test_complain_mode_logs_what_the_default_would_deny(tmp_path):
+    """getppid falls to the profile default here: enforce denies it, complain lets it
+    run and lists it (audit records need root)."""
+    from bpf_filters.syscalls import table
+    names = sorted(n for n in table("x86_64").by_name if n not in ("getppid", "clone3"))
+    prof = tmp_path / "c.yaml"
+    prof.write_text("name: c\ndefault: errno(EPERM)\nrules:\n  - errno(ENOSYS): clone3\n"
+                    f"  - allow: [{', '.join(names)}]\n")
+    code = "import ctypes; r = ctypes.CDLL(None, use_errno=True).syscall(110); print(r > 0)"
+    enforce = sbx("run", "--profile", str(prof), "--", PY, "-c", code)
+    assert enforce.stdout.strip() == "False", enforce.stderr
+    complain = sbx("run", "--profile", str(prof), "--mode", "complain", "--", PY, "-c", code)
+    assert complain.returncode == 0 and complain.stdout.strip() == "True", complain.stderr
+    need(os.geteuid() == 0, "listing the logged calls reads audit records (root)")
+    assert "would have been denied" in complain.stderr
+    assert "getppid (110)" in complain.stderr
