@@ -18,7 +18,7 @@ except ImportError:                    # pragma: no cover - version dependent
         from hashlib import sha256
 
 FORMAT = "sbx-filter-cache 1"
-_PKG_DIRS = ("bpf_filters", os.path.join("sandbox", "policy"))
+_PKG_DIRS = ("bpf_filters", os.path.join("bpf_filters", "syscalls"), os.path.join("sandbox", "policy"))
 
 
 def cache_dir() -> str:
