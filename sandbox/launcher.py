@@ -33,8 +33,9 @@ class RunOptions:
 
     def __init__(self, argv: list[str], profile: str = "default", mode: str = "enforce",
                  log: bool = False, monitor: bool = False, use_cache: bool = True,
-                 env: dict | None = None, quiet: bool = False, on_denials=None):
+                 env: dict | None = None, quiet: bool = False, on_denials=None, on_spawn=None):
         self.argv, self.profile, self.mode = argv, profile, mode
+        self.on_spawn = on_spawn        # called with the child's pid right after fork
         self.on_denials = on_denials    # called with the list of report.Denial after exit
         self.log = log              # SECCOMP_FILTER_FLAG_LOG: audit every denial
         self.monitor = monitor      # eBPF denial monitor, summary after exit
@@ -212,6 +213,8 @@ def run(opts: RunOptions) -> int:
     except LaunchError:
         reporter.stop()
         raise
+    if opts.on_spawn is not None:
+        opts.on_spawn(pid)
     if reporter.needs_go:
         reporter.track(pid)
         os.write(go_w, b"g")

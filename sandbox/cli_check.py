@@ -1,0 +1,419 @@
+"""``sbx check`` (hardening lint: text, JSON, SARIF) and ``sbx verify`` (run a command as a CI gate)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+import click
+
+from .policy.diagnostics import Diagnostic, PolicyError, Position
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_TIMEOUT = 124
+KILL_GRACE_S = 3.0
+
+
+# --------------------------------------------------------------------------- sbx check
+
+def _native() -> str:
+    from .kernel.seccomp import native_arch
+    return native_arch()
+
+
+def _shown(d: Diagnostic) -> Diagnostic:
+    """The diagnostic with display paths (profiles/x.yaml, paths relative to the cwd)."""
+    from .paths import display_path
+    pos = d.pos and Position(display_path(d.pos.file), d.pos.line, d.pos.col, d.pos.length)
+    return Diagnostic(pos, d.message, d.severity, d.hint, [_shown(n) for n in d.notes], d.rule_id)
+
+
+def _shown_sources(sources: dict[str, list[str]]) -> dict[str, list[str]]:
+    from .paths import display_path
+    return {display_path(f): lines for f, lines in sources.items()}
+
+
+def is_group_file(ref: str) -> bool:
+    """The built-in syscall group definitions (profiles/groups.yaml), not a profile."""
+    from pathlib import Path
+    from .policy import builtin_dir
+    return os.path.isfile(ref) and Path(ref).resolve() == (builtin_dir() / "groups.yaml").resolve()
+
+
+def _load(ref: str, native: str, errors: list, err_out: list[str]):
+    """(profile, policy) or None after recording the PolicyError's diagnostics."""
+    from .policy import load_profile, lower
+    try:
+        prof = load_profile(ref)
+        return prof, lower(prof, native)
+    except PolicyError as e:
+        sources = _shown_sources(e.sources)
+        for d in e.diagnostics:
+            if d.severity == "error":
+                errors.append((ref, d))
+        err_out.append("\n".join(_shown(d).format(sources) for d in e.diagnostics) +
+                       f"\nsbx check: {ref}: the profile does not load")
+        return None
+
+
+def _text_report(reports, fail_on: str) -> str:
+    from .checks import SEVERITIES, at_or_above
+    out = []
+    for rep in reports:
+        sources = _shown_sources(rep.profile.sources)
+        for f in rep.findings:
+            out.append(_shown(f).format(sources))
+        c = rep.counts()
+        counts = ", ".join(f"{c[s]} {s}{'s' if c[s] != 1 and s != 'info' else ''}" for s in SEVERITIES)
+        failing = len(at_or_above(rep.findings, fail_on))
+        verdict = f"; {failing} at or above --fail-on {fail_on}" if failing else ""
+        out.append(f"{rep.profile.name}: score {rep.score}/100 ({counts}){verdict}")
+        if rep.comparison is not None:
+            out.append(_comparison_text(rep.comparison))
+        out.append("")
+    return "\n".join(out)
+
+
+def _comparison_text(cmp: dict) -> str:
+    other = cmp["against"]
+    lines = [f"  compared with {other} ({cmp['against_path']}): score {cmp['score']} vs "
+             f"{cmp['against_score']}"]
+    for key, label in (("allowed_here_denied_there", f"allows what {other} denies"),
+                       ("denied_here_allowed_there", f"denies what {other} allows"),
+                       ("unconditional_here_conditional_there", f"allows for any argument what {other} filters"),
+                       ("conditional_here_unconditional_there", f"filters what {other} allows for any argument"),
+                       ("findings_only_here", "findings only here"),
+                       ("findings_only_there", f"findings only in {other}")):
+        items = cmp[key]
+        lines.append(f"  {label} ({len(items)}): {', '.join(items) if items else '-'}")
+    return "\n".join(lines)
+
+
+@click.command(epilog="Exit status: 0 no finding at or above --fail-on; 1 findings at or above "
+                      "--fail-on; 2 bad input (a profile that does not load; its errors are "
+                      "printed as file:line:col diagnostics).")
+@click.argument("profiles", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text",
+              show_default=True, help="sarif: SARIF 2.1.0 for GitHub code scanning")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "note", "never"]), default="error",
+              show_default=True, help="lowest severity that makes the exit status 1")
+@click.option("--against", metavar="OTHER", help="also compare with this profile (name or file)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="write the report here instead of stdout")
+def check(profiles, fmt, fail_on, against, output):
+    """Lint PROFILE... for hardening problems, with stable rule ids (SBX101...) and a score.
+
+    Each finding points at the rule (file:line:col) that allows the risky call.
+    Severities: error (the sandbox is escapable or meaningless), warning (risky),
+    note (style), info (expected layout, never fails). The rules are listed in
+    docs/checks.md.
+    """
+    from . import checks
+    from .sarif import to_json, to_sarif
+    native = _native()
+    errors: list[tuple[str, Diagnostic]] = []
+    err_out: list[str] = []
+    other = None
+    if against:
+        loaded = _load(against, native, errors, err_out)
+        other = checks.check_profile(loaded[0], native, loaded[1]) if loaded else None
+    reports = []
+    for ref in profiles:
+        if is_group_file(ref):
+            click.echo(f"sbx check: {ref}: syscall group definitions, not a profile; skipped", err=True)
+            continue
+        loaded = _load(ref, native, errors, err_out)
+        if loaded is not None:
+            rep = checks.check_profile(loaded[0], native, loaded[1])
+            if other is not None:
+                rep.comparison = checks.compare(rep, other)
+            reports.append(rep)
+    failing = [f for r in reports for f in checks.at_or_above(r.findings, fail_on)]
+    code = EXIT_BAD_INPUT if err_out else EXIT_FINDINGS if failing else EXIT_OK
+    if fmt == "sarif":
+        text = json.dumps(to_sarif(reports, errors, _version()), indent=2) + "\n"
+    elif fmt == "json":
+        text = json.dumps(to_json(reports, errors, fail_on, code), indent=2) + "\n"
+    else:
+        text = _text_report(reports, fail_on)
+    if output:
+        with open(output, "w") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    for e in err_out:
+        click.echo(e, err=True)
+    sys.exit(code)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("sbx")
+    except PackageNotFoundError:
+        return "0"
+
+
+# --------------------------------------------------------------------------- sbx verify
+
+_LOGGED_NAME = {"errno": "errno", "trap": "trap", "kill-process": "kill_process",
+                "kill-thread": "kill_thread", "notify": "user_notif"}
+
+
+def unobservable(policy) -> list[str]:
+    """Denying actions of *policy* that the kernel will not log here (actions_logged)."""
+    from .kernel.audit import actions_logged
+    kinds = {policy.default.kind, policy.unknown.kind, policy.bad_arch.kind}
+    for ap in policy.arches:
+        for rules in ap.rules.values():
+            kinds.update(r.action.kind for r in rules)
+    try:
+        logged = actions_logged()
+    except OSError:
+        return sorted(k for k in kinds if k in _LOGGED_NAME)
+    return sorted(k for k in kinds if k in _LOGGED_NAME and _LOGGED_NAME[k] not in logged)
+
+
+ENOSYS = 38
+
+
+class DenialRow:
+    """One line of the verify report: a distinct (ABI, syscall, action) and its count."""
+
+    def __init__(self, label: str, count: int, action: str, rule: str, fallback: bool):
+        self.label, self.count, self.action, self.rule = label, count, action, rule
+        self.fallback = fallback      # errno(ENOSYS) by design: the caller falls back
+
+
+def denial_rule(policy, arch: str, nr: int, action: str):
+    """(Action, "file:line: text") of the rule that produced a denial seen in the audit log.
+
+    Audit records carry neither the arguments nor the errno, so the rule is the
+    one the zero-argument call reaches if its action matches, else the first rule
+    for the syscall with that action, else the profile-level action.
+    """
+    from bpf_filters import syscalls
+    from bpf_filters.ir import evaluate
+    from .paths import display_path
+    if arch not in syscalls.ARCHES:
+        return policy.bad_arch, f"bad_arch action ({policy.bad_arch})"
+    full = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
+    dec = evaluate(policy, syscalls.AUDIT_ARCH[arch], full)
+    rule, reason, act = dec.rule, dec.reason, dec.action
+    if dec.action.kind != action:
+        ap = policy.arch(arch)
+        rule = next((r for r in (ap.rules.get(full, ()) if ap else ()) if r.action.kind == action), None)
+        reason = next((k for k in ("default", "unknown") if getattr(policy, k).kind == action), reason)
+        act = rule.action if rule is not None else getattr(policy, reason, None)
+    if rule is not None and rule.origin is not None:
+        return act, f"{display_path(rule.origin.file)}:{rule.origin.line}: {rule.origin.text}"
+    o = policy.origins.get(reason)
+    where = f"{display_path(o.file)}:{o.line}: {o.text}" if o else "built-in"
+    return act, f"{reason} action, {where}"
+
+
+def summarize(denials, policy) -> list[DenialRow]:
+    """A row per distinct (arch, nr, action), most frequent first."""
+    from bpf_filters import syscalls
+    counts: dict[tuple, int] = {}
+    for d in denials:
+        key = (d.arch, d.nr, d.action)
+        counts[key] = counts.get(key, 0) + (d.count or 1)
+    rows = []
+    native = _native()
+    for (arch, nr, action), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][1])):
+        name = None
+        if arch in syscalls.ARCHES:
+            name = syscalls.table(arch).name(nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0))
+        label = f"{name or '#' + str(nr)} ({nr})" + ("" if arch == native else f" [{arch}]")
+        act, rule = denial_rule(policy, arch, nr, action)
+        fallback = act is not None and act.kind == "errno" and act.data == ENOSYS
+        rows.append(DenialRow(label, n, action, rule, fallback))
+    return rows
+
+
+def _audit_readable() -> bool:
+    from .kernel.seccomp import open_audit_readlog
+    fd = open_audit_readlog()
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+_ACTION_NAMES = {0x80000000: "kill-process", 0: "kill-thread", 0x30000: "trap", 0x50000: "errno",
+                 0x7FC00000: "notify", 0x7FFC0000: "log", 0x7FF00000: "trace"}
+
+
+class _TreeAudit:
+    """Seccomp audit records of the command's whole process tree.
+
+    sbx verify takes a fresh audit session before it starts the command; every
+    descendant inherits it, so a denial is attributed even when the process that
+    made it has exited or been reparented (``launcher.run``'s own collection
+    follows the parent chain in /proc, which loses such processes).
+    """
+
+    def __init__(self):
+        from .kernel.audit import AuditReader, AuditUnavailable, new_audit_session
+        self.reader = None
+        try:
+            ses = new_audit_session()
+            reader = AuditReader(sessions=[ses], source="netlink")
+            reader.open()
+            self.reader = reader
+        except AuditUnavailable as e:
+            _say(f"no audit session ({e}): denials of processes that exit before their parent "
+                 "may be missed")
+
+    def denials(self) -> list:
+        from bpf_filters.syscalls import X32_SYSCALL_BIT
+        from .report import Denial
+        out = []
+        for r in self.reader.sync(timeout=5.0):
+            arch = r.arch_name
+            nr = r.nr & ~X32_SYSCALL_BIT if arch == "x32" else r.nr
+            out.append(Denial(arch, nr, _ACTION_NAMES.get(r.action, hex(r.action)), r.pid, r.comm))
+        return out
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+
+class _Deadline:
+    """--timeout: SIGTERM to the command when time is up, SIGKILL after a grace period."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.pid, self.expired, self.stage = seconds, None, False, 0
+        self.old = None
+
+    def _fire(self, _signum, _frame):
+        self.expired = True
+        if self.pid is None:                  # not started yet: look again shortly
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
+        sig = signal.SIGTERM if self.stage == 0 else signal.SIGKILL
+        self.stage += 1
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return
+        if sig == signal.SIGTERM:
+            signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
+
+    @contextmanager
+    def armed(self):
+        if not self.seconds:
+            yield self
+            return
+        self.old = signal.signal(signal.SIGALRM, self._fire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        try:
+            yield self
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+
+    def started(self, pid: int) -> None:
+        """RunOptions.on_spawn: the command's pid, for the timer."""
+        self.pid = pid
+
+
+def _say(msg: str) -> None:
+    click.echo(f"sbx verify: {msg}", err=True)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+               epilog="Exit status: 0 the command succeeded and nothing was denied; 1 at least one "
+                      "syscall was denied (listed; errno(ENOSYS) answers the profile gives so that "
+                      "callers fall back, such as clone3, are listed but count only with --strict); "
+                      "the command's own status if it failed without denials; 124 timed out; "
+                      "2 bad input, or denials cannot be observed.")
+@click.option("--profile", "-p", required=True, help="built-in name or YAML file")
+@click.option("--timeout", type=float, metavar="S", help="stop the command after S seconds")
+@click.option("--allow-unobserved", is_flag=True,
+              help="run even where denials cannot be observed (not root): only the exit status counts")
+@click.option("--strict", is_flag=True,
+              help="also fail on errno(ENOSYS) denials the profile makes for callers to fall back "
+                   "(clone3, io_uring, ...)")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def verify(profile, timeout, allow_unobserved, strict, command):
+    """Run COMMAND under PROFILE and fail if any syscall was denied (a CI gate).
+
+    Every denial is logged (SECCOMP_FILTER_FLAG_LOG) and read from the audit
+    netlink socket, which needs root. Example: sbx verify --profile web -- ./run-tests.sh
+    """
+    from .launcher import LaunchError, RunOptions, run
+    from .policy import load_profile, lower
+    policy = lower(load_profile(profile), _native())
+    observed = os.geteuid() == 0 and _audit_readable()
+    missing = unobservable(policy) if observed else []
+    if not observed or missing:
+        why = ("denials cannot be observed: reading seccomp audit records needs root "
+               "(and the initial network namespace)" if not observed
+               else f"denials by {', '.join(missing)} cannot be observed: not in "
+                    "/proc/sys/kernel/seccomp/actions_logged")
+        if not allow_unobserved:
+            _say(f"{why}; run as root or pass --allow-unobserved")
+            sys.exit(EXIT_BAD_INPUT)
+        _say(f"{why}; only the command's exit status is checked")
+    from .kernel.audit import AuditUnavailable
+    child_denials: list = []
+    tree = _TreeAudit() if observed else None
+    deadline = _Deadline(timeout)
+    try:
+        with deadline.armed():
+            status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
+                                    on_denials=child_denials.extend, on_spawn=deadline.started))
+        denials = tree.denials() if tree is not None and tree.reader is not None else child_denials
+    except LaunchError as e:
+        _say(str(e))
+        sys.exit(e.status)
+    except AuditUnavailable as e:                          # audit channel failed mid-run
+        _say(f"could not read the audit records: {e}")
+        sys.exit(EXIT_BAD_INPUT)
+    finally:
+        if tree is not None:
+            tree.close()
+    denials = [d for d in denials if d.action != "log"]     # RET_LOG lets the call through
+    sys.exit(_verdict(command, profile, policy, denials, status, deadline.expired, timeout, observed,
+                      strict))
+
+
+def _print_rows(rows: list[DenialRow]) -> None:
+    click.echo(f"  {'SYSCALL':28} {'COUNT':>6}  {'ACTION':13} RULE", err=True)
+    for r in rows:
+        click.echo(f"  {r.label:28} {r.count:>6}  {r.action:13} {r.rule}", err=True)
+
+
+def _verdict(command, profile, policy, denials, status, expired, timeout, observed, strict) -> int:
+    cmd = os.path.basename(command[0])
+    rows = summarize(denials, policy)
+    fallbacks = [r for r in rows if r.fallback and not strict]
+    failing = [r for r in rows if r not in fallbacks]
+    if fallbacks:
+        n = sum(r.count for r in fallbacks)
+        _say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "
+             "--strict counts them):")
+        _print_rows(fallbacks)
+    if failing:
+        total = sum(r.count for r in failing)
+        _say(f"FAIL: {total} denied syscall{'s' if total != 1 else ''} under profile {profile} "
+             f"({cmd} exited with status {status}):")
+        _print_rows(failing)
+        return EXIT_FINDINGS
+    if expired:
+        _say(f"FAIL: {cmd} timed out after {timeout:g} s (no denials)")
+        return EXIT_TIMEOUT
+    if status != 0:
+        _say(f"FAIL: {cmd} exited with status {status} (no denials)")
+        return status
+    if not observed:
+        _say(f"OK: {cmd} succeeded under profile {profile} (denials were not observed)")
+    else:
+        _say(f"OK: {cmd} succeeded with no denials under profile {profile}")
+    return EXIT_OK

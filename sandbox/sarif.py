@@ -1,0 +1,151 @@
+"""Render ``sbx check`` reports as SARIF 2.1.0 and as sbx's own JSON.
+
+SARIF: one run whose driver lists every check (stable ids, default levels);
+a result per finding, located by a path relative to the working directory
+(GitHub code scanning resolves it against the repository root). A finding in
+a file shared by several checked profiles (a base they extend) is one result
+naming all of them.  Severity ``info`` becomes level ``none`` with kind
+``informational``, as SARIF defines for results that are not problems.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+
+from .checks import CHECKS, SEVERITIES, Finding, Report
+from .paths import display_path
+from .policy.diagnostics import Diagnostic
+
+SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+LEVEL = {"error": "error", "warning": "warning", "note": "note", "info": "none"}
+# GitHub code scanning ranks results with a numeric security-severity
+SECURITY_SEVERITY = {"error": "8.0", "warning": "5.0", "note": "2.0"}
+JSON_FORMAT = 1
+
+
+def uri(path: str) -> str:
+    """A path relative to the working directory (or file:// URI outside it) as a URI reference."""
+    shown = display_path(path)
+    if os.path.isabs(shown):
+        return "file://" + quote(shown)
+    return quote(shown.replace(os.sep, "/"))
+
+
+def _location(diag: Diagnostic, message: str | None = None) -> dict:
+    region = {"startLine": diag.pos.line, "startColumn": diag.pos.col,
+              "endColumn": diag.pos.col + max(1, diag.pos.length)}
+    loc = {"physicalLocation": {"artifactLocation": {"uri": uri(diag.pos.file),
+                                                     "uriBaseId": "%SRCROOT%"},
+                                "region": region}}
+    if message:
+        loc["message"] = {"text": message}
+    return loc
+
+
+def _rule(check) -> dict:
+    props = {"tags": ["security", "seccomp"]}
+    if check.severity in SECURITY_SEVERITY:
+        props["security-severity"] = SECURITY_SEVERITY[check.severity]
+    return {"id": check.id, "name": check.name,
+            "shortDescription": {"text": check.short},
+            "fullDescription": {"text": check.full},
+            "defaultConfiguration": {"level": LEVEL[check.severity]},
+            "properties": props}
+
+
+def _text(d: Diagnostic) -> str:
+    return d.message + (f" ({d.hint})" if d.hint else "")
+
+
+def _result(d: Diagnostic, index: dict[str, int], profiles: list[str]) -> dict:
+    res = {"ruleId": d.rule_id, "ruleIndex": index[d.rule_id], "level": LEVEL[d.severity],
+           "message": {"text": _text(d)}}
+    if d.severity == "info":
+        res["kind"] = "informational"
+    if d.pos is not None:
+        res["locations"] = [_location(d)]
+    related = [_location(n, n.message) for n in d.notes if n.pos is not None]
+    if related:
+        for i, r in enumerate(related):
+            r["id"] = i
+        res["relatedLocations"] = related
+    props: dict = {"profiles": profiles}
+    if isinstance(d, Finding):
+        if d.syscalls:
+            props["syscalls"] = d.syscalls
+        if d.arches:
+            props["arches"] = d.arches
+    res["properties"] = props
+    return res
+
+
+def to_sarif(reports: list[Report], load_errors: list[tuple[str, Diagnostic]],
+             version: str = "0") -> dict:
+    """The SARIF log of a ``sbx check`` run; *load_errors* are (profile ref, diagnostic)."""
+    index = {c.id: i for i, c in enumerate(CHECKS)}
+    merged: dict[tuple, tuple[Diagnostic, list[str]]] = {}
+    for ref, d in load_errors:
+        d = Diagnostic(d.pos, d.message, "error", d.hint, d.notes, "SBX001")
+        merged.setdefault(_key(d), (d, []))[1].append(ref)
+    for rep in reports:
+        for f in rep.findings:
+            entry = merged.setdefault(_key(f), (f, []))
+            if rep.profile.name not in entry[1]:
+                entry[1].append(rep.profile.name)
+    results = [_result(d, index, profiles) for d, profiles in merged.values()]
+    run = {
+        "tool": {"driver": {"name": "sbx", "version": version,
+                            "rules": [_rule(c) for c in CHECKS]}},
+        "columnKind": "unicodeCodePoints",
+        "results": results,
+        "properties": {"profiles": [_profile_summary(r) for r in reports]},
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def _key(d: Diagnostic) -> tuple:
+    return (d.rule_id, d.pos.file if d.pos else "", d.pos.line if d.pos else 0,
+            d.pos.col if d.pos else 0, d.message)
+
+
+def _profile_summary(rep: Report) -> dict:
+    out = {"name": rep.profile.name, "path": display_path(rep.profile.path), "score": rep.score,
+           "counts": rep.counts()}
+    if rep.comparison is not None:
+        out["comparison"] = rep.comparison
+    return out
+
+
+# --------------------------------------------------------------------------- sbx JSON
+
+def _diag_json(d: Diagnostic) -> dict:
+    out: dict = {"rule_id": d.rule_id, "severity": d.severity, "message": d.message}
+    if d.hint:
+        out["hint"] = d.hint
+    if d.pos is not None:
+        out.update(file=display_path(d.pos.file), line=d.pos.line, col=d.pos.col)
+    if isinstance(d, Finding):
+        out.update(syscalls=d.syscalls, arches=d.arches)
+    if d.notes:
+        out["notes"] = [_diag_json(n) for n in d.notes]
+    return out
+
+
+def to_json(reports: list[Report], load_errors: list[tuple[str, Diagnostic]],
+            fail_on: str, exit_code: int) -> dict:
+    """sbx's own report format (``format`` is bumped on incompatible changes)."""
+    profiles = []
+    for rep in reports:
+        entry = _profile_summary(rep)
+        entry["native"] = rep.native
+        entry["surface"] = {k: sum(1 for v in rep.surface.values() if v == k)
+                            for k in ("allow", "conditional", "deny")}
+        entry["findings"] = [_diag_json(f) for f in rep.findings]
+        profiles.append(entry)
+    errors = []
+    for ref, d in load_errors:
+        e = _diag_json(Diagnostic(d.pos, d.message, d.severity, d.hint, d.notes, d.rule_id or "SBX001"))
+        e["profile"] = ref
+        errors.append(e)
+    return {"format": JSON_FORMAT, "tool": "sbx", "fail_on": fail_on, "exit_code": exit_code,
+            "severities": list(SEVERITIES), "profiles": profiles, "errors": errors}

@@ -1,0 +1,108 @@
+"""sbx verify on the real kernel: denials read from the audit log fail the run, with the rule.
+
+Each case runs ``python -m sandbox verify`` as a separate process (it takes a
+fresh audit session for itself, which must not leak into the test runner).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import need
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PY = os.path.realpath(sys.executable)
+PTRACE = "import ctypes; ctypes.CDLL(None).syscall(101, 0, 0, 0, 0)"          # x86_64 ptrace
+CLONE3 = "import ctypes; ctypes.CDLL(None).syscall(435, 0, 0)"                 # x86_64 clone3
+
+
+def verify(*args, timeout=60, user=None):
+    cmd = [sys.executable, "-m", "sandbox", "verify", *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def requirements():
+    need(os.geteuid() == 0, "sbx verify reads seccomp audit records: needs root")
+    need(os.uname().machine == "x86_64", "the syscall numbers below are x86_64's")
+
+
+def test_denied_syscall_fails_with_the_syscall_and_rule():
+    r = verify("--profile", "default", "--", PY, "-c", PTRACE)
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"^  ptrace \(101\)\s+1  errno\s+profiles/default\.yaml:\d+: - errno\(EPERM\): \"@debug\"$",
+                     r.stderr, re.M), r.stderr
+    assert "FAIL: 1 denied syscall under profile default" in r.stderr
+
+
+def test_clean_command_passes():
+    r = verify("--profile", "default", "--", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert "OK: true succeeded with no denials" in r.stderr
+
+
+def test_denial_in_a_grandchild_that_exited_is_counted():
+    r = verify("--profile", "default", "--", "/bin/sh", "-c", f"'{PY}' -c '{PTRACE}'; exit 0")
+    assert r.returncode == 1, r.stderr
+    assert "ptrace (101)" in r.stderr
+
+
+def test_enosys_fallback_is_listed_but_fails_only_with_strict():
+    r = verify("--profile", "default", "--", PY, "-c", CLONE3)
+    assert r.returncode == 0, r.stderr
+    assert "answered ENOSYS by design" in r.stderr and "clone3 (435)" in r.stderr
+    r = verify("--strict", "--profile", "default", "--", PY, "-c", CLONE3)
+    assert r.returncode == 1 and "FAIL: 1 denied syscall" in r.stderr
+
+
+def test_kill_process_denial():
+    r = verify("--profile", "default", "--", PY, "-c", "import ctypes; ctypes.CDLL(None).syscall(175, 0, 0, 0)")
+    assert r.returncode == 1, r.stderr
+    assert re.search(r"init_module \(175\)\s+1  kill-process\s+profiles/default\.yaml:\d+", r.stderr)
+
+
+def test_failing_command_without_denials_keeps_its_status():
+    r = verify("--profile", "default", "--", "/bin/sh", "-c", "exit 3")
+    assert r.returncode == 3
+    assert "exited with status 3 (no denials)" in r.stderr
+
+
+def test_missing_command_is_127():
+    r = verify("--profile", "default", "--", "/nonexistent/cmd")
+    assert r.returncode == 127 and "no such file" in r.stderr
+
+
+def test_timeout_stops_the_command():
+    r = verify("--profile", "default", "--timeout", "0.5", "--", "/bin/sleep", "30", timeout=20)
+    assert r.returncode == 124, r.stderr
+    assert "timed out after 0.5 s" in r.stderr
+
+
+def test_timeout_kills_a_command_that_ignores_sigterm():
+    r = verify("--profile", "default", "--timeout", "0.5", "--",
+               PY, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)",
+               timeout=20)
+    assert r.returncode == 124, r.stderr
+
+
+def test_bad_profile_is_2_with_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndefault: errno(EPERM)\nrules:\n  - allow: [reed]\n")
+    r = verify("--profile", str(bad), "--", "/bin/true")
+    assert r.returncode == 2
+    assert f"{bad}:4:13: error: unknown syscall 'reed'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unprivileged_cannot_observe_and_says_so():
+    need(shutil.which("setpriv") is not None, "setpriv (util-linux) missing")
+    r = verify("--profile", "default", "--", "/bin/true", user=65534)
+    assert r.returncode == 2, r.stderr
+    assert "denials cannot be observed" in r.stderr and "--allow-unobserved" in r.stderr
+    r = verify("--allow-unobserved", "--profile", "default", "--", "/bin/true", user=65534)
+    assert r.returncode == 0, r.stderr
+    assert "denials were not observed" in r.stderr
