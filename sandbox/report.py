@@ -35,6 +35,9 @@ class Reporter:
         self.probe = None
         self.pid = None
         self.wants_summary = opts.log or opts.mode == "complain" or opts.monitor
+        self._monitor_counters = None      # --monitor: the probe's counters, read after exit
+        self._mon_policy = None
+        self._listened = True
         self.collect_always = opts.on_denials is not None
 
     @property
@@ -85,13 +88,13 @@ class Reporter:
             self.stop()
 
     def _collect(self, killed: bool) -> list[Denial]:
-        out: list[Denial] = []
+        self._listened = self.probe is not None or self.audit_fd >= 0
         if self.probe is not None:
-            for ev in self.probe.poll(0):
-                out.append(Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args))
-            for ev in self.probe.poll(50):
-                out.append(Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args))
-            return out
+            return self._probe_denials()
+        return self._audit_denials()
+
+    def _audit_denials(self) -> list[Denial]:
+        out: list[Denial] = []
         if self.audit_fd < 0:
             return out
         from .kernel.audit import AuditReader
@@ -108,6 +111,42 @@ class Reporter:
             out.append(Denial(r.arch_name, r.nr & ~0x40000000 if r.arch_name == "x32" else r.nr,
                               names.get(r.action, hex(r.action)), r.pid, r.comm))
         return out
+
+    # -- the eBPF monitor (--monitor) ---------------------------------------
+    def _probe_denials(self) -> list[Denial]:
+        """Every event the probe delivered, in order, then one args-less Denial
+        per (arch, nr, action) for the events a full ring buffer dropped: the
+        counts add up to the probe's lossless in-kernel counters.  (The task
+        has exited, so its events are all in the buffer: one non-blocking poll.)"""
+        events = self.probe.poll(0)
+        counters = self._monitor_counters = self.probe.counters()
+        out = [Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args) for ev in events]
+        delivered: dict[tuple, int] = {}
+        for ev in events:
+            delivered[(ev.arch, ev.nr, ev.action)] = delivered.get((ev.arch, ev.nr, ev.action), 0) + 1
+        for (arch, nr, action), n in counters["denials"].items():
+            if n > delivered.get((arch, nr, action), 0):
+                out.append(Denial(arch, nr, action, self.pid, "", None,
+                                  n - delivered.get((arch, nr, action), 0)))
+        for d in out:
+            if d.action == "kill":          # the probe cannot tell the two kills apart; the policy can
+                kind = self._monitor_decision(d.arch, d.nr, d.args).action.kind
+                d.action = kind if kind in ("kill-process", "kill-thread") else "kill-process"
+        if self.audit_fd >= 0 and (self.opts.log or self.opts.mode == "complain"):
+            out += [d for d in self._audit_denials() if d.action == "log"]   # RET_LOG: not denied
+        return out
+
+    def _monitor_policy(self):
+        if self._mon_policy is None:
+            self._mon_policy = self._policy()
+        return self._mon_policy
+
+    def _monitor_decision(self, arch: str, nr: int, args):
+        from bpf_filters import syscalls
+        from bpf_filters.ir import evaluate
+        full = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
+        return evaluate(self._monitor_policy(), syscalls.AUDIT_ARCH.get(arch, 0), full,
+                        tuple(args or (0,) * 6))
 
     def _policy(self):
         from .policy import load_profile, lower
@@ -148,8 +187,11 @@ class Reporter:
 
     def _summary(self, denials: list[Denial]) -> None:
         from bpf_filters import syscalls
+        if self._monitor_counters is not None and denials:
+            self._monitor_summary(denials)
+            return
         if not denials:
-            if self.audit_fd >= 0 or self.probe is not None or True:
+            if self._listened:          # else start() said that denials cannot be listed
                 _say(f"no denials recorded under profile {self.compiled.name}")
             return
         policy = self._policy()
@@ -175,6 +217,65 @@ class Reporter:
         if allow:
             print("  to allow them, add to the profile's rules (or run `sbx refine`):", file=sys.stderr)
             print(f"    - allow: [{', '.join(allow)}]", file=sys.stderr)
+
+    def _monitor_summary(self, denials: list[Denial]) -> None:
+        """The --monitor table: exact counts (kernel counters), example args
+        and deciding rule per (syscall, action), then the rules that would allow them."""
+        from .policy.show import action_text
+        groups: dict[tuple, list[Denial]] = {}
+        for d in denials:
+            groups.setdefault((d.arch, d.nr, d.action), []).append(d)
+        total = sum(d.count for d in denials)
+        dropped = self._monitor_counters["dropped"]
+        verb = "would have been denied" if self.opts.mode == "complain" else "denied"
+        how = (f"{dropped} of {total} events dropped, example args come from the others"
+               if dropped else "every event delivered")
+        if any(d.action == "log" for d in denials):
+            how += "; 'log' rows from audit records, which carry no args"
+        _say(f"{total} syscall{'s' if total != 1 else ''} {verb} under profile {self.compiled.name} "
+             f"(counted in the kernel; {how}):")
+        print(f"  {'SYSCALL':22} {'COUNT':>7}  {'ACTION':20} {'EXAMPLE ARGS':28} RULE", file=sys.stderr)
+        for (arch, nr, action), ds in sorted(groups.items(), key=lambda kv: -sum(d.count for d in kv[1])):
+            ex = next((d.args for d in ds if d.args), None)
+            dec = self._monitor_decision(arch, nr, ex)
+            shown = action_text(dec.action) if dec.action.denies and action != "log" else action
+            name = _syscall_name(arch, nr)
+            label = f"{name} ({nr})" + ("" if arch == seccomp.native_arch() else f" {arch}")
+            print(f"  {label:22} {sum(d.count for d in ds):>7}  {shown:20} {_args_text(name, ex):28} "
+                  f"{self._rule_text(self._monitor_policy(), arch, nr, ex)}", file=sys.stderr)
+        self._monitor_allow_lines(denials)
+
+    def _monitor_allow_lines(self, denials: list[Denial]) -> None:
+        from . import refine
+        obs = [refine.Observation(d.arch, d.nr, d.args, d.count) for d in denials
+               if d.arch in ("x86_64", "i386", "x32")]
+        with_args = {(o.arch, o.nr) for o in obs if o.args is not None}
+        obs = [o for o in obs if o.args is not None or (o.arch, o.nr) not in with_args]
+        plan = refine.plan_changes(self._monitor_policy(), obs, broad=True)
+        if not plan.changes:
+            return
+        lines = refine.render_rules(plan, 4, detail=False)
+        print("  to allow them, put these first in the profile's rules (`sbx refine` writes them; "
+              "a rule marked 'overrides' undoes a deliberate denial):", file=sys.stderr)
+        print("\n".join(lines), file=sys.stderr)
+
+
+def _syscall_name(arch: str, nr: int) -> str:
+    from bpf_filters import syscalls
+    if arch not in syscalls.ARCHES:
+        return f"#{nr}"
+    return syscalls.table(arch).name(nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0)) or f"#{nr}"
+
+
+def _args_text(name: str, args) -> str:
+    """The arguments the syscall takes (registers beyond them are noise), at most 4."""
+    from bpf_filters.syscalls.signatures import signature
+    if not args:
+        return "-"
+    sig = signature(name)
+    count = len(sig) if sig else 6
+    shown = ", ".join(hex(a) for a in args[:min(count, 4)])
+    return shown + (", ..." if count > 4 else "")
 
 
 def _rel(path: str) -> str:

@@ -1,0 +1,350 @@
+"""``sbx monitor`` (live stream of seccomp denials) and ``sbx refine`` (profile change from denials).
+
+``monitor`` drives the eBPF probe of ``sandbox.monitor`` over a process tree
+(--pid), a cgroup v2 subtree (--cgroup) or every process, prints each denial
+as it happens and ends with the probe's lossless counters.  ``refine`` reads
+such denials back and prints, as a unified diff, the smallest profile change
+that allows them (the logic lives in the pure ``sandbox.refine``).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import refine as rf
+from .paths import display_path
+
+CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/sbx/cgroup2")
+POLL_MS = 200
+
+
+def _fail(message: str, status: int = 1):
+    click.echo(f"sbx {click.get_current_context().info_name}: {message}", err=True)
+    sys.exit(status)
+
+
+# -- sbx monitor --------------------------------------------------------------------
+
+@click.command()
+@click.option("--pid", "pids", type=int, multiple=True,
+              help="a running process: it, its threads and all its descendants (repeatable)")
+@click.option("--cgroup", "cgroups", multiple=True,
+              help="a cgroup v2 (path under the cgroup2 mount, or like /sbx/job1): every task in it or below")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per denial on stdout")
+@click.option("--duration", type=click.FloatRange(min=0), help="stop after this many seconds")
+@click.option("--profile", help="the profile the processes run under: name the rule behind each denial")
+def monitor(pids, cgroups, as_json, duration, profile):
+    """Stream the seccomp denials of running processes until Ctrl-C, SIGTERM,
+    --duration, or (with --pid only) the exit of every tracked process; then
+    print the in-kernel counters, with events lost to a full buffer, on stderr.
+    Without --pid or --cgroup every process on the host is watched.  Needs root.
+    """
+    from .monitor import Probe, ProbeUnavailable, available
+    ok, reason = available()
+    if not ok:
+        _fail(f"cannot monitor: {reason}")
+    explain = _Explainer(profile) if profile else None
+    try:
+        probe = Probe("monitor")
+    except ProbeUnavailable as err:
+        _fail(f"cannot monitor: {err}")
+    with probe:
+        stop = _StopFlag()
+        _scope(probe, pids, cgroups)
+        started = time.monotonic()
+        printer = _Printer(as_json, explain)
+        _stream(probe, printer, stop, None if duration is None else started + duration,
+                watch_pids=bool(pids) and not cgroups)
+        _print_counters(probe.counters(), printer, time.monotonic() - started)
+    sys.exit(0)
+
+
+def _scope(probe, pids, cgroups) -> None:
+    from .kernel.libbpf import BpfError
+    try:
+        for pid in pids:
+            _track_tree(probe, pid)
+        if cgroups:
+            _ensure_cgroup2()
+        for path in cgroups:
+            probe.track_cgroup(path)
+        if not pids and not cgroups:
+            _ensure_cgroup2()
+            probe.track_cgroup("/")
+    except (BpfError, ValueError) as err:
+        _fail(str(err))
+    what = [f"process {pid} and its descendants" for pid in pids] + \
+        [f"cgroup {path}" for path in cgroups]
+    count = len(probe.tracked_tids())
+    tasks = f" ({count} task{'s' if count != 1 else ''} now)" if pids else ""
+    click.echo(f"sbx monitor: watching {', '.join(what) or 'every process'}{tasks}; "
+               "Ctrl-C to stop", err=True)
+
+
+def _track_tree(probe, pid: int) -> None:
+    """Seed *pid* and its descendants (twice, to catch children forked meanwhile
+    by a descendant not yet seeded; children of a seeded task follow by themselves)."""
+    import psutil
+    from .kernel.libbpf import BpfError
+    try:
+        root = psutil.Process(pid)
+        probe.track_pid(pid)
+        for _ in range(2):
+            for child in root.children(recursive=True):
+                try:
+                    probe.track_pid(child.pid)
+                except BpfError:
+                    pass                        # exited between listing and seeding
+    except psutil.NoSuchProcess:
+        _fail(f"no such process {pid}")
+
+
+def _ensure_cgroup2() -> None:
+    """Mount the cgroup v2 hierarchy if this host has none mounted (hybrid
+    layouts usually have it at /sys/fs/cgroup/unified; a private mount
+    namespace may not)."""
+    from .kernel.mounts import MountError, ensure_cgroup2
+    try:
+        where, mounted = ensure_cgroup2(CGROUP2_MOUNTS)
+    except MountError as err:
+        _fail(f"no cgroup v2 hierarchy is mounted and mounting one failed ({err.strerror})")
+    if mounted:
+        click.echo(f"sbx monitor: mounted the cgroup v2 hierarchy at {where}", err=True)
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the poll loop checks it between short waits."""
+
+    def __init__(self):
+        self.set_by = None
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, _frame):
+        self.set_by = signum
+
+
+def _stream(probe, printer, stop, deadline, watch_pids: bool) -> None:
+    while stop.set_by is None and not printer.closed:
+        wait = POLL_MS if deadline is None else max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
+        for ev in probe.poll(wait):
+            printer.event(ev)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if watch_pids and not probe.tracked_tids():
+            break
+    for ev in probe.poll(0):
+        printer.event(ev)
+
+
+class _Explainer:
+    """The rule of --profile behind a denial (file:line), like `sbx explain`."""
+
+    def __init__(self, ref: str):
+        from .kernel.seccomp import native_arch
+        from .policy import load_profile, lower
+        self.policy = lower(load_profile(ref), native_arch())
+
+    def rule(self, ev) -> str:
+        if ev.arch not in ("x86_64", "i386", "x32"):
+            return "?"
+        dec = rf.decide(self.policy, rf.Observation(ev.arch, ev.nr, ev.args))
+        if dec.rule is not None and dec.rule.origin is not None:
+            return f"{display_path(dec.rule.origin.file)}:{dec.rule.origin.line}"
+        o = self.policy.origins.get(dec.reason)
+        return f"{dec.reason} ({display_path(o.file)}:{o.line})" if o else dec.reason
+
+
+class _Printer:
+    """One line per denial, JSON or human; notices a closed stdout."""
+
+    def __init__(self, as_json: bool, explain: _Explainer | None):
+        self.as_json, self.explain = as_json, explain
+        self.offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime is CLOCK_MONOTONIC
+        self.closed = False
+
+    def event(self, ev) -> None:
+        if self.closed:
+            return
+        line = json.dumps(self.record(ev)) if self.as_json else self.human(ev)
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def record(self, ev) -> dict:
+        rec = {"time": round((ev.time_ns + self.offset_ns) / 1e9, 6), "pid": ev.pid,
+               "tid": ev.tid, "comm": ev.comm, "arch": ev.arch, "nr": ev.nr,
+               "syscall": rf.Observation(ev.arch, ev.nr).name(), "action": ev.action,
+               "errno": ev.errno, "args": list(ev.args or ())}
+        if self.explain is not None:
+            rec["rule"] = self.explain.rule(ev)
+        return rec
+
+    def human(self, ev) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime((ev.time_ns + self.offset_ns) / 1e9))
+        millis = (ev.time_ns + self.offset_ns) // 1_000_000 % 1000
+        who = f"{ev.comm}[{ev.pid}" + (f"/{ev.tid}]" if ev.tid != ev.pid else "]")
+        name = rf.Observation(ev.arch, ev.nr).name() or f"#{ev.nr}"
+        abi = "" if ev.arch == "x86_64" else f"[{ev.arch}] "
+        args = ", ".join(hex(a) for a in (ev.args or ())[:_arg_count(name)])
+        rule = f"  <- {self.explain.rule(ev)}" if self.explain is not None else ""
+        return f"{stamp}.{millis:03d} {who} {abi}{name}({args}) {_outcome(ev)}{rule}"
+
+
+def _arg_count(name: str) -> int:
+    from bpf_filters.syscalls.signatures import signature
+    sig = signature(name)
+    return len(sig) if sig else 6
+
+
+def _outcome(ev) -> str:
+    import errno as errno_mod
+    err = errno_mod.errorcode.get(ev.errno, str(ev.errno)) if ev.errno is not None else None
+    if ev.action == "errno":
+        return f"= -1 {err}"
+    if ev.action == "trap":
+        return f"trapped (SIGSYS, data {ev.errno})"
+    if ev.action == "kill":
+        return "killed (SIGSYS)"
+    if ev.action == "notify":
+        return f"= -1 {err} (supervisor)" if err else f"= {ev.ret} (supervisor)"
+    return f"= {ev.ret} ({ev.action})"
+
+
+def _print_counters(counters: dict, printer: _Printer, seconds: float) -> None:
+    denials = counters["denials"]
+    total = sum(denials.values())
+    say = lambda text: click.echo(text, err=True)   # noqa: E731
+    say(f"sbx monitor: {total} denial{'s' if total != 1 else ''} in {seconds:.1f} s "
+        f"(in-kernel counters); {counters['events']} events delivered, "
+        f"{counters['dropped']} dropped" + (", output closed early" if printer.closed else ""))
+    if denials:
+        say(f"  {'COUNT':>8}  {'SYSCALL':24} {'ARCH':7} ACTION")
+    for (arch, nr, action), n in sorted(denials.items(), key=lambda kv: (-kv[1], kv[0])):
+        name = rf.Observation(arch, nr).name() or "?"
+        say(f"  {n:>8}  {f'{name} ({nr})':24} {arch:7} {action}")
+    full = {k: v for k, v in counters["map_full"].items() if v}
+    if full:
+        say("sbx monitor: warning: kernel maps were full, some counts are missing: "
+            + ", ".join(f"{k} {v}" for k, v in full.items()))
+
+
+# -- sbx refine ---------------------------------------------------------------------
+
+@click.command()
+@click.argument("profile")
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="denials: JSON lines of `sbx monitor --json` (or audit SECCOMP lines); - for stdin")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the refined profile here")
+@click.option("--broad", is_flag=True,
+              help="also allow what the profile denies on purpose (explicit deny rules)")
+def refine(profile, source, output, broad):
+    """Print the smallest change to PROFILE (a unified diff) that allows the
+    denials in --from: narrowed by arguments where they allow it (socket
+    families, ioctl requests, ...), first in the profile's own rules.  With
+    -o the new profile is written, after checking that it loads and compiles.
+    """
+    from .kernel.seccomp import native_arch
+    from .policy import load_profile, lower
+    prof = load_profile(profile)
+    observations = _read_denials(source)
+    if not observations:
+        _fail(f"no denials in {source}")
+    policy = lower(prof, native_arch())
+    plan = rf.plan_changes(policy, observations, broad)
+    for skip in plan.skipped:
+        hint = " (use --broad to allow it anyway)" if skip.needs_broad else ""
+        kind = "warning" if skip.needs_broad else "note"
+        click.echo(f"sbx refine: {kind}: {skip.name} ({skip.denials} denial"
+                   f"{'s' if skip.denials != 1 else ''}) not added: {skip.reason}{hint}", err=True)
+    text = Path(prof.path).read_text()
+    label = "stdin" if source == "-" else os.path.basename(source)
+    try:
+        new_text = rf.apply_changes(text, plan, label)
+    except rf.RefineError as err:
+        _fail(str(err), 2)
+    if not plan.changes:
+        click.echo("sbx refine: nothing to change", err=True)
+        return
+    _check(new_text, policy, plan, output or prof.path, native_arch())
+    out_name = display_path(output) if output else display_path(prof.path)
+    diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                fromfile=display_path(prof.path), tofile=out_name)
+    click.echo("".join(diff), nl=False)
+    if output:
+        _write(output, new_text)
+        click.echo(f"sbx refine: wrote {output} (allows {plan.allowed} of the "
+                   f"{sum(o.count for o in observations)} denials)", err=True)
+
+
+def _read_denials(source: str) -> list[rf.Observation]:
+    from .kernel.audit import parse_record
+    stream = sys.stdin if source == "-" else None
+    try:
+        lines = (stream or open(source, encoding="utf-8", errors="replace")).read().splitlines()
+    except OSError as err:
+        _fail(f"cannot read {source}: {err.strerror}", 2)
+    out, ignored = [], 0
+    for lineno, text in enumerate(lines, 1):
+        if text.lstrip().startswith("{"):
+            try:
+                obs = rf.parse_json_line(text)
+            except rf.RefineError as err:
+                _fail(f"{source}:{lineno}: {err}", 2)
+            if obs is not None:
+                out.append(obs)
+            continue
+        record = parse_record(text) if "audit(" in text else None
+        if record is not None and record.arch_name in ("x86_64", "i386", "x32"):
+            nr = record.nr & ~0x40000000 if record.arch_name == "x32" else record.nr
+            out.append(rf.Observation(record.arch_name, nr, None, 1))
+        elif text.strip() and not text.lstrip().startswith("#"):
+            ignored += 1
+    if ignored:
+        click.echo(f"sbx refine: note: ignored {ignored} line{'s' if ignored != 1 else ''} of "
+                   f"{source} that are not denial records", err=True)
+    return out
+
+
+def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:
+    """Load and compile the refined text from beside *near* (so relative
+    ``extends`` resolve as they will), and check what it decides."""
+    from .policy import PolicyError, build_filter, load_profile, lower
+    from .paths import builtin_dir
+    where = os.path.dirname(os.path.abspath(near))
+    if where == os.path.abspath(builtin_dir()) or not os.access(where, os.W_OK):
+        where = None            # built-ins extend by name only: any directory will do
+    fd, tmp = tempfile.mkstemp(prefix=".sbx-refine-", suffix=".yaml", dir=where)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new_text)
+        new = load_profile(Path(tmp))
+        build_filter(new, native=native)
+        rf.check_refined(old_policy, lower(new, native), plan)
+    except PolicyError as err:
+        _fail("the refined profile does not load:\n" + err.render(), 2)
+    except rf.RefineError as err:
+        _fail(str(err), 2)
+    finally:
+        os.unlink(tmp)
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.sbx-tmp"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        _fail(f"cannot write {path}: {err.strerror}", 2)

@@ -1,0 +1,517 @@
+"""Turn observed seccomp denials into the smallest profile change that allows them.
+
+Pure: records in, new profile text out.  ``plan_changes`` decides, per denied
+syscall, the narrowest ``allow`` rule that admits exactly what was seen;
+``apply_changes`` writes those rules at the top of the profile's own
+``rules:`` list by editing its text (comments and layout survive);
+``check_refined`` proves on the lowered policies that the seen denials are
+now allowed and that no other syscall's decision moved.
+
+Why narrowing is safe: a new rule tests every argument that any rule of the
+syscall tests (plus a "selector" argument such as socket's family), and only
+with the values seen.  A call it admits therefore agrees on every tested
+argument with a seen denial, so every existing rule treats it like that
+denial: it was denied by the same rule, and nothing the profile denies on
+purpose becomes allowed unless the seen denial itself was (``--broad``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import yaml
+
+from bpf_filters import syscalls
+from bpf_filters.ir import Decision, Policy, evaluate
+
+from .policy.constants import CONSTANTS
+from .policy.lower import arg_width, fits
+from .policy.show import action_text
+from .paths import display_path
+
+MAX_TUPLES = 8          # more distinct argument combinations than this: allow the name
+NONNULL = -1            # projection of a non-NULL pointer argument
+ZERO_ARGS = (0,) * 6
+
+# The argument that says *what* a call does, narrowed even when no rule tests it.
+SELECTORS: dict[str, tuple[int, ...]] = {
+    "socket": (0,), "socketpair": (0,), "ioctl": (1,), "prctl": (0,), "arch_prctl": (0,),
+    "fcntl": (1,), "fcntl64": (1,), "personality": (0,), "clone": (0,), "unshare": (0,),
+    "setns": (1,), "setsockopt": (1, 2), "getsockopt": (1, 2), "madvise": (2,),
+    "seccomp": (0,), "bpf": (0,), "ptrace": (0,), "keyctl": (0,), "mprotect": (2,),
+    "pkey_mprotect": (2,), "memfd_create": (1,), "kill": (1,), "tkill": (1,), "tgkill": (2,),
+}
+
+# How to spell values symbolically: ("enum", prefixes) picks a constant with
+# that value; ("flags", prefix) ORs single- and multi-bit constants.
+_ENUM, _FLAGS = "enum", "flags"
+_NAMING: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {
+    ("socket", 0): (_ENUM, ("AF_",)), ("socketpair", 0): (_ENUM, ("AF_",)),
+    ("ioctl", 1): (_ENUM, ("TC", "TIOC", "FIO", "SIOC")),
+    ("prctl", 0): (_ENUM, ("PR_",)), ("arch_prctl", 0): (_ENUM, ("ARCH_",)),
+    ("fcntl", 1): (_ENUM, ("F_",)), ("fcntl64", 1): (_ENUM, ("F_",)),
+    ("personality", 0): (_ENUM, ("PER_", "UNAME26", "ADDR_", "READ_IMPLIES_EXEC")),
+    ("clone", 0): (_FLAGS, ("CLONE_",)), ("unshare", 0): (_FLAGS, ("CLONE_",)),
+    ("setns", 1): (_FLAGS, ("CLONE_",)),
+    ("mmap", 2): (_FLAGS, ("PROT_",)), ("mprotect", 2): (_FLAGS, ("PROT_",)),
+    ("pkey_mprotect", 2): (_FLAGS, ("PROT_",)), ("mmap", 3): (_FLAGS, ("MAP_",)),
+    ("madvise", 2): (_ENUM, ("MADV_",)), ("seccomp", 0): (_ENUM, ("SECCOMP_",)),
+    ("setsockopt", 1): (_ENUM, ("SOL_",)), ("getsockopt", 1): (_ENUM, ("SOL_",)),
+    ("open", 1): (_FLAGS, ("O_",)), ("openat", 2): (_FLAGS, ("O_",)),
+    ("memfd_create", 1): (_FLAGS, ("MFD_",)), ("getrandom", 2): (_FLAGS, ("GRND_",)),
+    ("kill", 1): (_ENUM, ("SIG",)), ("tkill", 1): (_ENUM, ("SIG",)), ("tgkill", 2): (_ENUM, ("SIG",)),
+}
+
+
+class RefineError(Exception):
+    """The denials or the profile cannot be refined; str() is one clear line."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One denial record: a syscall of *arch* (x32 bit removed), its
+    arguments when known, and how many times it was seen."""
+    arch: str
+    nr: int
+    args: tuple[int, ...] | None = None
+    count: int = 1
+
+    def key_nr(self) -> int:
+        return self.nr | syscalls.X32_SYSCALL_BIT if self.arch == "x32" else self.nr
+
+    def name(self) -> str | None:
+        if self.arch not in syscalls.ARCHES:
+            return None
+        return syscalls.table(self.arch).name(self.key_nr())
+
+
+@dataclass
+class Change:
+    """One rule to add: ``allow: names`` with optional ``when:`` conditions."""
+    names: list[str]
+    conds: list[str]
+    denials: int
+    why: list[str]                                  # one comment line per syscall
+    overrides: list[str] = field(default_factory=list)   # rules denying on purpose (--broad)
+    members: list[Observation] = field(default_factory=list)  # the denials it allows
+
+
+@dataclass
+class Skip:
+    """Denials left alone, with the reason; *needs_broad* if --broad would add them."""
+    name: str
+    denials: int
+    reason: str
+    needs_broad: bool = False
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+    skipped: list[Skip]
+    observations: list[Observation]
+
+    @property
+    def allowed(self) -> int:
+        return sum(c.denials for c in self.changes)
+
+
+# -- reading records --------------------------------------------------------------
+
+def parse_json_line(text: str) -> Observation | None:
+    """One JSON line of ``sbx monitor --json`` (or any object with arch and nr
+    or syscall); None for blank lines, comments and objects that are no denial."""
+    text = text.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RefineError(f"not JSON ({err.msg})") from err
+    if not isinstance(obj, dict) or ("nr" not in obj and "syscall" not in obj):
+        return None
+    arch = obj.get("arch") or "x86_64"
+    if arch not in syscalls.ARCHES:
+        raise RefineError(f"unknown arch {arch!r}")
+    nr = obj.get("nr")
+    if not isinstance(nr, int):
+        nr = syscalls.table(arch).nr(str(obj.get("syscall")))
+        if nr is None:
+            raise RefineError(f"unknown syscall {obj.get('syscall')!r} on {arch}")
+    args = obj.get("args")
+    if args is not None:
+        if not (isinstance(args, list) and all(isinstance(a, int) for a in args) and len(args) <= 6):
+            raise RefineError("args must be a list of at most 6 integers")
+        args = tuple(a & 0xFFFF_FFFF_FFFF_FFFF for a in args) + (0,) * (6 - len(args))
+    count = obj.get("count", 1)
+    if not isinstance(count, int) or count < 1:
+        raise RefineError("count must be a positive integer")
+    return Observation(arch, nr & ~syscalls.X32_SYSCALL_BIT if arch == "x32" else nr, args, count)
+
+
+# -- naming values ------------------------------------------------------------------
+
+def value_text(name: str, arg: int, value: int, context: dict[int, set[int]] | None = None) -> str:
+    """*value* of argument *arg* of syscall *name*, symbolic where a constant fits."""
+    context = context or {}
+    kind, prefixes = _naming(name, arg, context)
+    if name in ("socket", "socketpair") and arg == 1:
+        return _socket_type(value)
+    if kind == _ENUM:
+        found = _constant(value, prefixes)
+        return found or _hex(value)
+    if kind == _FLAGS:
+        return _flags(value, prefixes, signal_low_byte=(name == "clone"),
+                      access_mode=name in ("open", "openat"))
+    return _hex(value)
+
+
+def _naming(name: str, arg: int, context: dict[int, set[int]]):
+    if name == "socket" and arg == 2:
+        netlink = context.get(0) == {CONSTANTS["AF_NETLINK"]}
+        return _ENUM, ("NETLINK_",) if netlink else ("IPPROTO_",)
+    if name in ("setsockopt", "getsockopt") and arg == 2:
+        return (_ENUM, ("SO_",)) if context.get(1) == {CONSTANTS["SOL_SOCKET"]} else (None, ())
+    return _NAMING.get((name, arg), (None, ()))
+
+
+def _hex(value: int) -> str:
+    return hex(value) if value > 9 else str(value)
+
+
+def _constant(value: int, prefixes: tuple[str, ...]) -> str | None:
+    for cname, cval in CONSTANTS.items():
+        if cname.startswith(prefixes) and cval & 0xFFFF_FFFF_FFFF_FFFF == value:
+            return cname
+        if cname.startswith(prefixes) and cval < 0 and cval & 0xFFFF_FFFF == value:
+            return cname
+    return None
+
+
+def _flags(value: int, prefixes: tuple[str, ...], signal_low_byte=False, access_mode=False) -> str:
+    """OR of the constants whose bits are all set (widest first: O_SYNC before
+    O_DSYNC), in value order; open's access mode first, clone's signal last."""
+    head, tail, rest = [], [], value
+    if access_mode:
+        head.append({0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}.get(rest & 3, "3"))
+        rest &= ~3
+    if signal_low_byte and rest & 0xFF:             # clone: CSIGNAL, the exit signal
+        tail.append(_constant(rest & 0xFF, ("SIG",)) or _hex(rest & 0xFF))
+        rest &= ~0xFF
+    bits = sorted(((cname, cval) for cname, cval in CONSTANTS.items()
+                   if cname.startswith(prefixes) and cval > 0 and not (access_mode and cval & 3)),
+                  key=lambda kv: -bin(kv[1]).count("1"))
+    chosen = []
+    for cname, cval in bits:
+        if rest & cval == cval:
+            chosen.append((cval, cname))
+            rest &= ~cval
+    parts = head + [n for _, n in sorted(chosen)] + tail
+    if not parts:
+        return _constant(value, prefixes) or _hex(value)
+    if rest:
+        parts.append(_hex(rest))
+    return "|".join(parts)
+
+
+def _socket_type(value: int) -> str:
+    base, flags = value & 0xF, value & ~0xF
+    parts = [_constant(base, ("SOCK_",)) or _hex(base)]
+    for fname in ("SOCK_NONBLOCK", "SOCK_CLOEXEC"):
+        if flags & CONSTANTS[fname]:
+            parts.append(fname)
+            flags &= ~CONSTANTS[fname]
+    if flags:
+        parts.append(_hex(flags))
+    return "|".join(parts)
+
+
+# -- planning -----------------------------------------------------------------------
+
+def merge_observations(observations: list[Observation]) -> list[Observation]:
+    """Identical calls (arch, number, arguments) folded into one, counts summed."""
+    counts: dict[tuple, int] = {}
+    for o in observations:
+        key = (o.arch, o.nr, o.args)
+        counts[key] = counts.get(key, 0) + o.count
+    return [Observation(arch, nr, args, n) for (arch, nr, args), n in counts.items()]
+
+
+def decide(policy: Policy, obs: Observation) -> Decision:
+    return evaluate(policy, syscalls.AUDIT_ARCH[obs.arch], obs.key_nr(), obs.args or ZERO_ARGS)
+
+
+def _rules_of(policy: Policy, name: str):
+    """Every lowered rule of syscall *name*, over the policy's arches."""
+    out = []
+    for ap in policy.arches:
+        nr = syscalls.table(ap.arch).nr(name)
+        out.extend(ap.rules.get(nr, ()) if nr is not None else ())
+    return out
+
+
+def _where(decision: Decision, policy: Policy) -> str:
+    if decision.rule is not None and decision.rule.origin is not None:
+        o = decision.rule.origin
+        return f"{display_path(o.file)}:{o.line} ({_rule_text(o.text)})"
+    o = policy.origins.get(decision.reason)
+    at = f" ({display_path(o.file)}:{o.line})" if o else ""
+    return f"the profile {decision.reason}{at}"
+
+
+def _rule_text(text: str) -> str:
+    return text[2:] if text.startswith("- ") else text
+
+
+def plan_changes(policy: Policy, observations: list[Observation], broad: bool = False) -> Plan:
+    """What to add so that every denial in *observations* is allowed, and what not to."""
+    plan = Plan([], [], list(observations))
+    groups: dict[str, list[tuple[Observation, Decision]]] = {}
+    for obs in merge_observations(observations):
+        name = obs.name()
+        if name is None:
+            plan.skipped.append(Skip(f"#{obs.nr} ({obs.arch})", obs.count,
+                                     "not in the syscall table; no rule can name it"))
+            continue
+        dec = decide(policy, obs)
+        if dec.reason == "bad_arch":
+            plan.skipped.append(Skip(name, obs.count, f"{obs.arch} code is not allowed by the "
+                                     f"profile (its arches: list); add {obs.arch} there to run it"))
+        elif not dec.action.denies:
+            plan.skipped.append(Skip(name, obs.count, f"already allowed by {_where(dec, policy)}"))
+        else:
+            groups.setdefault(name, []).append((obs, dec))
+    plain: list[Change] = []
+    for name, seen in groups.items():
+        for change in _plan_one(policy, name, seen, broad, plan.skipped):
+            (plan.changes if change.conds else plain).append(change)
+    if plain:
+        plan.changes.append(Change([n for c in plain for n in c.names], [],
+                                   sum(c.denials for c in plain), [w for c in plain for w in c.why],
+                                   [o for c in plain for o in c.overrides],
+                                   [o for c in plain for o in c.members]))
+    plan.skipped = _merge_skips(plan.skipped)
+    return plan
+
+
+def _merge_skips(skips: list[Skip]) -> list[Skip]:
+    merged: dict[tuple, Skip] = {}
+    for s in skips:
+        key = (s.name, s.reason, s.needs_broad)
+        if key in merged:
+            merged[key].denials += s.denials
+        else:
+            merged[key] = Skip(s.name, s.denials, s.reason, s.needs_broad)
+    return list(merged.values())
+
+
+def _plan_one(policy: Policy, name: str, seen, broad: bool, skipped: list[Skip]) -> list[Change]:
+    """The rules that allow the denials of one syscall (several when the seen
+    argument combinations need more than one ``in`` list)."""
+    explicit = [(o, d) for o, d in seen if d.reason == "rule"]
+    if explicit and not broad:
+        where = sorted({_where(d, policy) for _, d in explicit})
+        skipped.append(Skip(name, sum(o.count for o, _ in explicit),
+                            f"denied on purpose by {'; '.join(where)}", needs_broad=True))
+        seen = [(o, d) for o, d in seen if d.reason != "rule"]
+        if not seen:
+            return []
+    rules = _rules_of(policy, name)
+    groups = _narrow(name, [o for o, _ in seen], rules)
+    if groups is None:
+        on_purpose = sorted({f"{display_path(r.origin.file)}:{r.origin.line} ({_rule_text(r.origin.text)})"
+                             for r in rules if r.action.denies and r.origin is not None})
+        if on_purpose and not broad:
+            skipped.append(Skip(name, sum(o.count for o, _ in seen),
+                                "allowing every call would also allow what "
+                                f"{'; '.join(on_purpose)} denies on purpose, and the denials "
+                                "do not narrow it down (arguments unknown or too varied)",
+                                needs_broad=True))
+            return []
+        return [Change([name], [], sum(o.count for o, _ in seen), [_why(policy, name, seen)],
+                       on_purpose, [o for o, _ in seen])]
+    out = []
+    for conds, members in groups:
+        mine = [(o, d) for o, d in seen if id(o) in members]
+        overrides = sorted({_where(d, policy) for _, d in mine if d.reason == "rule"})
+        out.append(Change([name], conds, sum(o.count for o, _ in mine),
+                          [_why(policy, name, mine)], overrides, [o for o, _ in mine]))
+    return out
+
+
+def _why(policy: Policy, name: str, seen) -> str:
+    count = sum(o.count for o, _ in seen)
+    decided = sorted({f"{action_text(d.action)} by {_where(d, policy)}" for _, d in seen})
+    return f"{name}: {count} denial{'s' if count != 1 else ''}, {'; '.join(decided)}"
+
+
+def _tested_args(rules) -> dict[int, bool]:
+    """{argument: compared only with NULL} for every argument the rules test."""
+    out: dict[int, bool] = {}
+    for r in rules:
+        for c in r.conds:
+            null_only = c.op in ("==", "!=", "in", "not in") and set(c.values) == {0}
+            out[c.arg] = out.get(c.arg, True) and null_only
+    return out
+
+
+def _narrow(name: str, seen: list[Observation], rules) -> list[tuple[list[str], set[int]]] | None:
+    """Rules (condition texts, ids of the observations each admits) that admit
+    exactly the seen argument combinations, or None when that is not possible."""
+    if any(o.args is None for o in seen):
+        return None
+    tested = _tested_args(rules)
+    candidates = [sorted(set(tested) | set(SELECTORS.get(name, ()))), sorted(tested)]
+    for args in dict.fromkeys(tuple(c) for c in candidates):
+        if not args:
+            continue
+        null_class = {a for a in args if tested.get(a) and _is_pointer(name, a)}
+        projected = [(tuple(_project(name, o, a, a in null_class) for a in args), o) for o in seen]
+        tuples = {t for t, _ in projected}
+        if len(tuples) > MAX_TUPLES or not _all_fit(name, args, tuples):
+            continue
+        return [(conds, {id(o) for t, o in projected if t in group})
+                for conds, group in _conditions(name, args, tuples, null_class)]
+    return None
+
+
+def _is_pointer(name: str, arg: int) -> bool:
+    from bpf_filters.syscalls.signatures import signature
+    sig = signature(name)
+    return bool(sig and arg < len(sig) and sig[arg].pointer)
+
+
+def _project(name: str, obs: Observation, arg: int, null_class: bool) -> int:
+    width = arg_width(obs.arch, name, arg)
+    value = obs.args[arg] & ((1 << width) - 1)
+    if null_class:
+        return 0 if value == 0 else NONNULL
+    return value
+
+
+def _all_fit(name: str, args, tuples) -> bool:
+    for arch in syscalls.ARCHES:
+        if name not in syscalls.table(arch):
+            continue
+        for i, a in enumerate(args):
+            width = arg_width(arch, name, a)
+            if any(t[i] != NONNULL and not fits(t[i], width) for t in tuples):
+                return False
+    return True
+
+
+def _conditions(name, args, tuples, null_class) -> list[tuple[list[str], set[tuple]]]:
+    """Group the tuples so that each rule has one ``in`` list (on the argument
+    with the most values) and fixes the others with ``==``: exact, and short."""
+    values = [sorted({t[i] for t in tuples}) for i in range(len(args))]
+    free = [i for i, a in enumerate(args) if a not in null_class]
+    pivot = max(free, key=lambda i: len(values[i])) if free else None
+    groups: dict[tuple, list[tuple]] = {}
+    for t in sorted(tuples):
+        groups.setdefault(tuple(v for i, v in enumerate(t) if i != pivot), []).append(t)
+    context = {a: set(values[i]) for i, a in enumerate(args)}
+    out = []
+    for key, members in groups.items():
+        conds, rest = [], iter(key)
+        for i, a in enumerate(args):
+            if i == pivot:
+                items = ", ".join(value_text(name, a, t[i], context) for t in members)
+                conds.append(f"arg{a} in [{items}]")
+            elif a in null_class:
+                conds.append(f"arg{a} {'==' if next(rest) == 0 else '!='} 0")
+            else:
+                conds.append(f"arg{a} == {value_text(name, a, next(rest), context)}")
+        out.append((conds, set(members)))
+    return out
+
+
+# -- editing the profile text -------------------------------------------------------
+
+def render_rules(plan: Plan, indent: int, source: str = "", detail: bool = True) -> list[str]:
+    """The YAML lines of the new rules, dash at column *indent*; with *detail*
+    a header and a comment per rule saying which denials it allows and why."""
+    pad = " " * indent
+    lines = []
+    if detail:
+        counts: dict[str, int] = {}
+        for c in plan.changes:
+            for o in c.members:
+                counts[o.name()] = counts.get(o.name(), 0) + o.count
+        summary = ", ".join(f"{n} x{k}" for n, k in counts.items())
+        lines.append(f"{pad}# added by sbx refine from {plan.allowed} denial"
+                     f"{'s' if plan.allowed != 1 else ''}{f' in {source}' if source else ''}: {summary}")
+    for c in plan.changes:
+        if detail:
+            lines += [f"{pad}# {w}" for w in c.why]
+        lines += [f"{pad}# {'--broad: ' if detail else ''}overrides {o}" for o in c.overrides]
+        names = c.names[0] if len(c.names) == 1 else f"[{', '.join(c.names)}]"
+        lines.append(f"{pad}- allow: {names}")
+        if c.conds:
+            lines.append(f"{pad}  when: [{', '.join(json.dumps(t) for t in c.conds)}]")
+    return lines
+
+
+def apply_changes(text: str, plan: Plan, source: str = "") -> str:
+    """*text* with the plan's rules first in its own ``rules:`` list; every
+    other line is kept as it was."""
+    if not plan.changes:
+        return text
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        raise RefineError(f"the profile is not valid YAML: {err}") from err
+    if not isinstance(root, yaml.MappingNode):
+        raise RefineError("the profile is not a YAML mapping")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    entry = next(((k, v) for k, v in root.value
+                  if isinstance(k, yaml.ScalarNode) and k.value == "rules"), None)
+    if entry is None:
+        block = render_rules(plan, 2, source)
+        sep = [] if not lines or lines[-1].strip() == "" else ["\n"]
+        return "".join(lines + sep + ["rules:\n"] + [ln + "\n" for ln in block])
+    key, value = entry
+    if isinstance(value, yaml.SequenceNode) and not value.flow_style and value.value:
+        indent = value.start_mark.column
+    elif _is_empty(value) and value.end_mark.line == key.start_mark.line:     # rules: []
+        indent = key.start_mark.column + 2
+        line = lines[key.start_mark.line]
+        lines[key.start_mark.line] = line[:value.start_mark.column].rstrip() + line[value.end_mark.column:]
+    else:
+        raise RefineError("the profile's rules: is not a block list ('- allow: ...' lines); "
+                          "rewrite it in block style to refine it")
+    block = [ln + "\n" for ln in render_rules(plan, indent, source)]
+    at = key.start_mark.line + 1
+    if at < len(lines) and lines[at].strip():
+        block.append("\n")
+    return "".join(lines[:at] + block + lines[at:])
+
+
+def _is_empty(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.SequenceNode) and not node.value
+
+
+# -- checking the result ------------------------------------------------------------
+
+def check_refined(old: Policy, new: Policy, plan: Plan) -> None:
+    """The refined policy allows every denial the plan covers, and decides
+    every other syscall (every number, zero arguments) as before."""
+    for c in plan.changes:
+        for obs in c.members:
+            if decide(new, obs).action.denies:
+                raise RefineError(f"internal error: the refined profile still denies "
+                                  f"{obs.name()} with args {obs.args}")
+    added = {n for c in plan.changes for n in c.names}
+    for ap in old.arches:
+        table = syscalls.table(ap.arch)
+        token = syscalls.AUDIT_ARCH[ap.arch]
+        low = syscalls.X32_SYSCALL_BIT if ap.arch == "x32" else 0
+        for nr in range(low, table.max_nr + 64):
+            if table.name(nr) in added:
+                continue
+            before, after = evaluate(old, token, nr), evaluate(new, token, nr)
+            if before.action != after.action:
+                raise RefineError(f"internal error: the refined profile changes "
+                                  f"{table.name(nr) or nr} on {ap.arch}: "
+                                  f"{before.action} -> {after.action}")
