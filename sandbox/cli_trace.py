@@ -1,0 +1,179 @@
+"""``sbx trace``: the command line over ``sandbox.trace`` (record, merge, write, summarize, verify).
+
+Besides the click command, the two steps that run after the profile is
+written live here: counting what a profile allows (for the summary line)
+and re-running the command under it with every denial audited (--verify).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from bpf_filters import syscalls
+from bpf_filters.ir import Policy, evaluate
+
+from . import trace as tr
+from .paths import display_path
+
+
+def _say(message: str) -> None:
+    click.echo(f"sbx: {message}", err=True)
+
+
+def allowed_syscalls(policy: Policy, arch: str) -> set[str]:
+    """Names of *arch*'s table that *policy* allows (or logs) for some arguments:
+    with every argument zero, or through any allow rule of the syscall."""
+    ap = policy.arch(arch)
+    out = set()
+    for nr, name in syscalls.table(arch).by_nr.items():
+        decision = evaluate(policy, syscalls.AUDIT_ARCH[arch], nr, tr.ZERO_ARGS)
+        rules = ap.rules.get(nr, ()) if ap is not None else ()
+        if decision.action.kind in ("allow", "log") or \
+                any(r.action.kind in ("allow", "log") for r in rules):
+            out.add(name)
+    return out
+
+
+def count_allowed(ref: str, native: str) -> int:
+    from .policy import load_profile, lower
+    return len(allowed_syscalls(lower(load_profile(ref), native), native))
+
+
+def expected_denial(denial, native: str) -> bool:
+    """clone3 -> ENOSYS is by design: glibc then falls back to clone."""
+    return (denial.arch == native and denial.action == "errno"
+            and syscalls.table(native).name(denial.nr) == "clone3")
+
+
+def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
+                   ) -> tuple[int, list]:
+    """Run *argv* under the profile with every denial audited (and counted by the
+    eBPF monitor too where it runs, which also sees short-lived children);
+    returns (exit code, denials).  Needs root."""
+    if os.geteuid() != 0:
+        raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
+    from . import launcher
+    from .monitor import available
+    denials: list = []
+    opts = launcher.RunOptions(argv, profile=profile_path, log=True, quiet=True, use_cache=False,
+                               env=env, monitor=available()[0], on_denials=denials.extend)
+    try:
+        code = launcher.run(opts)
+    except launcher.LaunchError as err:
+        raise tr.TraceError(str(err), err.status) from err
+    return code, denials
+
+
+def _denial_lines(denials: list, native: str) -> list[str]:
+    counts: dict[tuple[str, str, str], int] = {}
+    for d in denials:
+        table = syscalls.table(d.arch) if d.arch in syscalls.ARCHES else None
+        name = (table.name(d.nr) if table else None) or f"#{d.nr}"
+        key = (name, d.arch, d.action)
+        counts[key] = counts.get(key, 0) + (d.count or 1)
+    return [f"  {name}{'' if arch == native else f' [{arch}]'}: {n} x {action}"
+            for (name, arch, action), n in sorted(counts.items())]
+
+
+def _base_ref(base: str, output: str) -> str:
+    """How the written profile names BASE: a built-in by name, a file relative to it."""
+    from .policy import find_profile
+    if "/" not in base and not base.endswith((".yaml", ".yml")):
+        return base
+    found = find_profile(base)
+    if found is None:
+        return base
+    return os.path.relpath(os.path.abspath(found), os.path.dirname(os.path.abspath(output)))
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
+
+
+def _record(command: list[str], backend: str, native: str) -> tr.Observed:
+    chosen, why = tr.choose_backend(backend)
+    _say(f"tracing with {tr.BACKEND_TEXT[chosen]}" + ("" if chosen == "ebpf" else f" ({why})"))
+    rec = tr.record(command, chosen)
+    from .launcher import exit_code
+    status = exit_code(rec.exit_status)
+    if status:
+        _say(f"note: {command[0]} exited with status {status}; the profile covers what it did")
+    obs = tr.observe(rec, native)
+    _say(f"recorded {sum(obs.calls.values())} calls of {len(obs.calls)} syscalls "
+         f"in {rec.seconds:.2f} s")
+    return obs
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="the profile to write (YAML)")
+@click.option("--backend", type=click.Choice(tr.BACKENDS), default="auto", show_default=True,
+              help="ebpf: tracepoints (root); notify: seccomp user notification (any user)")
+@click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="an earlier sbx trace profile to include (repeatable)")
+@click.option("--extends", "base", metavar="BASE",
+              help="write only what BASE (built-in name or YAML file) does not allow")
+@click.option("--name", help="the profile's name (default: trace-COMMAND)")
+@click.option("--verify", is_flag=True,
+              help="run COMMAND again under the new profile and fail on any denial (root)")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def trace(output, backend, merges, base, name, verify, command):
+    """Record what COMMAND does and write the tightest profile that lets it run.
+
+    Example: sbx trace -o git.yaml -- git status
+    """
+    from .kernel.seccomp import native_arch
+    from .policy import build_filter, load_profile
+    command = list(command)
+    if not command and not merges:
+        raise click.UsageError("give a COMMAND to trace, or --merge profiles to combine")
+    if verify and not command:
+        raise click.UsageError("--verify needs a COMMAND to run")
+    native = native_arch()
+    try:
+        if verify and os.geteuid() != 0:
+            raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
+        where = os.path.dirname(os.path.abspath(output))
+        if not os.access(where, os.W_OK):
+            raise tr.TraceError(f"cannot write {output}: {where} is not a writable directory", 2)
+        previous = [load_profile(os.path.abspath(m)) for m in merges]
+        base_prof = load_profile(base) if base else None
+        parts = [tr.observed_from_profile(p, native) for p in previous]
+        if command:
+            parts.append(_record(command, backend, native))
+        obs = tr.merge(parts)
+        title = name or (previous[0].name if previous else tr.default_name(command))
+        text = tr.write_profile(obs, title, native, base_prof,
+                                _base_ref(base, output) if base else None)
+        _write(output, text)
+        build_filter(load_profile(os.path.abspath(output)), native=native)
+        n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
+        _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
+        if verify:
+            sys.exit(_verify(command, output, native))
+    except tr.TraceError as err:
+        _say(f"error: {err}")
+        sys.exit(err.status)
+
+
+def _verify(command: list[str], output: str, native: str) -> int:
+    _say(f"verifying: running {command[0]} under {display_path(output)}")
+    code, denials = verify_profile(command, os.path.abspath(output))
+    wanted = [d for d in denials if not expected_denial(d, native)]
+    by_design = len(denials) - len(wanted)
+    extra = f" (and {by_design} clone3 -> ENOSYS by design)" if by_design else ""
+    if wanted:
+        _say(f"verify: {len(wanted)} denials under the generated profile{extra}:")
+        for line in _denial_lines(wanted, native):
+            click.echo(line, err=True)
+        return 1
+    _say(f"verify: 0 denials{extra}; {command[0]} exited with status {code}")
+    return 0
