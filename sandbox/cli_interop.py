@@ -1,0 +1,128 @@
+"""``sbx export`` and ``sbx import``: the command-line side of ``sandbox.interop``."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+import click
+
+from .cli import ARCH_CHOICES, _load, _native
+from .policy.diagnostics import Diagnostic, PolicyError
+
+
+def _warn(diags: list[Diagnostic], sources: dict) -> None:
+    for d in diags:
+        click.echo(d.format(sources), err=True)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        with open(output, "w") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _libseccomp_knows():
+    """A name check against this machine's libseccomp (-1 is __NR_SCMP_ERROR), or None without it."""
+    try:
+        import pyseccomp
+    except (ImportError, OSError):
+        return None
+    native = pyseccomp.system_arch()
+    return lambda name: pyseccomp.resolve_syscall(native, name) != -1
+
+
+@click.command()
+@click.argument("profile")
+@click.option("--format", "fmt", type=click.Choice(["oci", "docker", "systemd", "k8s"]), default="docker",
+              show_default=True, help="oci/docker: linux.seccomp JSON; k8s: SeccompProfile + localhost JSON")
+@click.option("-o", "--output", type=click.Path(),
+              help="file (k8s: a directory gets NAME.yaml and NAME.json)")
+@click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native", show_default=True,
+              help="what 'native' means in the profile")
+def export(profile, fmt, output, arch):
+    """Write PROFILE for a container runtime, Kubernetes or systemd.
+
+    Rules are first-match in sbx and order-free in libseccomp: each syscall's
+    argument space is split exactly and written as entries libseccomp decides
+    the same way.  What a format cannot express is reported on stderr.
+    """
+    from . import interop
+    prof = _load(profile)
+    an = interop.analyze(prof, _native(arch))
+    if fmt == "systemd":
+        _write(interop.export_systemd(an), output)
+        return
+    if fmt == "k8s":
+        manifest, local, diags = interop.export_k8s(an)
+        _warn(diags, prof.sources)
+        name = interop.k8s_name(prof.name)
+        if output and (os.path.isdir(output) or output.endswith("/")):
+            os.makedirs(output, exist_ok=True)
+            _write(manifest, os.path.join(output, f"{name}.yaml"))
+            _write(local, os.path.join(output, f"{name}.json"))
+            click.echo(f"wrote {os.path.join(output, name)}.yaml and {name}.json", err=True)
+        else:
+            _write(f"{manifest}---\n# /var/lib/kubelet/seccomp/profiles/{name}.json\n{local}", output)
+        return
+    spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows())
+    _warn(diags, prof.sources)
+    _write(json.dumps(spec, indent=2) + "\n", output)
+
+
+def _caps(text: str) -> frozenset[str]:
+    from .interop import DOCKER_CAPS
+    out = set()
+    for c in filter(None, (c.strip().upper() for c in text.split(","))):
+        if c == "DOCKER":
+            out.update(DOCKER_CAPS)
+        else:
+            out.add(c if c.startswith("CAP_") else f"CAP_{c}")
+    return frozenset(out)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write the profile here (default: stdout)")
+@click.option("--caps", default="", metavar="CAP,...",
+              help="the container's capabilities for includes/excludes ('docker': Docker's default set)")
+@click.option("--arch", type=click.Choice(["x86_64", "i386", "x32", "aarch64"]), default="x86_64",
+              show_default=True, help="the container host's architecture")
+@click.option("--kernel", metavar="X.Y", help="kernel version for includes.minKernel (default: taken as met)")
+@click.option("--name", help="profile name (default: the file name without .json)")
+def import_(file, output, caps, arch, kernel, name):
+    """Turn an OCI/Docker seccomp JSON FILE into a commented sbx profile.
+
+    The result is checked by loading it as sbx loads any profile.
+    """
+    from . import interop
+    from .policy import load_profile
+    kern = None
+    if kernel:
+        kern = interop.parse_kernel(kernel)
+        if kern is None:
+            raise click.BadParameter(f"'{kernel}' is not MAJOR.MINOR", param_hint="--kernel")
+    try:
+        with open(file, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.FileError(file, str(err)) from err
+    opts = interop.ImportOptions(_caps(caps), arch, kern, name)
+    yaml_text, diags = interop.import_oci(text, file, opts)
+    _warn(diags, {file: text.splitlines(keepends=True)})
+    with tempfile.TemporaryDirectory() as tmp:
+        check = os.path.join(tmp, "imported.yaml")
+        _write(yaml_text, check)
+        try:
+            load_profile(check)
+        except PolicyError as err:
+            raise PolicyError(err.diagnostics + [Diagnostic(None, "the imported profile does not load; "
+                                                            "please report this")], err.sources) from err
+    if output:
+        _write(yaml_text, output)
+    else:
+        sys.stdout.write(yaml_text)

@@ -1,0 +1,156 @@
+"""Exported profiles enforced by a real container runtime: runc runs busybox under them.
+
+Each test builds an OCI bundle (a busybox-static rootfs, ``runc spec`` with the
+process and ``linux.seccomp`` replaced by ``sbx export``'s JSON), runs it with a
+unique container id and deletes the container afterwards.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import uuid
+
+import pytest
+
+from sandbox import interop
+from sandbox.policy import load_profile
+from tests.conftest import need
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(os.path.dirname(HERE), "fixtures")
+RUNC = shutil.which("runc")
+BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
+APPLETS = ("sh", "echo", "mkdir", "cat", "true", "unshare", "linux32", "linux64")
+
+
+def is_static_elf(path: str) -> bool:
+    """No PT_INTERP program header: the binary runs in an empty rootfs."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:
+            return False
+        phoff, = struct.unpack_from("<Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+        fh.seek(phoff)
+        table = fh.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
+
+
+@pytest.fixture
+def container(tmp_path):
+    need(os.geteuid() == 0, "runc needs root to create containers")
+    need(RUNC is not None, "runc is not installed (apt-get install runc)")
+    need(BUSYBOX is not None and is_static_elf(BUSYBOX), "no static busybox (apt-get install busybox-static)")
+    rootfs = tmp_path / "rootfs"
+    for d in ("bin", "tmp", "proc", "dev", "sys"):
+        (rootfs / d).mkdir(parents=True)
+    shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in APPLETS:
+        os.symlink("busybox", rootfs / "bin" / applet)
+    subprocess.run([RUNC, "spec"], cwd=tmp_path, check=True)
+    base = json.loads((tmp_path / "config.json").read_text())
+
+    def run(seccomp: dict | None, *argv: str) -> subprocess.CompletedProcess:
+        config = json.loads(json.dumps(base))
+        config["process"].update(args=list(argv), terminal=False)
+        config["root"]["readonly"] = False
+        if seccomp is None:
+            config["linux"].pop("seccomp", None)
+        else:
+            config["linux"]["seccomp"] = seccomp
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        cid = f"sbx-test-{uuid.uuid4().hex[:12]}"
+        try:
+            return subprocess.run([RUNC, "run", "--bundle", str(tmp_path), cid], capture_output=True,
+                                  text=True, timeout=60, stdin=subprocess.DEVNULL)
+        finally:
+            subprocess.run([RUNC, "delete", "-f", cid], capture_output=True)
+    return run
+
+
+def exported(profile_text: str | None = None, tmp=None, ref: str | None = None) -> dict:
+    if profile_text is not None:
+        path = tmp / "profile.yaml"
+        path.write_text(profile_text)
+        ref = str(path)
+    spec, _ = interop.export_oci(interop.analyze(load_profile(ref)))
+    return spec
+
+
+def docker_default(tmp_path) -> str:
+    """Our docker-default fixture imported (no capabilities, x86_64), written as a profile."""
+    with open(os.path.join(FIXTURES, "docker-default.json")) as fh:
+        text, _ = interop.import_oci(fh.read(), "docker-default.json", interop.ImportOptions())
+    path = tmp_path / "docker-default.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_allowed_commands_run_under_the_imported_and_exported_docker_default(container, tmp_path):
+    spec = exported(ref=docker_default(tmp_path))
+    res = container(spec, "/bin/busybox", "echo", "ok")
+    assert (res.returncode, res.stdout) == (0, "ok\n"), res.stderr
+    res = container(spec, "/bin/sh", "-c", "echo piped | cat")       # fork: clone without namespace flags
+    assert (res.returncode, res.stdout) == (0, "piped\n"), res.stderr
+
+
+def test_a_denied_syscall_fails_inside_the_container(container, tmp_path):
+    """unshare is denied by Docker's default without CAP_SYS_ADMIN; without a filter it works."""
+    spec = exported(ref=docker_default(tmp_path))
+    res = container(spec, "/bin/unshare", "-U", "true")
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr, res
+    res = container(None, "/bin/unshare", "-U", "true")
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_rule_errno_reaches_the_program(container, tmp_path):
+    text = f"""name: no-mkdir
+extends: [{docker_default(tmp_path)}]
+rules:
+  - errno(EACCES): [mkdir, mkdirat]
+"""
+    spec = exported(text, tmp_path)
+    res = container(spec, "/bin/mkdir", "/tmp/x")
+    assert res.returncode != 0 and "Permission denied" in res.stderr, res
+    assert not (tmp_path / "rootfs" / "tmp" / "x").exists()
+    res = container(exported(ref=docker_default(tmp_path)), "/bin/mkdir", "/tmp/x")
+    assert res.returncode == 0, res.stderr
+
+
+def test_an_argument_condition_is_enforced(container, tmp_path):
+    """personality(PER_LINUX32) denied, personality(PER_LINUX) allowed: first match resolved into entries."""
+    text = f"""name: no-linux32
+extends: [{docker_default(tmp_path)}]
+rules:
+  - errno(EPERM): personality
+    when: ["arg0 == PER_LINUX32"]
+"""
+    spec = exported(text, tmp_path)
+    allowed = {(a["op"], a["value"]) for e in spec["syscalls"] if e["names"] == ["personality"]
+               for a in e["args"]}
+    assert allowed == {("SCMP_CMP_EQ", v) for v in (0, 0x20000, 0x20008, 0xFFFFFFFF)}   # 8 is gone
+    res = container(spec, "/bin/linux32", "/bin/true")
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr, res
+    res = container(spec, "/bin/linux64", "/bin/true")
+    assert res.returncode == 0, res.stderr
+
+
+def test_kill_process_ends_the_container_process_with_sigsys(container, tmp_path):
+    spec = exported("name: t\ndefault: allow\nrules:\n  - kill-process: [mkdir, mkdirat]\n", tmp_path)
+    assert [(e["names"], e["action"]) for e in spec["syscalls"]] == [(["mkdir", "mkdirat"],
+                                                                      "SCMP_ACT_KILL_PROCESS")]
+    res = container(spec, "/bin/mkdir", "/tmp/y")
+    assert res.returncode == 128 + 31, res          # SIGSYS
+    assert container(spec, "/bin/echo", "alive").stdout == "alive\n"
+
+
+def test_the_builtin_default_profile_with_low_word_masks_runs_a_shell(container):
+    """sbx's own default (ioctl, socket and clone conditions as masked entries) under runc."""
+    spec = exported(ref="default")
+    assert any(a["op"] == "SCMP_CMP_MASKED_EQ" and a["value"] & 0xFFFFFFFF == a["value"]
+               for e in spec["syscalls"] if e["names"] == ["ioctl"] for a in e["args"])
+    res = container(spec, "/bin/sh", "-c", "echo piped | cat; mkdir /tmp/d && echo made")
+    assert (res.returncode, res.stdout) == (0, "piped\nmade\n"), res.stderr
+    res = container(spec, "/bin/unshare", "-U", "true")
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr, res
