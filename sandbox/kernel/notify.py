@@ -44,6 +44,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
+from bpf_filters import insn
+
+from . import seccomp
+
 # seccomp(2) and prctl(2) constants (include/uapi/linux/seccomp.h, prctl.h).
 SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}
 SYS_PIDFD_GETFD = 438
@@ -164,8 +168,7 @@ def arch_name(arch: int, nr: int) -> tuple[str, int]:
 
 def encode_program(insns: Iterable[tuple[int, int, int, int]]) -> bytes:
     """Pack (code, jt, jf, k) tuples as struct sock_filter[] bytes."""
-    return b"".join(struct.pack("=HBBI", c, jt, jf, k & 0xFFFFFFFF)
-                    for c, jt, jf, k in insns)
+    return insn.pack(insn.Insn(c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in insns)
 
 
 class _Program:
@@ -194,14 +197,7 @@ def install_filter(program: bytes, flags: int = 0) -> int:
     Returns seccomp()'s result (a listener fd with NEW_LISTENER, else 0);
     raises OSError. Irreversible: call it in a child or a throwaway thread.
     """
-    prog = _Program(program)
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
-    r = _seccomp_set_filter(prog, flags)
-    if r < 0:
-        raise OSError(-r, f"seccomp(SET_MODE_FILTER, flags={flags:#x}): {os.strerror(-r)}")
-    return r
+    return seccomp.install_filter(program, flags)
 
 
 def pidfd_getfd(pidfd: int, targetfd: int) -> int:
