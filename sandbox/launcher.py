@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import _signal as signal     # the C module: signal.py's enums cost ~3 ms to import
-import sys
 
 from . import cache
 from .kernel import seccomp
@@ -216,6 +215,8 @@ def run(opts: RunOptions) -> int:
     if opts.on_spawn is not None:
         opts.on_spawn(pid)
     if reporter.needs_go:
+        from .kernel.proc import wait_blocked
+        wait_blocked(pid)              # seed the monitor while the child sits in its go-pipe read
         reporter.track(pid)
         os.write(go_w, b"g")
         os.close(go_w)

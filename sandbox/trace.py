@@ -147,6 +147,7 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
 def _start_probe(pid: int, err_r: int, go_w: int):
     """Load the probe and track *pid*; the child must never run untracked, so any
     failure (or SIGTERM/SIGHUP meanwhile) kills it before it is told to go."""
+    from .kernel.proc import wait_blocked
     from .monitor import Probe, ProbeUnavailable
 
     def interrupted(signum, _frame):
@@ -157,9 +158,10 @@ def _start_probe(pid: int, err_r: int, go_w: int):
     try:
         probe = Probe("trace")
         try:
-            # the probe load (~20 ms) normally covers it: the child must be blocked in
-            # its read of the go pipe, so that nothing it did before that is counted
-            time.sleep(max(0.0, _MIN_BLOCK_WAIT - (time.monotonic() - started)))
+            # the child must be blocked in its read of the go pipe, so that nothing it
+            # did before that is counted: wait for it (the probe load usually covers it)
+            if not wait_blocked(pid, timeout=1.0):
+                time.sleep(max(0.0, _MIN_BLOCK_WAIT - (time.monotonic() - started)))
             probe.track_pid(pid)
         except BaseException:
             probe.close()
