@@ -199,7 +199,7 @@ def denial_rule(policy, arch: str, nr: int, action: str):
     from .paths import display_path
     if arch not in syscalls.ARCHES:
         return policy.bad_arch, f"bad_arch action ({policy.bad_arch})"
-    full = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
+    full = syscalls.seccomp_nr(arch, nr)
     dec = evaluate(policy, syscalls.AUDIT_ARCH[arch], full)
     rule, reason, act = dec.rule, dec.reason, dec.action
     if dec.action.kind != action:
@@ -224,9 +224,7 @@ def summarize(denials, policy) -> list[DenialRow]:
     rows = []
     native = _native()
     for (arch, nr, action), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][1])):
-        name = None
-        if arch in syscalls.ARCHES:
-            name = syscalls.table(arch).name(nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0))
+        name = syscalls.name_of(arch, nr)
         label = f"{name or '#' + str(nr)} ({nr})" + ("" if arch == native else f" [{arch}]")
         act, rule = denial_rule(policy, arch, nr, action)
         fallback = act is not None and act.kind == "errno" and act.data == ENOSYS
@@ -269,12 +267,12 @@ class _TreeAudit:
                  "may be missed")
 
     def denials(self) -> list:
-        from bpf_filters.syscalls import X32_SYSCALL_BIT
+        from bpf_filters.syscalls import reported_nr
         from .report import Denial
         out = []
         for r in self.reader.sync(timeout=5.0):
             arch = r.arch_name
-            nr = r.nr & ~X32_SYSCALL_BIT if arch == "x32" else r.nr
+            nr = reported_nr(arch, r.nr)
             out.append(Denial(arch, nr, _ACTION_NAMES.get(r.action, hex(r.action)), r.pid, r.comm))
         return out
 

@@ -77,12 +77,10 @@ class Observation:
     count: int = 1
 
     def key_nr(self) -> int:
-        return self.nr | syscalls.X32_SYSCALL_BIT if self.arch == "x32" else self.nr
+        return syscalls.seccomp_nr(self.arch, self.nr)
 
     def name(self) -> str | None:
-        if self.arch not in syscalls.ARCHES:
-            return None
-        return syscalls.table(self.arch).name(self.key_nr())
+        return syscalls.name_of(self.arch, self.nr)
 
 
 @dataclass
@@ -146,7 +144,7 @@ def parse_json_line(text: str) -> Observation | None:
     count = obj.get("count", 1)
     if not isinstance(count, int) or count < 1:
         raise RefineError("count must be a positive integer")
-    return Observation(arch, nr & ~syscalls.X32_SYSCALL_BIT if arch == "x32" else nr, args, count)
+    return Observation(arch, syscalls.reported_nr(arch, nr), args, count)
 
 
 # -- naming values ------------------------------------------------------------------

@@ -144,8 +144,8 @@ class Reporter:
     def _monitor_decision(self, arch: str, nr: int, args):
         from bpf_filters import syscalls
         from bpf_filters.ir import evaluate
-        full = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
-        return evaluate(self._monitor_policy(), syscalls.AUDIT_ARCH.get(arch, 0), full,
+        return evaluate(self._monitor_policy(), syscalls.AUDIT_ARCH.get(arch, 0),
+                        syscalls.seccomp_nr(arch, nr),
                         tuple(args or (0,) * 6))
 
     def _policy(self):
@@ -155,9 +155,8 @@ class Reporter:
     def _rule_text(self, policy, arch: str, nr: int, args=None) -> str:
         from bpf_filters import syscalls
         from bpf_filters.ir import evaluate
-        full_nr = nr | syscalls.X32_SYSCALL_BIT if arch == "x32" else nr
         token = syscalls.AUDIT_ARCH.get(arch, 0)
-        dec = evaluate(policy, token, full_nr, tuple(args or (0,) * 6))
+        dec = evaluate(policy, token, syscalls.seccomp_nr(arch, nr), tuple(args or (0,) * 6))
         if dec.rule is not None and dec.rule.origin is not None:
             o = dec.rule.origin
             return f"{_rel(o.file)}:{o.line} {o.text}"
@@ -178,8 +177,7 @@ class Reporter:
             return
         d = mine[-1]
         policy = self._policy()
-        name = syscalls.table(d.arch).name(d.nr | (syscalls.X32_SYSCALL_BIT if d.arch == "x32" else 0)) \
-            if d.arch in syscalls.ARCHES else None
+        name = syscalls.name_of(d.arch, d.nr)
         what = "killed" if d.action != "trap" else "stopped by SIGSYS (trap)"
         abi = "" if d.arch == seccomp.native_arch() else f" [{d.arch} ABI]"
         _say(f"{cmd} was {what}: syscall {name or '?'} ({d.nr}){abi} is not allowed by profile "
@@ -204,9 +202,7 @@ class Reporter:
         print(f"  {'SYSCALL':24} {'COUNT':>6}  {'ACTION':13} {'EXAMPLE ARGS':28} RULE", file=sys.stderr)
         allow = []
         for (arch, nr, action), ds in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-            table = syscalls.table(arch) if arch in syscalls.ARCHES else None
-            full = nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0)
-            name = (table.name(full) if table else None) or f"#{nr}"
+            name = syscalls.name_of(arch, nr) or f"#{nr}"
             label = f"{name} ({nr})" + ("" if arch == seccomp.native_arch() else f" {arch}")
             ex = next((d.args for d in ds if d.args), None)
             ex_txt = ", ".join(hex(a) for a in ex[:3]) if ex else "-"
@@ -262,9 +258,7 @@ class Reporter:
 
 def _syscall_name(arch: str, nr: int) -> str:
     from bpf_filters import syscalls
-    if arch not in syscalls.ARCHES:
-        return f"#{nr}"
-    return syscalls.table(arch).name(nr | (syscalls.X32_SYSCALL_BIT if arch == "x32" else 0)) or f"#{nr}"
+    return syscalls.name_of(arch, nr) or f"#{nr}"
 
 
 def _args_text(name: str, args) -> str:

@@ -288,3 +288,13 @@ def test_generator_reports_bad_tables_with_positions(tmp_path, bad_line, message
     assert result.returncode == 1
     assert "syscall_64.tbl" + message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_reported_numbers_map_to_table_numbers():
+    """The monitor and audit report x32 numbers without the x32 bit; the tables keep it."""
+    from bpf_filters.syscalls import X32_SYSCALL_BIT, name_of, reported_nr, seccomp_nr
+    assert seccomp_nr("x32", 39) == X32_SYSCALL_BIT | 39
+    assert reported_nr("x32", X32_SYSCALL_BIT | 39) == 39
+    assert seccomp_nr("x86_64", 39) == reported_nr("x86_64", 39) == 39
+    assert name_of("x32", 39) == name_of("x86_64", 39) == "getpid"
+    assert name_of("sparc", 39) is None

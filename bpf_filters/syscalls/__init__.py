@@ -111,7 +111,26 @@ def closest(name: str, arch: str | None = None) -> str | None:
     return matches[0] if matches else None
 
 
+def seccomp_nr(arch: str, nr: int) -> int:
+    """The number seccomp sees for *nr* as the monitor and audit report it
+    (they give x32 numbers without the x32 bit, the tables keep it)."""
+    return nr | X32_SYSCALL_BIT if arch == "x32" else nr
+
+
+def reported_nr(arch: str, nr: int) -> int:
+    """The inverse of ``seccomp_nr``: an x32 number without its x32 bit."""
+    return nr & ~X32_SYSCALL_BIT if arch == "x32" else nr
+
+
+def name_of(arch: str, nr: int) -> str | None:
+    """The name of reported number *nr* on *arch*, or None (unknown arch or number)."""
+    if arch not in ARCHES:
+        return None
+    return table(arch).name(seccomp_nr(arch, nr))
+
+
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "SyscallTable", "UnknownArchError", "all_names", "closest", "table",
+    "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of", "reported_nr",
+    "seccomp_nr", "table",
 ]
