@@ -2,7 +2,7 @@
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bpf_filters.ir import Action
@@ -151,3 +151,70 @@ def test_random_conditions_compile_or_fail_with_a_position(tmp_path_factory, con
         assert all(d.pos is not None and d.pos.line == 5 for d in e.diagnostics), e.render()
         return
     build_filter(prof)
+
+
+# A condition must never vanish: every text yields a condition or a positioned diagnostic.
+condition_texts = st.one_of(
+    conditions,
+    st.lists(st.sampled_from(["arg0", "arg1", " == ", " & ", " in [", "]", ", ", " != ", "0", "00",
+                              "0644", "08", "09", "0o7", "0o8", "0x", "0xff", "-0", "-010", "1" * 50,
+                              "9" * 5000, "O_CREAT", "|", "~", "(", ")", " not in [", "\t"]),
+             max_size=12).map("".join),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(condition_texts)
+@example("arg0 == 0644")
+@example("arg0 == 08")
+@example("arg1 in [1, 0099]")
+@example("arg0 == " + "9" * 5000)
+def test_a_condition_string_yields_a_condition_or_a_positioned_diagnostic(text):
+    from sandbox.policy.conditions import parse_condition
+    from sandbox.policy.diagnostics import Position
+
+    spec, diags = parse_condition(text, Position("p.yaml", 5, 12))
+    assert (spec is None) != (not diags), (text, spec, diags)
+    for d in diags:
+        assert d.pos is not None and d.pos.file == "p.yaml" and d.pos.line == 5 and d.pos.col >= 12
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(condition_texts.filter(lambda t: '"' not in t and "\\" not in t and t.isprintable()))
+@example("arg0 == 0644")
+@example("arg0 == 08")
+def test_a_loaded_rule_keeps_every_condition_it_was_written_with(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("keep") / "p.yaml"
+    path.write_text("name: p\ndefault: errno(EPERM)\nrules:\n  - allow: ptrace\n"
+                    f'    when: ["{text}"]\n')
+    try:
+        prof = load_profile(str(path))
+    except PolicyError as e:
+        assert e.diagnostics and all(d.pos is not None for d in e.diagnostics), e.render()
+        return
+    (rule,) = [r for r in prof.rules if r.pos.file == str(path)]
+    assert len(rule.conds) == 1, text
+
+
+@pytest.mark.parametrize("text, value", [
+    ("arg0 == 0644", 0o644), ("arg0 == 00", 0), ("arg0 == 0", 0), ("arg0 == -010", -8),
+    ("arg0 == 0o755", 0o755), ("arg0 == 0x1F", 31), ("arg0 == 10", 10)])
+def test_a_leading_zero_means_octal_as_in_c(text, value):
+    from sandbox.policy.conditions import parse_condition
+    from sandbox.policy.diagnostics import Position
+
+    spec, diags = parse_condition(text, Position("p.yaml", 1, 1))
+    assert not diags and spec.values == (value,)
+
+
+@pytest.mark.parametrize("number, message", [
+    ("08", "'08' is not an octal number"), ("0o9", "'0o9' is not an octal number"),
+    ("9" * 5000, "too large for any argument"), ("0x" + "f" * 70, "too large for any argument")])
+def test_bad_numbers_are_positioned_errors_and_the_rule_is_not_kept(tmp_path, number, message):
+    p = tmp_path / "p.yaml"
+    p.write_text(f"name: p\ndefault: errno(EPERM)\nrules:\n  - allow: ptrace\n    when: ['arg0 == {number}']\n")
+    with pytest.raises(PolicyError) as exc:
+        load_profile(str(p))
+    (d,) = [d for d in exc.value.diagnostics if d.severity == "error"]
+    assert message in d.message and d.pos.line == 5 and d.pos.col == 21

@@ -7,6 +7,14 @@ Grammar (one condition per string; a rule's conditions all have to hold):
     value  := term {'|' term}                     # O_CREAT|O_WRONLY
     term   := NUMBER | NAME | '~' term | '(' value ')'   # 0x10, -1, AF_INET, ~0x3
     ARG    := 'arg0' .. 'arg5'
+    NUMBER := ['-'] ( DEC | '0x' HEX | '0o' OCT | '0' OCT )   # 0644 is octal, as in C
+
+A number with a leading zero is octal, as in C, chmod(1) and strace output
+(``0644`` is 420); ``08`` is an error, never a silently different value.
+Literals are limited to ``MAX_DIGITS`` characters: any longer one cannot fit
+a 64-bit argument, and Python refuses to convert decimal strings of more than
+4300 digits.  Every text either yields a condition or at least one positioned
+diagnostic, never neither.
 """
 from __future__ import annotations
 
@@ -17,10 +25,34 @@ from . import constants
 from .diagnostics import Diagnostic, Position, did_you_mean
 
 _TOKEN = re.compile(r"""\s*(?:
-    (?P<num>-?0[xX][0-9a-fA-F]+|-?0[oO][0-7]+|-?\d+) |
+    (?P<num>-?0[xX][0-9a-fA-F]+|-?0[oO][0-9]+|-?\d+) |
     (?P<name>[A-Za-z_][A-Za-z0-9_]*) |
     (?P<op>==|!=|<=|>=|<|>|&|\||\[|\]|,|~|\(|\))
 )""", re.X)
+
+
+MAX_DIGITS = 66          # "0b" + 64 binary digits would be the longest useful spelling
+
+
+def parse_number(text: str) -> int:
+    """The value of a NUMBER token; ValueError with a message for a bad one."""
+    body = text.lstrip("-")
+    sign = -1 if text.startswith("-") else 1
+    if len(body) > MAX_DIGITS:
+        raise ValueError(f"number {text[:12]}... has {len(body)} characters: too large for any argument")
+    low = body.lower()
+    if low.startswith("0x"):
+        return sign * int(body[2:], 16)
+    if low.startswith("0o") or (len(body) > 1 and body[0] == "0"):
+        digits = body[2:] if low.startswith("0o") else body[1:]
+        if not digits or any(c not in "01234567" for c in digits):
+            if low.startswith("0o"):
+                raise ValueError(f"'{text}' is not an octal number (digits 0-7 after 0o)")
+            raise ValueError(f"'{text}' is not an octal number (a leading 0 means octal, as in C); "
+                             f"write {text.replace('0', '', 1) if sign > 0 else '-' + body[1:]} "
+                             "for decimal")
+        return sign * int(digits, 8)
+    return sign * int(body, 10)
 
 
 @dataclass(frozen=True)
@@ -80,7 +112,12 @@ class _Parser:
             return v
         if kind == "num":
             self.i += 1
-            return int(val, 0)
+            try:
+                return parse_number(val)
+            except ValueError as err:
+                self.error(col, str(err), length=len(val))
+                raise
+
         if kind == "name":
             self.i += 1
             found = constants.lookup(val)
@@ -149,5 +186,7 @@ def parse_condition(text: str, pos: Position) -> tuple[CondSpec | None, list[Dia
     try:
         return p.cond(), []
     except ValueError:
-        return None, p.diags
+        # every failure path records a diagnostic first; should one ever not,
+        # the condition must still not vanish silently
+        return None, p.diags or [Diagnostic(pos, f"cannot parse condition {text!r}")]
 

@@ -247,17 +247,24 @@ def _read_rules(reader: _Reader, file: str, node: yaml.Node) -> list[RuleSpec]:
         action = reader.action(file, key, apos)
         names = reader.words(file, vnode, "syscall")
         conds: list[CondSpec] = []
+        conds_ok = True
         if "when" in fields:
-            for text, cpos in reader.words(file, fields["when"][1], "condition"):
+            wnode = fields["when"][1]
+            texts = reader.words(file, wnode, "condition")
+            if not texts:
+                conds_ok = False       # words() reported the empty or malformed list
+            for text, cpos in texts:
                 spec, diags = parse_condition(text, cpos)
                 reader.diags.extend(diags)
-                if spec:
+                if spec is None:
+                    conds_ok = False   # the rule is dropped with its error: never unconditioned
+                else:
                     conds.append(spec)
         comment = None
         if "comment" in fields:
             comment = reader.scalar(file, fields["comment"][1], "comment")
         line_text = reader.sources[file][apos.line - 1].strip() if file in reader.sources else key
-        if action is not None:
+        if action is not None and conds_ok:
             out.append(RuleSpec(action, names, conds, apos, line_text, comment))
     return out
 
