@@ -8,15 +8,16 @@ architecture it is.
 x32 numbers include ``X32_SYSCALL_BIT``: that is the value seccomp puts in
 ``seccomp_data.nr`` for an x32 task, and x32 shares ``AUDIT_ARCH_X86_64`` with
 x86_64, so a filter tells them apart by that bit alone.
+
+Import-light on purpose (no dataclasses, difflib only when a name is
+misspelt): ``sandbox.kernel`` takes its syscall numbers from here on the
+``sbx run`` hot path, where importing ``dataclasses`` alone costs ~10 ms.
 """
 from __future__ import annotations
 
-import difflib
-import functools
-import importlib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+TYPE_CHECKING = False      # typing itself costs ~10 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 KERNEL = "6.18"
 ARCHES = ("x86_64", "i386", "x32", "aarch64")
@@ -35,7 +36,6 @@ class UnknownArchError(ValueError):
     """An architecture name that has no syscall table here."""
 
 
-@dataclass(frozen=True, eq=False)
 class SyscallTable:
     """One architecture's syscalls, both ways round.
 
@@ -44,11 +44,17 @@ class SyscallTable:
     kernel version.
     """
 
-    arch: str
-    audit_arch: int
-    by_name: Mapping[str, int]
-    by_nr: Mapping[int, str]
-    max_nr: int
+    __slots__ = ("arch", "audit_arch", "by_name", "by_nr", "max_nr")
+
+    def __init__(self, arch: str, audit_arch: int, by_name: Mapping[str, int],
+                 by_nr: Mapping[int, str], max_nr: int) -> None:
+        self.arch, self.audit_arch, self.max_nr = arch, audit_arch, max_nr
+        self.by_name, self.by_nr = by_name, by_nr
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, name):
+            raise AttributeError(f"SyscallTable.{name} is read-only")
+        object.__setattr__(self, name, value)
 
     def nr(self, name: str) -> int | None:
         """The number of syscall *name*, or None when this arch lacks it."""
@@ -70,34 +76,49 @@ class SyscallTable:
 
 def _check_arch(arch: str) -> None:
     if arch not in ARCHES:
+        import difflib
         hint = difflib.get_close_matches(arch, ARCHES, n=1)
         suffix = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise UnknownArchError(
             f"unknown architecture '{arch}'; known: {', '.join(ARCHES)}{suffix}")
 
 
-@functools.lru_cache(maxsize=None)
+_TABLES: dict[str, SyscallTable] = {}
+
+
+def _module(arch: str):
+    _check_arch(arch)
+    return __import__(f"{__name__}._{arch}", fromlist=["SYSCALLS"])
+
+
 def table(arch: str) -> SyscallTable:
     """The syscall table of *arch*, one of ``ARCHES`` (loaded on first use)."""
-    _check_arch(arch)
-    module = importlib.import_module(f"._{arch}", __name__)
+    if arch in _TABLES:
+        return _TABLES[arch]
+    from types import MappingProxyType
+    module = _module(arch)
     by_name: dict[str, int] = dict(module.SYSCALLS)
     by_nr = {nr: name for name, nr in by_name.items()}
     if len(by_nr) != len(by_name):
         raise RuntimeError(f"{module.__name__}: two syscalls share a number")
-    return SyscallTable(
+    _TABLES[arch] = SyscallTable(
         arch=arch,
         audit_arch=AUDIT_ARCH[arch],
         by_name=MappingProxyType(by_name),
         by_nr=MappingProxyType(by_nr),
         max_nr=max(by_nr),
     )
+    return _TABLES[arch]
 
 
-@functools.lru_cache(maxsize=None)
+_ALL: list[frozenset[str]] = []
+
+
 def all_names() -> frozenset[str]:
     """Every syscall name known on at least one architecture."""
-    return frozenset(name for arch in ARCHES for name in table(arch).by_name)
+    if not _ALL:
+        _ALL.append(frozenset(name for arch in ARCHES for name in table(arch).by_name))
+    return _ALL[0]
 
 
 def closest(name: str, arch: str | None = None) -> str | None:
@@ -106,9 +127,16 @@ def closest(name: str, arch: str | None = None) -> str | None:
     Looks among *arch*'s names, or every architecture's when *arch* is None.
     Returns None when nothing is reasonably close.
     """
+    import difflib
     candidates = table(arch).by_name.keys() if arch is not None else all_names()
     matches = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def numbers(arch: str) -> Mapping[str, int]:
+    """name -> number of *arch*, straight from the generated module (no table
+    object built): the cheapest lookup, for the kernel seam's hot path."""
+    return _module(arch).SYSCALLS
 
 
 def seccomp_nr(arch: str, nr: int) -> int:
@@ -131,6 +159,6 @@ def name_of(arch: str, nr: int) -> str | None:
 
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of", "reported_nr",
+    "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of", "numbers", "reported_nr",
     "seccomp_nr", "table",
 ]
