@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox import launcher, trace  # noqa: E402
+from sandbox import trace  # noqa: E402
+from sandbox.kernel import spawn  # noqa: E402
 from sandbox.monitor import available  # noqa: E402
 
 MODES = ("untraced", "ebpf", "ebpf_run", "notify", "strace")
@@ -58,9 +59,9 @@ def workloads(root: Path) -> dict[str, tuple[list[str], Path]]:
 
 def run_untraced(argv: list[str]) -> float:
     started = time.perf_counter()
-    pid, err_r, _go, _exe = launcher.spawn(argv, None)
-    launcher.read_exec_status(err_r, pid, argv[0])
-    launcher.wait_status(pid)
+    child = spawn.start(spawn.prepare(argv))
+    child.wait_exec()
+    spawn.wait(child.pid)
     return time.perf_counter() - started
 
 

@@ -233,11 +233,11 @@ def summarize(denials, policy) -> list[DenialRow]:
 
 
 def _audit_readable() -> bool:
-    from .kernel.seccomp import open_audit_readlog
-    fd = open_audit_readlog()
-    if fd < 0:
+    from .kernel.netlink import open_audit_readlog
+    try:
+        os.close(open_audit_readlog())
+    except OSError:
         return False
-    os.close(fd)
     return True
 
 
@@ -345,7 +345,8 @@ def verify(profile, timeout, allow_unobserved, strict, command):
     Every denial is logged (SECCOMP_FILTER_FLAG_LOG) and read from the audit
     netlink socket, which needs root. Example: sbx verify --profile web -- ./run-tests.sh
     """
-    from .launcher import LaunchError, RunOptions, run
+    from .errors import LaunchError
+    from .launcher import RunOptions, run
     from .policy import load_profile, lower
     policy = lower(load_profile(profile), _native())
     observed = os.geteuid() == 0 and _audit_readable()

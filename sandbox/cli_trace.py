@@ -55,13 +55,14 @@ def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
     if os.geteuid() != 0:
         raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
     from . import launcher
+    from .errors import LaunchError
     from .monitor import available
     denials: list = []
     opts = launcher.RunOptions(argv, profile=profile_path, log=True, quiet=True, use_cache=False,
                                env=env, monitor=available()[0], on_denials=denials.extend)
     try:
         code = launcher.run(opts)
-    except launcher.LaunchError as err:
+    except LaunchError as err:
         raise tr.TraceError(str(err), err.status) from err
     return code, denials
 
@@ -102,7 +103,7 @@ def _record(command: list[str], backend: str, native: str) -> tr.Observed:
     chosen, why = tr.choose_backend(backend)
     _say(f"tracing with {tr.BACKEND_TEXT[chosen]}" + ("" if chosen == "ebpf" else f" ({why})"))
     rec = tr.record(command, chosen)
-    from .launcher import exit_code
+    from .errors import wait_status_code as exit_code
     status = exit_code(rec.exit_status)
     if status:
         _say(f"note: {command[0]} exited with status {status}; the profile covers what it did")

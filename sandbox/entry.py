@@ -63,7 +63,8 @@ def parse_run(args: list[str]) -> dict:
 
 
 def run_main(args: list[str]) -> int:
-    from .launcher import LaunchError, RunOptions, run
+    from .errors import LaunchError
+    from .launcher import RunOptions, run
     try:
         opts = parse_run(args)
     except UsageError as e:

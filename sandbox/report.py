@@ -45,7 +45,13 @@ class Reporter:
         return self.probe is not None
 
     def start(self) -> None:
-        self.audit_fd = seccomp.open_audit_readlog() if os.geteuid() == 0 else -1
+        self.audit_fd = -1
+        if os.geteuid() == 0:
+            from .kernel.netlink import open_audit_readlog
+            try:
+                self.audit_fd = open_audit_readlog()
+            except OSError:
+                pass
         if self.opts.monitor:
             from .monitor import Probe, ProbeUnavailable
             try:

@@ -5,7 +5,7 @@ Pipeline: ``record`` (the eBPF tracer as root, else seccomp user notification)
 -> ``merge`` with earlier generated profiles (``observed_from_profile``)
 -> ``write_profile`` (commented YAML, byte-identical for the same input).
 ``sandbox.cli_trace`` then summarizes and verifies.  Only the recorders touch
-the kernel, through ``sandbox.monitor``, ``sandbox.launcher`` and
+the kernel, through ``sandbox.monitor``, ``sandbox.kernel.spawn`` and
 ``sandbox.kernel.notify``; everything after them is pure.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ import yaml
 from bpf_filters import syscalls
 from bpf_filters.ir import Action, Policy, evaluate
 
-from . import launcher
-from .kernel import seccomp
+from .errors import EXIT_SANDBOX, LaunchError
+from .kernel import spawn
 from .paths import builtin_dir
 from .policy.constants import CONSTANTS
 from .policy.lower import arg_width
@@ -38,11 +38,10 @@ _KEPT = {"execve": "sbx run starts the command with it", "exit": "threads end wi
          "restart_syscall": "the kernel resumes interrupted sleeps with it",
          "rt_sigreturn": "every signal handler returns through it",
          "clone": "glibc's fallback when clone3 fails with ENOSYS"}
-# What launcher.spawn's child does after its go byte and before execve
-# (close(go_r), then SIG_DFL for _FORWARD + SIGINT + SIGQUIT): the eBPF tracer
-# sees it, the profile must not need it.  tests/kernel/test_trace.py checks
-# that this makes the eBPF and the notify recordings of /bin/true equal.
-LAUNCHER_PREAMBLE = {"close": 1, "rt_sigaction": len(launcher._FORWARD) + 2}
+# kernel.spawn's child does all its own work before it waits for the go byte,
+# then execs: the eBPF tracer, which tracks it from the go byte on, sees the
+# command's calls only.  tests/kernel/test_trace.py checks that the eBPF and
+# the notify recordings of /bin/true are equal.
 _MIN_BLOCK_WAIT = 0.005   # the spawned child blocks on its go pipe ~0.3 ms after fork
 
 # The arguments the writer narrows, with the constant prefixes that spell their values.
@@ -116,35 +115,26 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
     """The eBPF tracer (root): the child waits on the launcher's go pipe while
     the probe loads, is tracked, then execs with no filter at all."""
     try:
-        pid, err_r, go_w, _exe = launcher.spawn(argv, None, env=env, wait_go=True)
-    except launcher.LaunchError as err:
+        child = spawn.start(spawn.prepare(argv, env, wait_go=True))
+    except LaunchError as err:
         raise TraceError(str(err), err.status) from err
-    probe = _start_probe(pid, err_r, go_w)
+    probe = _start_probe(child)
     with probe:
         began = time.monotonic()
-        os.write(go_w, b"g")
-        os.close(go_w)
+        child.go()
         try:
-            launcher.read_exec_status(err_r, pid, argv[0])
-        except launcher.LaunchError as err:
+            child.wait_exec()
+        except LaunchError as err:
             raise TraceError(str(err), err.status) from err
-        status = launcher.wait_status(pid)
+        status = spawn.wait(child.pid)
         seconds = time.monotonic() - began
         counters, values = probe.counters(), probe.arg_values()
     calls = dict(counters["calls"])
-    native = seccomp.native_arch()
-    for name, n in LAUNCHER_PREAMBLE.items():
-        key = (native, syscalls.table(native).nr(name))
-        left = calls.get(key, 0) - n
-        if left > 0:
-            calls[key] = left
-        else:
-            calls.pop(key, None)
     return Recording(argv, "ebpf", calls, values, status, seconds,
                      sum(counters["map_full"].values()))
 
 
-def _start_probe(pid: int, err_r: int, go_w: int):
+def _start_probe(child: spawn.Child):
     """Load the probe and track *pid*; the child must never run untracked, so any
     failure (or SIGTERM/SIGHUP meanwhile) kills it before it is told to go."""
     from .kernel.proc import wait_blocked
@@ -160,33 +150,22 @@ def _start_probe(pid: int, err_r: int, go_w: int):
         try:
             # the child must be blocked in its read of the go pipe, so that nothing it
             # did before that is counted: wait for it (the probe load usually covers it)
-            if not wait_blocked(pid, timeout=1.0):
+            if not wait_blocked(child.pid, timeout=1.0):
                 time.sleep(max(0.0, _MIN_BLOCK_WAIT - (time.monotonic() - started)))
-            probe.track_pid(pid)
+            probe.track_pid(child.pid)
         except BaseException:
             probe.close()
             raise
     except ProbeUnavailable as err:
-        _abandon(pid, err_r, go_w)
+        child.abandon()
         raise TraceError(f"cannot trace with eBPF: {err}", 2) from err
     except BaseException:
-        _abandon(pid, err_r, go_w)
+        child.abandon()
         raise
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     return probe
-
-
-def _abandon(pid: int, err_r: int, go_w: int) -> None:
-    """Kill a spawned child that must not run untraced (it still waits for go)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
-    for fd in (err_r, go_w):
-        os.close(fd)
 
 
 def record_notify(argv: list[str], env: dict | None = None) -> Recording:
@@ -210,17 +189,16 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
             os.kill(child[0], signum)
         except ProcessLookupError:
             pass
-    forwarded = {s: signal.signal(s, forward) for s in launcher._FORWARD}
+    forwarded = {s: signal.signal(s, forward) for s in spawn._FORWARD}
     quiet = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
     began = time.monotonic()
     try:
         result = run_supervised(argv, env=env, on_record=note_child)
-    except OSError as err:
-        status = launcher.EXIT_NOTFOUND if isinstance(err, FileNotFoundError) else launcher.EXIT_NOEXEC
-        raise TraceError(f"{argv[0]}: cannot execute: {err.strerror}", status) from err
+    except LaunchError as err:
+        raise TraceError(str(err), err.status) from err
     except NotifyError as err:
         raise TraceError(f"cannot trace with seccomp user notification: {err}",
-                         launcher.EXIT_SANDBOX) from err
+                         EXIT_SANDBOX) from err
     finally:
         for s, h in {**forwarded, **quiet}.items():
             signal.signal(s, h)

@@ -133,6 +133,19 @@ def closest(name: str, arch: str | None = None) -> str | None:
     return matches[0] if matches else None
 
 
+_ARCH_BY_TOKEN = {0xC000003E: "x86_64", 0x40000003: "i386", 0xC00000B7: "aarch64",
+                  0x40000028: "arm"}
+
+
+def arch_of(audit_arch: int, nr: int) -> tuple[str, int]:
+    """Name a (AUDIT_ARCH_*, nr) pair as seccomp, audit and the tracers see it:
+    x32 calls are x86_64 with bit 30 set (returned without it); an arch with
+    no table here is named ``arch-0x...``."""
+    if audit_arch == AUDIT_ARCH["x86_64"] and nr & X32_SYSCALL_BIT:
+        return "x32", nr & ~X32_SYSCALL_BIT
+    return _ARCH_BY_TOKEN.get(audit_arch, f"arch-{audit_arch:#x}"), nr
+
+
 def numbers(arch: str) -> Mapping[str, int]:
     """name -> number of *arch*, straight from the generated module (no table
     object built): the cheapest lookup, for the kernel seam's hot path."""
@@ -159,6 +172,6 @@ def name_of(arch: str, nr: int) -> str | None:
 
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of", "numbers", "reported_nr",
+    "SyscallTable", "UnknownArchError", "all_names", "arch_of", "closest", "name_of", "numbers", "reported_nr",
     "seccomp_nr", "table",
 ]

@@ -35,25 +35,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from sandbox.kernel import notify
+from bpf_filters import insn, syscalls
 
-NETLINK_AUDIT = 9
-AUDIT_NLGRP_READLOG = 1
+from . import libc, netlink, seccomp
+from .netlink import NETLINK_AUDIT, RCVBUF_BYTES
+
 AUDIT_SECCOMP = 1326
-SO_RCVBUFFORCE = 33
-# Receive buffer limit (the kernel doubles it; memory is charged only while
-# records wait). One record costs ~830 bytes of it, so 8 MiB holds ~20,000
-# records, ~75 ms of a 260,000/s flood; with a Python consumer parsing at the
-# same time 5 of 10 floods of 100,000 lost records at 8 MiB, 0 of 10 at 32.
-RCVBUF_BYTES = 32 << 20
 ACTIONS_LOGGED = "/proc/sys/kernel/seccomp/actions_logged"
 _NLMSGHDR = struct.Struct("=IHHII")
-_SYS_GETPPID = {"x86_64": 110, "aarch64": 173}.get(os.uname().machine, -1)
 _MARKER_ARG = 0x5EC0A0D17  # marker calls carry it in arg0
 _PR_SET_NAME = 15
-_pylibc = ctypes.PyDLL(None, use_errno=True)
-_pylibc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_pylibc.recv.restype = ctypes.c_ssize_t
 
 
 class AuditUnavailable(Exception):
@@ -95,7 +86,7 @@ class SeccompRecord:
     @property
     def arch_name(self) -> str:
         """x86_64, i386, x32 (x86_64 with the x32 bit), or arch-0x..."""
-        return notify.arch_name(self.arch, self.nr)[0]
+        return syscalls.arch_of(self.arch, self.nr)[0]
 
 
 _STAMP = re.compile(r"audit\((\d+)\.(\d+):(\d+)\):\s*")
@@ -257,7 +248,7 @@ class AuditReader:
         self._want = source
         self._max_pending = max_pending
         self._rcvbuf = rcvbuf
-        self._adopt = netlink_fd      # a socket already subscribed (seccomp.open_audit_readlog)
+        self._adopt = netlink_fd      # a socket already subscribed (netlink.open_audit_readlog)
         self._fd = self._event = self._stop_w = -1
         self._sock: socket.socket | None = None
         self._pending: list[bytes] = []
@@ -287,9 +278,7 @@ class AuditReader:
                 self._open_netlink()
                 opened = True
             except OSError as err:
-                why = f"audit netlink: {err.strerror}"
-                if err.errno in (errno.EPERM, errno.EACCES):
-                    why += " (needs CAP_AUDIT_READ)"
+                why = err.strerror or str(err)
                 if self._want == "netlink":
                     raise AuditUnavailable(why) from err
         if not opened:
@@ -304,28 +293,10 @@ class AuditReader:
         self._thread.start()
 
     def _open_netlink(self) -> None:
-        if self._adopt is not None:
-            sock = socket.socket(fileno=self._adopt)
-            sock.setblocking(False)
-            self._adopt = None
-            self._sock, self._fd, self.source, self.lossy = sock, sock.fileno(), "netlink", None
-            self._buf = ctypes.create_string_buffer(1 << 16)
-            return
-        if not _in_initial_netns():
-            raise OSError(errno.ENOPROTOOPT,
-                          "records are multicast in the initial network namespace only")
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_AUDIT)
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self._rcvbuf)
-            except PermissionError:  # without CAP_NET_ADMIN: capped at rmem_max
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
-            sock.bind((0, 1 << (AUDIT_NLGRP_READLOG - 1)))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
+        fd = self._adopt if self._adopt is not None else netlink.open_audit_readlog(self._rcvbuf)
+        self._adopt = None
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
         self._sock, self._fd, self.source, self.lossy = sock, sock.fileno(), "netlink", None
         self._buf = ctypes.create_string_buffer(1 << 16)
 
@@ -391,15 +362,15 @@ class AuditReader:
             os.close(stop_r)
 
     def _drain_netlink(self) -> tuple[list[bytes], int]:
-        # recv through PyDLL keeps the GIL: socket.recv would release it for
+        # recv through a GIL-holding call: socket.recv would release the GIL for
         # every record and then wait up to the switch interval (5 ms) to get
         # it back from a busy thread, draining far slower than a flood fills.
         out, dropped, fd, buf, size = [], 0, self._fd, self._buf, len(self._buf)
-        recv, string_at = _pylibc.recv, ctypes.string_at
+        addr, call, string_at = ctypes.addressof(buf), libc.call, ctypes.string_at
         while True:
-            n = recv(fd, buf, size, socket.MSG_DONTWAIT)
+            n = call("recv", fd, addr, size, socket.MSG_DONTWAIT, keep_gil=True)
             if n < 0:
-                err = ctypes.get_errno()
+                err = libc.errno()
                 if err in (errno.EAGAIN, errno.EWOULDBLOCK):
                     return out, dropped
                 if err == errno.EINTR:
@@ -519,48 +490,42 @@ class AuditReader:
         return False
 
 
-def _in_initial_netns() -> bool:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
-    except OSError:
-        return True  # cannot tell; binding will show
-
-
 def _marker_possible() -> bool:
     try:
         logged = actions_logged()
     except OSError:
         return False
-    return _SYS_GETPPID >= 0 and ("log" in logged or "errno" in logged)
+    return "log" in logged or "errno" in logged
 
 
 def _emit_marker() -> Callable[[SeccompRecord], bool]:
     """Log one seccomp record from a throwaway thread; return its matcher."""
     use_log = "log" in actions_logged()
-    action = notify.SECCOMP_RET_LOG if use_log else notify.SECCOMP_RET_ERRNO | errno.EPERM
-    program = notify.encode_program([
-        (notify.BPF_LD_W_ABS, 0, 0, 0),                       # A = nr
-        (notify.BPF_JEQ_K, 0, 2, _SYS_GETPPID),
-        (notify.BPF_LD_W_ABS, 0, 0, 16),                      # A = low word of arg0
-        (notify.BPF_JEQ_K, 1, 0, _MARKER_ARG & 0xFFFFFFFF),
-        (notify.BPF_RET_K, 0, 0, notify.SECCOMP_RET_ALLOW),
-        (notify.BPF_RET_K, 0, 0, action),
+    action = insn.RET_LOG if use_log else insn.RET_ERRNO | errno.EPERM
+    getppid = libc.sysno("getppid")
+    program = insn.pack([
+        insn.ld_abs(insn.OFF_NR),                                  # A = nr
+        insn.jump(insn.JMP | insn.JEQ | insn.K, getppid, 0, 2),
+        insn.ld_abs(insn.off_arg_lo(0)),                           # A = low word of arg0
+        insn.jump(insn.JMP | insn.JEQ | insn.K, _MARKER_ARG, 1, 0),
+        insn.ret(insn.RET_ALLOW),
+        insn.ret(action),
     ])
-    flags = 0 if use_log else notify.SECCOMP_FILTER_FLAG_LOG
+    flags = 0 if use_log else seccomp.SECCOMP_FILTER_FLAG_LOG
     # The record's comm is the thread's name: a fresh token tells this marker
     # from one another reader of this process left in flight.
     token = "sbx" + os.urandom(6).hex()
     failure: list[OSError] = []
 
     def mark() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_NAME, token.encode(), 0, 0, 0)
+        name = libc.cstring(token)
+        libc.prctl(_PR_SET_NAME, name.addr)
         try:
-            notify.install_filter(program, flags)  # this thread only
+            seccomp.install_filter(program, flags)  # this thread only
         except OSError as err:
             failure.append(err)
             return
-        libc.syscall(ctypes.c_long(_SYS_GETPPID), ctypes.c_long(_MARKER_ARG))
+        libc.syscall("getppid", _MARKER_ARG)
 
     thread = threading.Thread(target=mark, name="sbx-audit-marker")
     thread.start()

@@ -1,16 +1,18 @@
-"""The only place sbx installs seccomp filters: prctl(2), seccomp(2) and /proc status.
+"""Install seccomp filters (the one install routine of sbx) and read seccomp state from /proc.
 
-It sits on the ``sbx run`` hot path, so it calls libc through the C module
-``_ctypes`` directly: the ``ctypes`` package (plus struct, functools, enum via
-signal/socket) costs more to import than the rest of a cached ``sbx run``.
+A filter is laid out in C memory before fork (``PreparedFilter``), so that
+installing it in the child is one seccomp(2) call. Every filter sbx installs
+goes through ``PreparedFilter.install`` (``install_filter`` wraps it for
+callers that install in a throwaway thread, like the audit marker).
 """
 from __future__ import annotations
 
-import _ctypes
-import _socket
 import _struct
 import os
 
+from . import libc
+
+# include/uapi/linux/prctl.h and seccomp.h
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_GET_SECCOMP = 21
@@ -20,98 +22,63 @@ SECCOMP_FILTER_FLAG_TSYNC = 1
 SECCOMP_FILTER_FLAG_LOG = 2
 SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
-
-_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "i386": 354, "i686": 354}
-
-
-class _Long(_ctypes._SimpleCData):
-    _type_ = "l"
+BPF_MAXINSNS = 4096       # include/uapi/linux/bpf_common.h: the kernel refuses longer programs
 
 
-class _Char(_ctypes._SimpleCData):
-    _type_ = "c"
-
-
-class _Libc:
-    _handle = _ctypes.dlopen(None, os.RTLD_NOW)
-
-
-class _Func(_ctypes.CFuncPtr):
-    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-    _restype_ = _Long
-
-
-_syscall = _Func(("syscall", _Libc))
-_prctl = _Func(("prctl", _Libc))
-
-
-def _call(fn, *args: int) -> int:
-    """Call a libc function with every argument as a C long (pointers included)."""
-    return fn(*[_Long(a) for a in args])
-
-
-def _buffer(data: bytes):
-    """A C copy of *data* that stays put; returns (owner, address)."""
-    array = type("_Buf", (_ctypes.Array,), {"_type_": _Char, "_length_": max(1, len(data))})
-    buf = array.from_buffer_copy(data.ljust(1, b"\0"))
-    return buf, _ctypes.addressof(buf)
-
-
-class SeccompError(OSError):
+class SeccompError(libc.KernelError):
     pass
 
 
 def native_arch() -> str:
-    """The ABI of this process (the ``native`` arch of profiles)."""
-    m = os.uname().machine
-    return {"amd64": "x86_64", "arm64": "aarch64", "i686": "i386"}.get(m, m)
-
-
-def _sys_seccomp() -> int:
-    try:
-        return _SYS_SECCOMP[os.uname().machine]
-    except KeyError as err:
-        raise SeccompError(0, f"seccomp(2) number unknown for {os.uname().machine}") from err
+    """The ``native`` architecture of profiles: the machine the kernel reports,
+    which is this process's ABI (sbx runs on a Python native to its kernel)."""
+    return libc.machine()
 
 
 def set_no_new_privs() -> None:
-    if _call(_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        e = _ctypes.get_errno()
-        raise SeccompError(e, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(e)}")
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1) != 0:
+        raise libc.fail("prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 class PreparedFilter:
     """A filter laid out in C memory ahead of time, so installing it in a
-    freshly forked child needs no allocation: one prctl and one syscall."""
+    freshly forked child needs no allocation: one seccomp(2) call."""
 
     def __init__(self, program: bytes, flags: int = 0):
-        if not program or len(program) % 8 or len(program) // 8 > 4096:
+        if not program or len(program) % 8 or len(program) // 8 > BPF_MAXINSNS:
             raise SeccompError(0, f"invalid filter of {len(program)} bytes")
-        self._buf, addr = _buffer(program)
+        self._buf = libc.Buffer(program)
         # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-        self._fprog, self._ptr = _buffer(_struct.pack("=H6xQ", len(program) // 8, addr))
+        self._fprog = libc.Buffer(_struct.pack("=H6xQ", len(program) // 8, self._buf.addr))
         self.flags = flags
-        self._nr = _sys_seccomp()
+        self._nr = libc.sysno("seccomp")
+
+    @property
+    def listener(self) -> bool:
+        """True if installing returns a user-notification listener descriptor."""
+        return bool(self.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)
 
     def install(self) -> int:
-        """no_new_privs, then seccomp(SET_MODE_FILTER). Returns the listener fd with
-        NEW_LISTENER, else 0. Raises SeccompError."""
-        set_no_new_privs()
-        rc = _call(_syscall, self._nr, SECCOMP_SET_MODE_FILTER, self.flags, self._ptr)
+        """seccomp(SET_MODE_FILTER) on the calling thread; no_new_privs must be set.
+        Returns the listener fd with NEW_LISTENER, else 0. Raises SeccompError."""
+        rc = libc.call("syscall", self._nr, SECCOMP_SET_MODE_FILTER, self.flags, self._fprog.addr)
         if rc < 0:
-            e = _ctypes.get_errno()
+            e = libc.errno()
             raise SeccompError(e, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(e)}")
         return rc
 
 
 def install_filter(program: bytes, flags: int = 0) -> int:
+    """no_new_privs, then install *program* on the calling thread (irreversible:
+    call it in a child or a throwaway thread)."""
+    set_no_new_privs()
     return PreparedFilter(program, flags).install()
 
 
 def action_available(action: int) -> bool:
     """SECCOMP_GET_ACTION_AVAIL for one return value."""
-    _owner, addr = _buffer(_struct.pack("=I", action))
-    return _call(_syscall, _sys_seccomp(), SECCOMP_GET_ACTION_AVAIL, 0, addr) == 0
+    buf = libc.Buffer(_struct.pack("=I", action))
+    return libc.syscall("seccomp", SECCOMP_GET_ACTION_AVAIL, 0, buf.addr) == 0
 
 
 def proc_status(pid: int | str = "self", proc: str = "/proc") -> dict[str, str]:
@@ -125,30 +92,12 @@ def proc_status(pid: int | str = "self", proc: str = "/proc") -> dict[str, str]:
     return out
 
 
-NETLINK_AUDIT = 9
-AUDIT_NLGRP_READLOG = 1
+class NoNewPrivs:
+    """The spawn step that sets no_new_privs: execve can then grant nothing
+    (no setuid, no file capabilities), and Landlock and seccomp may be applied
+    without CAP_SYS_ADMIN."""
 
+    stage = "no_new_privs"
 
-def open_audit_readlog() -> int:
-    """A non-blocking netlink socket subscribed to the audit read-log group, or -1.
-
-    The C module ``_socket`` on purpose: the ``socket`` module's import costs more than
-    the whole fast path of ``sbx run``.  ``sandbox.kernel.audit`` adopts the fd
-    to parse records.  Needs CAP_AUDIT_READ; returns -1 without it.
-    """
-    try:
-        sock = _socket.socket(_socket.AF_NETLINK,
-                              _socket.SOCK_RAW | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC,
-                              NETLINK_AUDIT)
-    except OSError:
-        return -1
-    try:
-        try:
-            sock.setsockopt(_socket.SOL_SOCKET, 33, 32 << 20)   # SO_RCVBUFFORCE: ~40,000 records
-        except OSError:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVBUF, 32 << 20)
-        sock.bind((0, 1 << (AUDIT_NLGRP_READLOG - 1)))
-    except OSError:
-        sock.close()
-        return -1
-    return sock.detach()
+    def apply(self) -> None:
+        set_no_new_privs()

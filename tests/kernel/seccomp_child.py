@@ -1,8 +1,10 @@
 """Test helpers: hand-built classic-BPF seccomp filters, installed in forked
-children that the eBPF probe tracks before they run.
+children (tracked by the eBPF probe before they run, or read by the audit reader).
 
-Independent of the project's compiler on purpose: the monitor is checked
-against filters whose every instruction is written out here.
+Independent of the project's compiler and of ``sandbox.kernel`` on purpose:
+the monitor, the audit reader and the tracers are checked against filters
+whose every instruction is written out here and installed with plain ctypes.
+Syscall numbers come from the generated tables.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 libc.prctl.restype = ctypes.c_int
 
-AUDIT_ARCH_X86_64 = 0xC000003E
-AUDIT_ARCH_I386 = 0x40000003
+from bpf_filters.syscalls import AUDIT_ARCH, table
+
+AUDIT_ARCH_X86_64 = AUDIT_ARCH["x86_64"]
+AUDIT_ARCH_I386 = AUDIT_ARCH["i386"]
 RET_KILL_PROCESS = 0x80000000
 RET_KILL_THREAD = 0x00000000
 RET_TRAP = 0x00030000
@@ -28,10 +32,14 @@ RET_ERRNO = 0x00050000
 RET_USER_NOTIF = 0x7FC00000
 RET_LOG = 0x7FFC0000
 RET_ALLOW = 0x7FFF0000
+FLAG_LOG = 1 << 1
 FLAG_NEW_LISTENER = 1 << 3
 X32_BIT = 0x40000000
 
-SYS_SECCOMP = 317
+SYS_SECCOMP = table("x86_64").nr("seccomp")
+NR_GETPPID = table("x86_64").nr("getppid")
+NR_GETPGRP = table("x86_64").nr("getpgrp")
+I386_NR_GETPID = table("i386").nr("getpid")
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_SET_MODE_FILTER = 1
 
@@ -49,6 +57,24 @@ def _rules_block(rules: dict[int, int]) -> list[tuple[int, int, int, int]]:
     return block + [(_RET_K, 0, 0, RET_ALLOW)]
 
 
+def _pack(prog) -> bytes:
+    assert all(jt < 256 and jf < 256 for _, jt, jf, _ in prog)
+    return b"".join(_INSN.pack(*insn) for insn in prog)
+
+
+def filter_by_nr(actions: dict[int, int], arch: int = AUDIT_ARCH_X86_64,
+                 other_arch: int = RET_ALLOW) -> bytes:
+    """ld arch; jeq arch; ld nr; (jeq nr -> ret action)*; ret allow."""
+    return _pack([(_LD_ABS_W, 0, 0, 4), (_JEQ_K, 1, 0, arch), (_RET_K, 0, 0, other_arch),
+                  *_rules_block(actions)])
+
+
+def filter_arch(arch: int, action: int) -> bytes:
+    """Return *action* for every syscall of *arch*, allow the rest."""
+    return _pack([(_LD_ABS_W, 0, 0, 4), (_JEQ_K, 0, 1, arch),
+                  (_RET_K, 0, 0, action), (_RET_K, 0, 0, RET_ALLOW)])
+
+
 def filter_program(rules: dict[int, int], i386_rules: dict[int, int] | None = None) -> bytes:
     """A seccomp filter: x86_64 syscalls in *rules* get their action, i386
     ones (int 0x80) those in *i386_rules*; another arch, or i386 when
@@ -59,8 +85,7 @@ def filter_program(rules: dict[int, int], i386_rules: dict[int, int] | None = No
         i386 = _rules_block(i386_rules)
         prog += [(_JEQ_K, 0, len(i386), AUDIT_ARCH_I386), *i386]
     prog.append((_RET_K, 0, 0, RET_KILL_PROCESS))
-    assert all(jt < 256 and jf < 256 for _, jt, jf, _ in prog)
-    return b"".join(_INSN.pack(*insn) for insn in prog)
+    return _pack(prog)
 
 
 class _SockFprog(ctypes.Structure):
@@ -98,6 +123,25 @@ def int80(nr: int, arg0: int = 0) -> int:
     addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
     ret = ctypes.CFUNCTYPE(ctypes.c_int)(addr)()
     return ret
+
+
+def fork_call(body: Callable[[], int]) -> int:
+    """Run *body* in a forked child; return its pid (exit code = body())."""
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            code = body()
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def wait(pid: int) -> int:
+    """Reap *pid*; return its raw wait status."""
+    return os.waitpid(pid, 0)[1]
 
 
 def spawn(body: Callable[[], int | None], probe=None) -> int:

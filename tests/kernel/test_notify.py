@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from sandbox.errors import LaunchError
 from sandbox.kernel.notify import ARG_SPECS, SyscallRecord, run_supervised
 from tests.conftest import need
 
@@ -129,25 +130,26 @@ def test_environment_exit_codes_and_signals():
     assert run_supervised(["sh", "-c", "kill -TERM $$"], env=env).returncode == -15
 
 
-@pytest.mark.parametrize("argv, error", [
-    pytest.param(["/nonexistent/binary"], FileNotFoundError, id="a missing file"),
-    pytest.param(["sbx-no-such-command-here"], FileNotFoundError, id="a name not on PATH"),
-    pytest.param(["/etc/passwd"], PermissionError, id="a file without exec permission"),
-    pytest.param(["/"], PermissionError, id="a directory"),
+@pytest.mark.parametrize("argv, status, message", [
+    pytest.param(["/nonexistent/binary"], 127, "no such file", id="a missing file"),
+    pytest.param(["sbx-no-such-command-here"], 127, "command not found", id="a name not on PATH"),
+    pytest.param(["/etc/passwd"], 126, "not executable", id="a file without exec permission"),
+    pytest.param(["/"], 126, "is a directory", id="a directory"),
 ])
-def test_exec_errors_come_back_as_oserror(argv, error):
-    with pytest.raises(error) as info:
+def test_exec_errors_come_back_with_the_launcher_exit_statuses(argv, status, message):
+    with pytest.raises(LaunchError) as info:
         run_supervised(argv)
-    assert info.value.filename == argv[0]
+    assert info.value.status == status and message in str(info.value)
 
 
 def test_bad_interpreter_fails_in_the_child_and_is_reported(tmp_path):
     script = tmp_path / "script"
     script.write_text("#!/nonexistent/interpreter\n")
     script.chmod(0o755)
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(LaunchError) as info:
         run_supervised([str(script)])
-    assert info.value.filename == str(script)
+    assert info.value.status == 127
+    assert str(info.value) == f"{script}: cannot execute: No such file or directory"
 
 
 def test_command_never_runs_when_the_filter_cannot_be_installed(tmp_path, capfd):
@@ -157,16 +159,18 @@ def test_command_never_runs_when_the_filter_cannot_be_installed(tmp_path, capfd)
     program = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {ROOT!r})
-        from sandbox.kernel.notify import NotifyError, run_supervised
+        from sandbox.errors import LaunchError
+        from sandbox.kernel.notify import run_supervised
         try:
             run_supervised(["/usr/bin/touch", {str(marker)!r}])
-        except NotifyError as err:
+        except LaunchError as err:
             print(err)
-            raise SystemExit(7)
+            raise SystemExit(err.status)
     """)
-    assert run_supervised([PYTHON, "-c", program]).returncode == 7
+    assert run_supervised([PYTHON, "-c", program]).returncode == 125
     assert not marker.exists()
-    assert "seccomp failed in the child: Device or resource busy" in capfd.readouterr().out
+    assert ("cannot confine /usr/bin/touch: seccomp(SECCOMP_SET_MODE_FILTER): Device or resource "
+            "busy; the command was not run" in capfd.readouterr().out)
 
 
 def test_works_as_an_unprivileged_user():

@@ -1,0 +1,199 @@
+"""Landlock: build rulesets in the parent, restrict the child with them before exec.
+
+Kernel facts (include/uapi/linux/landlock.h, security/landlock/, Linux 6.18):
+- ABI versions add rights: 1 the file-system rights up to MAKE_SYM (5.13),
+  2 REFER (5.19), 3 TRUNCATE (6.2), 4 TCP bind/connect (6.7), 5 IOCTL_DEV
+  (6.10), 6 scopes for abstract Unix sockets and signals (6.12), 7 audit
+  logging flags for landlock_restrict_self (6.15).
+- Rules only allow: an access a ruleset handles is denied unless a rule on
+  the path (or one of its parents) or the port grants it. A domain that
+  handles any file-system access also forbids mount changes.
+- REFER (moving or linking a file to another directory) is denied by every
+  ruleset that handles file-system rights, handled or not, unless a rule
+  grants it on both sides.
+- Every domain, even one that handles nothing but scopes, forbids ptrace-mode
+  access to processes outside it: ptrace, /proc/PID/mem, process_vm_*,
+  pidfd_getfd, /proc/PID/environ ... of any process that is not in the same
+  or a nested domain. This is the boundary that protects the launcher and
+  every other process of the user.
+- Domains stack: each landlock_restrict_self adds a layer, and an access is
+  allowed only if every layer allows it (at most 16 layers).
+- landlock_restrict_self needs no_new_privs (or CAP_SYS_ADMIN).
+"""
+from __future__ import annotations
+
+import _struct
+import os
+import stat
+
+from . import libc
+
+# file-system rights, and the ABI that introduced each
+FS_RIGHTS = {
+    "execute": (1 << 0, 1), "write_file": (1 << 1, 1), "read_file": (1 << 2, 1),
+    "read_dir": (1 << 3, 1), "remove_dir": (1 << 4, 1), "remove_file": (1 << 5, 1),
+    "make_char": (1 << 6, 1), "make_dir": (1 << 7, 1), "make_reg": (1 << 8, 1),
+    "make_sock": (1 << 9, 1), "make_fifo": (1 << 10, 1), "make_block": (1 << 11, 1),
+    "make_sym": (1 << 12, 1), "refer": (1 << 13, 2), "truncate": (1 << 14, 3),
+    "ioctl_dev": (1 << 15, 5),
+}
+NET_RIGHTS = {"bind_tcp": (1 << 0, 4), "connect_tcp": (1 << 1, 4)}
+SCOPES = {"abstract_unix_socket": (1 << 0, 6), "signal": (1 << 1, 6)}
+# rights that apply to a file (the rest apply to directories only)
+FILE_RIGHTS = sum(FS_RIGHTS[r][0] for r in ("execute", "write_file", "read_file", "truncate",
+                                            "ioctl_dev"))
+# every right that changes the file system (what the cache protection handles)
+WRITE_RIGHTS = sum(FS_RIGHTS[r][0] for r in (
+    "write_file", "remove_dir", "remove_file", "make_char", "make_dir", "make_reg", "make_sock",
+    "make_fifo", "make_block", "make_sym", "refer", "truncate"))
+
+CREATE_RULESET_VERSION = 1
+RULE_PATH_BENEATH = 1
+RULE_NET_PORT = 2
+RESTRICT_SELF_LOG_SAME_EXEC_OFF = 1
+RESTRICT_SELF_LOG_NEW_EXEC_ON = 2
+_O_PATH = 0o10000000
+
+
+class LandlockError(libc.KernelError):
+    pass
+
+
+_ABI: list[int] = []
+
+
+def abi() -> int:
+    """The Landlock ABI version of this kernel, 0 if Landlock is absent or disabled."""
+    if not _ABI:
+        try:
+            v = libc.syscall("landlock_create_ruleset", 0, 0, CREATE_RULESET_VERSION)
+        except libc.KernelError:           # no such syscall in the tables for this machine
+            v = -1
+        _ABI.append(max(v, 0))
+    return _ABI[0]
+
+
+def supported(mask: int, table: dict[str, tuple[int, int]], version: int) -> int:
+    """The part of *mask* this ABI *version* knows."""
+    return sum(bit for bit, since in table.values() if since <= version and mask & bit)
+
+
+def names(mask: int, table: dict[str, tuple[int, int]]) -> list[str]:
+    return [name for name, (bit, _since) in table.items() if mask & bit]
+
+
+def needs(mask: int, table: dict[str, tuple[int, int]]) -> int:
+    """The lowest ABI that knows every right in *mask*."""
+    return max([since for bit, since in table.values() if mask & bit] or [0])
+
+
+class Ruleset:
+    """One Landlock ruleset under construction, then a layer for ``Restrict``.
+
+    Rights the running kernel lacks must be taken out by the caller first
+    (``supported``): creating a ruleset with an unknown right fails with EINVAL.
+    """
+
+    def __init__(self, fs: int = 0, net: int = 0, scoped: int = 0):
+        self.fs, self.net, self.scoped = fs, net, scoped
+        size = 24 if scoped else 16 if net else 8
+        attr = libc.Buffer(_struct.pack("=QQQ", fs, net, scoped)[:size])
+        fd = libc.syscall("landlock_create_ruleset", attr.addr, size, 0)
+        if fd < 0:
+            raise LandlockError(libc.errno(), "landlock_create_ruleset: "
+                                f"{os.strerror(libc.errno())}")
+        self.fd = fd
+        self.rules = 0
+
+    def allow_path(self, path: str, access: int) -> None:
+        """Grant *access* beneath *path* (on the file itself for a file; only
+        the file rights of *access* apply to it). OSError if *path* cannot be
+        opened."""
+        fd = os.open(path, _O_PATH | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                access &= FILE_RIGHTS
+            self.allow_fd(fd, access, path)
+        finally:
+            os.close(fd)
+
+    def allow_fd(self, fd: int, access: int, what: str = "") -> None:
+        access &= self.fs
+        if not access:
+            return
+        attr = libc.Buffer(_struct.pack("=Qi", access, fd))       # packed: 12 bytes
+        if libc.syscall("landlock_add_rule", self.fd, RULE_PATH_BENEATH, attr.addr, 0) != 0:
+            raise LandlockError(libc.errno(), f"landlock_add_rule({what}): "
+                                f"{os.strerror(libc.errno())}")
+        self.rules += 1
+
+    def allow_port(self, port: int, access: int) -> None:
+        access &= self.net
+        if not access:
+            return
+        attr = libc.Buffer(_struct.pack("=QQ", access, port))
+        if libc.syscall("landlock_add_rule", self.fd, RULE_NET_PORT, attr.addr, 0) != 0:
+            raise LandlockError(libc.errno(), f"landlock_add_rule(port {port}): "
+                                f"{os.strerror(libc.errno())}")
+        self.rules += 1
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def protect_from_writes(ruleset: Ruleset, protected: str) -> None:
+    """Grant the ruleset's write rights everywhere except at and below *protected*.
+
+    Landlock rules only allow, and a right granted on a directory holds for
+    everything beneath it, so "all but one directory" is spelled as: beneath
+    every sibling of every ancestor of *protected*. The ancestors themselves get
+    no rule, so nothing can be created, removed or renamed directly in them
+    (which would let the protected directory be moved away and replaced) — the
+    price is that a command cannot add entries directly in those few
+    directories (for /var/cache/sbx: /, /var and /var/cache). Symbolic links are
+    skipped: writes through them resolve to a path that is covered on its own.
+    *protected* need not exist: then its nearest existing ancestor chain is used.
+    """
+    path = os.path.realpath(protected)
+    parts = [p for p in path.split("/") if p]
+    ancestor = "/"
+    for part in parts:
+        try:
+            entries = list(os.scandir(ancestor))
+        except OSError:
+            return                       # cannot list it: nothing beneath gets a grant
+        for entry in entries:
+            if entry.name == part or entry.is_symlink():
+                continue
+            try:
+                ruleset.allow_path(entry.path, ruleset.fs)
+            except OSError:
+                continue                 # vanished or unopenable: it simply gets no grant
+        ancestor = os.path.join(ancestor, part)
+        if not os.path.isdir(ancestor) or os.path.islink(ancestor):
+            return
+
+
+class Restrict:
+    """The spawn step that enforces prepared rulesets, one Landlock layer each."""
+
+    stage = "landlock"
+
+    def __init__(self, rulesets: list[Ruleset], flags: int = 0):
+        self.rulesets, self.flags = rulesets, flags
+
+    def apply(self) -> None:
+        for rs in self.rulesets:
+            if libc.syscall("landlock_restrict_self", rs.fd, self.flags) != 0:
+                raise LandlockError(libc.errno(), "landlock_restrict_self: "
+                                    f"{os.strerror(libc.errno())}")
+
+    def close(self) -> None:
+        for rs in self.rulesets:
+            rs.close()
+
+
+__all__ = ["FS_RIGHTS", "NET_RIGHTS", "SCOPES", "WRITE_RIGHTS", "LandlockError", "Restrict",
+           "Ruleset", "abi", "names", "needs", "protect_from_writes", "supported"]
