@@ -1,13 +1,48 @@
-"""Compiled-filter cache, keyed by the content hash of every file a profile was built from.
+"""Compiled-filter cache: fast ``sbx run`` without trusting anything a confined command could write.
 
 Lives on the ``sbx run`` hot path: no YAML, no JSON, no hashlib (its OpenSSL
 import alone costs milliseconds) — a tiny text format and the builtin SHA-256.
-An entry is valid only while the hash of each recorded file, the compiler's
-fingerprint and the native architecture are unchanged.
+
+Safety, in layers:
+- **Where.** One fixed place per user, never taken from the environment (a
+  confined command, or whoever set up the environment of a later run, could
+  point it elsewhere): ``/var/cache/sbx`` for root, ``/run/user/UID/sbx`` (the
+  user's runtime directory, a per-boot tmpfs) for everyone else. No usable
+  place, no cache: the profile is compiled on every run.
+- **Out of the command's reach.** Every run's Landlock base layer denies the
+  command any change at or below the cache directory, whatever its profile
+  allows (``kernel.landlock.protect_from_writes``). Without Landlock the cache
+  is not used at all, since nothing would stop a command from rewriting it.
+- **Checked before use.** The directory must be a real directory owned by
+  sbx's user and writable by nobody else, below parents owned by root or that
+  user and writable by no one else; an entry must be a regular file (opened
+  without following links and without blocking, so a FIFO cannot hang sbx),
+  owned by that user, private, of bounded size, in the exact format below,
+  with a matching digest of its own content. Anything else is a miss: the
+  profile is compiled and the entry replaced.
+- **Exact dependencies.** An entry records the SHA-256 of the bytes the
+  compiler read (not of the files as they are after compiling, which an edit
+  during compilation would make different) and is valid only while every file
+  still has those bytes, the compiler is unchanged and the architecture is
+  the same.
+- **Written safely.** A new entry goes to a fresh file with a random name
+  (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600), then is renamed into place; a
+  partial file (a full disk) is removed.
+
+Entry format (every line required, in this order)::
+
+    sbx-filter-cache 2
+    fingerprint <compiler fingerprint>
+    dep <sha256> <path>            (one or more)
+    name <profile name>
+    spec <confinement line>        (zero or more: capabilities, Landlock)
+    filter <hex>
+    digest <sha256 of every line above, each followed by a newline>
 """
 from __future__ import annotations
 
 import os
+import stat
 
 try:                                   # the builtin (non-OpenSSL) SHA-256
     from _sha2 import sha256          # Python 3.12+
@@ -17,16 +52,80 @@ except ImportError:                    # pragma: no cover - version dependent
     except ImportError:
         from hashlib import sha256
 
-FORMAT = "sbx-filter-cache 1"
+FORMAT = "sbx-filter-cache 2"
+MAX_ENTRY = 256 << 10                  # a 4096-instruction filter is 64 KiB of hex
+# the code that decides what an entry holds: the compiler, the tables, the profile
+# language, and the confinement spec's text form
 _PKG_DIRS = ("bpf_filters", os.path.join("bpf_filters", "syscalls"), os.path.join("sandbox", "policy"))
+_PKG_FILES = (os.path.join("sandbox", "confine.py"), os.path.join("sandbox", "kernel", "caps.py"))
 
 
-def cache_dir() -> str:
-    base = os.environ.get("SBX_CACHE_DIR")
-    if base:
-        return base
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "sbx")
+class Entry:
+    """What a cache entry holds: the filter and what else the profile asks of the kernel."""
+
+    __slots__ = ("program", "name", "spec")
+
+    def __init__(self, program: bytes, name: str, spec: list[str]):
+        self.program, self.name, self.spec = program, name, spec
+
+
+def location(uid: int | None = None) -> str:
+    """Where the cache of *uid* (default: this process's effective uid) lives,
+    whether or not it can be used. Fixed per user: see the module docstring."""
+    uid = os.geteuid() if uid is None else uid
+    return "/var/cache/sbx" if uid == 0 else f"/run/user/{uid}/sbx"
+
+
+def _owned_safely(st: os.stat_result, uid: int, what: str) -> str | None:
+    """Why *st* may not be trusted, or None."""
+    if st.st_uid not in (0, uid):
+        return f"{what} is owned by uid {st.st_uid}"
+    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+                                   and st.st_uid == 0):
+        return f"{what} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def usable_dir(create: bool = True) -> tuple[str | None, str | None]:
+    """(directory, None) if the cache can be used, else (None, why not).
+
+    Creates the directory (mode 0700) when *create* and its parent is sound.
+    """
+    uid = os.geteuid()
+    path = location(uid)
+    parent = os.path.dirname(path)
+    # every ancestor: a directory (not a link) owned by root or the user, writable by no one else
+    probe = "/"
+    for part in [p for p in parent.split("/") if p]:
+        probe = os.path.join(probe, part)
+        try:
+            st = os.lstat(probe)
+        except OSError:
+            return None, f"{probe} does not exist"
+        if not stat.S_ISDIR(st.st_mode):
+            return None, f"{probe} is not a directory"
+        why = _owned_safely(st, uid, probe)
+        if why:
+            return None, why
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return None, f"{path} does not exist"
+        try:
+            os.mkdir(path, 0o700)
+            st = os.lstat(path)
+        except OSError as err:
+            return None, f"cannot create {path}: {err.strerror}"
+    except OSError as err:
+        return None, f"{path}: {err.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return None, f"{path} is not a directory"
+    if st.st_uid != uid:
+        return None, f"{path} is owned by uid {st.st_uid}, not {uid}"
+    if st.st_mode & 0o077:
+        return None, f"{path} is accessible to others (mode {stat.S_IMODE(st.st_mode):o})"
+    return path, None
 
 
 def file_hash(path: str) -> str | None:
@@ -50,58 +149,141 @@ def fingerprint() -> str:
             if e.name.endswith(".py"):
                 st = e.stat()
                 h.update(f"{d}/{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    for f in _PKG_FILES:
+        try:
+            st = os.stat(os.path.join(root, f))
+        except OSError:
+            continue
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:32]
 
 
-def _entry_path(key: str) -> str:
-    return os.path.join(cache_dir(), "filters", sha256(key.encode()).hexdigest()[:40])
+def _entry_name(key: str) -> str:
+    return sha256(key.encode()).hexdigest()[:40]
 
 
-def lookup(key: str, fp: str) -> tuple[bytes, str] | None:
-    """The cached (filter, profile name) for *key*, if every dependency is unchanged."""
+def _digest(lines: list[str]) -> str:
+    return sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+
+
+def _read_entry(directory: str, name: str) -> str | None:
+    """The entry's text if it is a private regular file of ours of sane size, else None."""
     try:
-        with open(_entry_path(key)) as fh:
-            lines = fh.read().splitlines()
+        fd = os.open(os.path.join(directory, name),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    if not lines or lines[0] != FORMAT:
-        return None
-    prog = name = None
-    for line in lines[1:]:
-        tag, _, rest = line.partition(" ")
-        if tag == "fingerprint" and rest != fp:
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077
+                or st.st_size > MAX_ENTRY):
             return None
-        if tag == "dep":
-            digest, _, path = rest.partition(" ")
-            if file_hash(path) != digest:
-                return None
-        elif tag == "name":
-            name = rest
-        elif tag == "filter":
-            try:
-                prog = bytes.fromhex(rest)
-            except ValueError:
-                return None
-    if prog is None or name is None:
-        return None
-    return prog, name
-
-
-def store(key: str, fp: str, deps: list[str], prog: bytes, name: str) -> None:
-    """Write an entry atomically; a cache that cannot be written is simply skipped."""
-    path = _entry_path(key)
-    lines = [FORMAT, f"fingerprint {fp}", f"name {name}"]
-    for d in deps:
-        digest = file_hash(d)
-        if digest is None:
-            return
-        lines.append(f"dep {digest} {d}")
-    lines.append(f"filter {prog.hex()}")
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+        data = os.read(fd, MAX_ENTRY + 1)
     except OSError:
-        pass
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_ENTRY:
+        return None
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def parse(text: str, fp: str) -> tuple[Entry, list[tuple[str, str]]] | None:
+    """(entry, [(digest, path)]) if *text* is a well-formed entry of compiler *fp*, else None."""
+    lines = text.split("\n")
+    if lines[-1:] != [""]:
+        return None
+    lines.pop()
+    if len(lines) < 6 or lines[0] != FORMAT or lines[1] != f"fingerprint {fp}":
+        return None
+    tag, _, digest = lines[-1].partition(" ")
+    if tag != "digest" or digest != _digest(lines[:-1]):
+        return None
+    i, deps = 2, []
+    while i < len(lines) and lines[i].startswith("dep "):
+        h, _, path = lines[i][4:].partition(" ")
+        if len(h) != 64 or not path.startswith("/"):
+            return None
+        deps.append((h, path))
+        i += 1
+    if not deps or not lines[i].startswith("name "):
+        return None
+    name = lines[i][5:]
+    i += 1
+    spec = []
+    while lines[i].startswith("spec "):
+        spec.append(lines[i][5:])
+        i += 1
+    if not lines[i].startswith("filter ") or i != len(lines) - 2:
+        return None
+    try:
+        program = bytes.fromhex(lines[i][7:])
+    except ValueError:
+        return None
+    if not program or len(program) % 8 or len(program) > 4096 * 8:
+        return None
+    return Entry(program, name, spec), deps
+
+
+def lookup(key: str, fp: str) -> Entry | None:
+    """The cached entry for *key*, if the cache is usable, the entry sound and
+    every file it was built from unchanged."""
+    directory, _why = usable_dir(create=False)
+    if directory is None:
+        return None
+    text = _read_entry(directory, _entry_name(key))
+    if text is None:
+        return None
+    parsed = parse(text, fp)
+    if parsed is None:
+        return None
+    entry, deps = parsed
+    for digest, path in deps:
+        if file_hash(path) != digest:
+            return None
+    return entry
+
+
+def render(fp: str, deps: dict[str, str], entry: Entry) -> str:
+    lines = [FORMAT, f"fingerprint {fp}"]
+    lines += [f"dep {digest} {path}" for path, digest in deps.items()]
+    lines.append(f"name {entry.name}")
+    lines += [f"spec {s}" for s in entry.spec]
+    lines.append(f"filter {entry.program.hex()}")
+    lines.append(f"digest {_digest(lines)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def store(key: str, fp: str, deps: dict[str, str], entry: Entry) -> None:
+    """Write an entry atomically. *deps* maps each file the profile was built
+    from to the SHA-256 of the bytes the compiler read. A cache that cannot be
+    written is simply skipped."""
+    if not deps or any("\n" in p or not p.startswith("/") for p in deps) or "\n" in entry.name \
+            or any("\n" in s for s in entry.spec):
+        return
+    directory, _why = usable_dir(create=True)
+    if directory is None:
+        return
+    data = render(fp, deps, entry).encode("ascii", errors="replace")
+    tmp = os.path.join(directory, f".tmp-{os.urandom(8).hex()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError:
+        return
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(directory, _entry_name(key)))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

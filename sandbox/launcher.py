@@ -12,7 +12,7 @@ import os
 
 from . import cache
 from .errors import LaunchError, wait_status_code
-from .kernel import seccomp, spawn
+from .kernel import landlock, seccomp, spawn
 
 
 class RunOptions:
@@ -30,8 +30,10 @@ class RunOptions:
 
 
 class Compiled:
-    def __init__(self, program: bytes, name: str, path: str):
-        self.program, self.name, self.path = program, name, path
+    """A profile ready to run: its filter and its ``confine.Spec``."""
+
+    def __init__(self, program: bytes, name: str, path: str, spec):
+        self.program, self.name, self.path, self.spec = program, name, path, spec
 
 
 def profile_path(ref: str) -> str | None:
@@ -44,39 +46,70 @@ def profile_path(ref: str) -> str | None:
 
 
 def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> Compiled:
-    """The profile's filter bytes; raises PolicyError (exit 2) for a bad profile."""
+    """The profile's filter and spec; raises PolicyError (exit 2) for a bad profile.
+
+    The cache is used only where Landlock keeps it out of the command's reach
+    (see ``sandbox.cache``).
+    """
+    from .confine import Spec
     native = seccomp.native_arch()
     path = profile_path(ref)
+    use_cache = use_cache and path is not None and landlock.abi() > 0
     fp = cache.fingerprint() if use_cache else ""
     key = f"{path}\0{mode}\0{native}"
-    if use_cache and path:
+    if use_cache:
         hit = cache.lookup(key, fp)
-        if hit:
-            return Compiled(hit[0], hit[1], path)
+        if hit is not None:
+            try:
+                return Compiled(hit.program, hit.name, path, Spec.from_lines(hit.spec))
+            except ValueError:
+                pass                      # a damaged entry: compile and replace it
     from .policy import build_filter, load_profile
+    from .policy.profile import confinement
     prof = load_profile(ref)
     flt = build_filter(prof, native=native, mode=mode)
     prog = flt.encode()
-    if use_cache and path:
-        cache.store(key, fp, prof.files, prog, prof.name)
-    return Compiled(prog, prof.name, prof.path)
+    spec = confinement(prof)
+    if use_cache:
+        cache.store(key, fp, prof.digests, cache.Entry(prog, prof.name, spec.lines()))
+    return Compiled(prog, prof.name, prof.path, spec)
+
+
+def _note(msg: str) -> None:
+    import sys
+    try:
+        print(f"sbx: {msg}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 def run(opts: RunOptions) -> int:
     """Run the command confined; returns the exit status sbx should exit with."""
+    try:
+        spawn.harden_self()
+    except OSError as err:
+        raise LaunchError(f"cannot confine {opts.argv[0]}: sbx cannot protect itself from it: "
+                          f"{err.strerror}; the command was not run") from err
     compiled = compile_profile(opts.profile, opts.mode, opts.use_cache)
     flags = seccomp.SECCOMP_FILTER_FLAG_LOG if (opts.log or opts.mode == "complain") else 0
+    from . import confine
     from .report import Reporter                      # audit/monitor channels, import-light
+    confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location())
+    if confinement.unenforced and not opts.quiet:
+        _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this kernel: "
+              + "; ".join(confinement.unenforced))
     reporter = Reporter(compiled, opts)
-    reporter.start()
     try:
-        plan = spawn.prepare(opts.argv, opts.env, steps=(seccomp.NoNewPrivs(),),
+        reporter.start()
+        plan = spawn.prepare(opts.argv, opts.env, steps=confinement.steps,
                              seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
                              wait_go=reporter.needs_go)
         child = spawn.start(plan)
     except LaunchError:
         reporter.stop()
         raise
+    finally:
+        confinement.close()
     if opts.on_spawn is not None:
         opts.on_spawn(child.pid)
     if reporter.needs_go:

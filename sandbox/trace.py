@@ -189,8 +189,10 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
             os.kill(child[0], signum)
         except ProcessLookupError:
             pass
-    forwarded = {s: signal.signal(s, forward) for s in spawn._FORWARD}
-    quiet = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    # the terminal's SIGINT and SIGQUIT reach the command itself (same process group)
+    terminal = (signal.SIGINT, signal.SIGQUIT)
+    forwarded = {s: signal.signal(s, forward) for s in spawn.FORWARD if s not in terminal}
+    quiet = {s: signal.signal(s, signal.SIG_IGN) for s in terminal}
     began = time.monotonic()
     try:
         result = run_supervised(argv, env=env, on_record=note_child)

@@ -105,13 +105,15 @@ class Ruleset:
         self.fd = fd
         self.rules = 0
 
-    def allow_path(self, path: str, access: int) -> None:
+    def allow_path(self, path: str, access: int, is_dir: bool | None = None) -> None:
         """Grant *access* beneath *path* (on the file itself for a file; only
         the file rights of *access* apply to it). OSError if *path* cannot be
         opened."""
         fd = os.open(path, _O_PATH | os.O_CLOEXEC)
         try:
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            if is_dir is None:
+                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            if not is_dir:
                 access &= FILE_RIGHTS
             self.allow_fd(fd, access, path)
         finally:
@@ -168,7 +170,7 @@ def protect_from_writes(ruleset: Ruleset, protected: str) -> None:
             if entry.name == part or entry.is_symlink():
                 continue
             try:
-                ruleset.allow_path(entry.path, ruleset.fs)
+                ruleset.allow_path(entry.path, ruleset.fs, entry.is_dir(follow_symlinks=False))
             except OSError:
                 continue                 # vanished or unopenable: it simply gets no grant
         ancestor = os.path.join(ancestor, part)

@@ -118,6 +118,9 @@ def checked_syscall(name: str, *args: int) -> int:
     return rc
 
 
+_ARRAYS: dict[int, type] = {}
+
+
 class Buffer:
     """A C copy of some bytes that stays put while the object lives."""
 
@@ -125,7 +128,10 @@ class Buffer:
 
     def __init__(self, data: bytes = b"", size: int | None = None):
         self.size = max(1, len(data) if size is None else size)
-        array = type("_Buf", (_ctypes.Array,), {"_type_": _Char, "_length_": self.size})
+        array = _ARRAYS.get(self.size)
+        if array is None:           # a class per size, made once: type() costs ~20 us
+            array = _ARRAYS[self.size] = type("_Buf", (_ctypes.Array,),
+                                              {"_type_": _Char, "_length_": self.size})
         self._array = array.from_buffer_copy(data.ljust(self.size, b"\0"))
         self.addr = _ctypes.addressof(self._array)
 

@@ -30,6 +30,7 @@ from .libc import KernelError
 
 _GO = b"g"
 PR_SET_DUMPABLE = 4
+PR_SET_PDEATHSIG = 1
 
 
 def resolve_command(cmd: str, env: dict) -> str:
@@ -63,11 +64,13 @@ def resolve_command(cmd: str, env: dict) -> str:
 class Plan:
     """Everything the child needs, prepared in the parent before fork."""
 
-    __slots__ = ("argv", "exe", "bexe", "bargv", "benv", "steps", "filter", "wait_go", "sigmask")
+    __slots__ = ("argv", "exe", "bexe", "bargv", "benv", "steps", "filter", "wait_go", "sigmask",
+                 "parent")
 
     def __init__(self, argv, exe, env, steps, seccomp_filter, wait_go, sigmask):
         self.argv, self.exe, self.steps, self.filter = argv, exe, steps, seccomp_filter
         self.wait_go, self.sigmask = wait_go, sigmask
+        self.parent = os.getpid()
         self.bexe = os.fsencode(exe)
         self.bargv = [os.fsencode(a) for a in argv]
         self.benv = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
@@ -211,6 +214,13 @@ def _child(plan: Plan, err_w: int, go_r: int, sync_w: int) -> None:
         # that made itself non-dumpable, is not, and then even its own user
         # could not copy the notification listener out (pidfd_getfd).
         libc.prctl(PR_SET_DUMPABLE, 1)
+        # The command dies with sbx: SIGKILL when sbx exits for any reason
+        # (a supervisor's SIGKILL included). Checked after setting, in case sbx
+        # was already gone.
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise libc.fail("prctl(PR_SET_PDEATHSIG)")
+        if os.getppid() != plan.parent:
+            raise OSError(0, "sbx exited before the command could start")
         _restore_signals(plan.sigmask)
         for step in plan.steps:
             stage = step.stage
@@ -266,28 +276,47 @@ def _decode_failure(data: bytes, argv0: str) -> LaunchError:
 __all__ = ["Child", "Plan", "prepare", "resolve_command", "start"]
 
 
-_FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT)
+# Signals sbx passes on to the command when another process sends them to sbx
+# (a supervisor's SIGTERM, kill -INT, kill -HUP ...). The same signals coming
+# from the terminal (Ctrl-C, Ctrl-\\, a window resize, a hangup) reach the
+# whole foreground process group, the command included, so sbx does not
+# repeat them; the kernel marks those with si_code SI_KERNEL (> 0).
+FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
 
 
 def wait(pid: int) -> int:
-    """Wait for *pid* while forwarding termination signals; return its raw wait status."""
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    old = {s: signal.signal(s, forward) for s in _FORWARD}
-    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)   # the terminal signals the child itself
-    old_quit = signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    """Wait for *pid*, forwarding the signals in FORWARD that other processes
+    send to sbx; return its raw wait status. The signals are blocked and taken
+    with sigwaitinfo, so sbx never dies of them while the command runs."""
+    watch = set(FORWARD) | {signal.SIGCHLD}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, watch)
     try:
         while True:
             try:
-                _, status = os.waitpid(pid, 0)
-                return status
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 return 0
+            if done:
+                return status
+            info = signal.sigwaitinfo(watch)
+            if info.si_signo == signal.SIGCHLD or info.si_code > 0 or info.si_pid == pid:
+                continue
+            try:
+                os.kill(pid, info.si_signo)
+            except ProcessLookupError:
+                pass
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGQUIT, old_quit)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def harden_self() -> None:
+    """Keep the calling process (the launcher, which outlives the confined
+    command unconfined) out of the command's reach: not dumpable, so that no
+    ptrace-mode access check (/proc/PID/mem, ptrace, process_vm_*,
+    pidfd_getfd) can pass for a process of the same user without
+    CAP_SYS_PTRACE. The Landlock domain of every run is the first line; this
+    is the second, and it holds where Landlock is missing. The child makes
+    itself dumpable again until execve decides (see ``_child``)."""
+    if libc.prctl(PR_SET_DUMPABLE, 0) != 0:
+        raise libc.fail("prctl(PR_SET_DUMPABLE, 0)")

@@ -23,7 +23,8 @@ from .conditions import CondSpec, parse_condition
 from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
-            "rules", "groups")
+            "rules", "groups", "capabilities", "scope", "landlock")
+SCOPE_VALUES = ("sandbox", "any")
 ACTION_NAMES = ("allow", "log", "errno", "trap", "kill-process", "kill-thread", "notify")
 ARCH_NAMES = ("native",) + syscalls.ARCHES
 _ACTION_RE = re.compile(r"^(?P<kind>[a-z-]+)(?:\((?P<arg>[^()]*)\))?$")
@@ -74,6 +75,10 @@ class Profile:
     warnings: list[Diagnostic] = field(default_factory=list)
     extends: list[str] = field(default_factory=list)
     local_groups: dict = field(default_factory=dict)   # a profile's own ``groups:``
+    capabilities: Setting = field(default_factory=lambda: Setting(None, None))  # kept caps
+    scope: dict = field(default_factory=dict)          # {"signals": Setting("sandbox"|"any")}
+    landlock: Setting = field(default_factory=lambda: Setting(None, None))  # enforce|best-effort
+    digests: dict = field(default_factory=dict)        # file -> SHA-256 of the bytes read
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -100,6 +105,7 @@ class _Reader:
         self.diags: list[Diagnostic] = []
         self.sources: dict[str, list[str]] = {}
         self.files: list[str] = []
+        self.digests: dict[str, str] = {}
 
     def error(self, pos: Position | None, msg: str, hint: str | None = None, **kw) -> None:
         self.diags.append(Diagnostic(pos, msg, hint=hint, **kw))
@@ -115,10 +121,25 @@ class _Reader:
     def compose(self, path: Path) -> yaml.Node | None:
         file = str(path)
         try:
-            text = path.read_text()
+            raw = path.read_bytes()
         except OSError as err:
             self.error(Position(file, 1, 1), f"cannot read profile: {err.strerror}")
             return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+            self.error(Position(file, line, col), "profile is not valid UTF-8 "
+                       f"(byte {raw[err.start]:#04x})", hint="save the file as UTF-8")
+            return None
+        if "\0" in text:
+            at = text.index("\0")
+            line = text.count("\n", 0, at) + 1
+            self.error(Position(file, line, at - (text.rfind("\n", 0, at) + 1) + 1),
+                       "profile contains a NUL character", hint="is this a text file?")
+            return None
+        self.digests[file] = hashlib.sha256(raw).hexdigest()
         self.sources[file] = text.splitlines(keepends=True)
         if file not in self.files:
             self.files.append(file)
@@ -304,6 +325,19 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
                    default=setting("default", parse_action), unknown=setting("unknown", parse_action),
                    bad_arch=setting("bad_arch", parse_action), arches=setting("arches", parse_arches),
                    rules=rules)
+    if "capabilities" in top:
+        prof.capabilities = setting("capabilities", lambda n: _read_caps(reader, file, n))
+    if "landlock" in top:
+        def parse_mode(vnode):
+            s = reader.scalar(file, vnode, "landlock")
+            if s is not None and s not in ("enforce", "best-effort"):
+                reader.error(reader.pos(file, vnode), f"landlock must be enforce or best-effort, not '{s}'",
+                             did_you_mean(s, ("enforce", "best-effort")))
+                return None
+            return s
+        prof.landlock = setting("landlock", parse_mode)
+    if "scope" in top:
+        prof.scope = _read_scope(reader, file, top["scope"][1])
     if "groups" in top:
         gnode = top["groups"][1]
         if isinstance(gnode, yaml.MappingNode):
@@ -325,11 +359,16 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
             continue
         prof.extends.append(base.name)
         prof.rules = prof.rules + base.rules
-        for attr in ("default", "unknown", "bad_arch", "arches"):
+        for attr in ("default", "unknown", "bad_arch", "arches", "capabilities", "landlock"):
             if getattr(prof, attr).value is None and getattr(base, attr).value is not None:
                 setattr(prof, attr, getattr(base, attr))
+        for key, val in base.scope.items():
+            prof.scope.setdefault(key, val)
         for g, val in base.local_groups.items():
-            prof.local_groups.setdefault(g, val)
+            if g in prof.local_groups:
+                _redefined(reader, g, prof.local_groups[g][1], val[1])
+            else:
+                prof.local_groups[g] = val
     return prof
 
 
@@ -346,7 +385,10 @@ def load_profile(ref: str | Path) -> Profile:
     groups_path = builtin_dir() / "groups.yaml"
     groups = _load_groups(reader, groups_path) if groups_path.is_file() else {}
     if prof is not None:
-        groups = {**groups, **prof.local_groups}
+        for g, (_members, gpos) in prof.local_groups.items():
+            if g in groups:
+                _redefined(reader, g, gpos, groups[g][1])
+        groups = {**groups, **{g: v for g, v in prof.local_groups.items() if g not in groups}}
         _expand(reader, prof, groups)
         _check_widths(reader, prof)
         if prof.default.value is None and prof.default.pos is None:
@@ -361,9 +403,59 @@ def load_profile(ref: str | Path) -> Profile:
     errors = [d for d in reader.diags if d.severity == "error"]
     if errors or prof is None:
         raise PolicyError(reader.diags, reader.sources)
-    prof.files, prof.sources = reader.files, reader.sources
+    prof.files, prof.sources, prof.digests = reader.files, reader.sources, reader.digests
     prof.warnings = [d for d in reader.diags if d.severity != "error"]
     return prof
+
+
+def _redefined(reader: _Reader, group: str, pos: Position, first: Position) -> None:
+    """A group name may be defined once: a profile that redefined a group used by
+    a profile it extends would silently change what that profile's rules mean."""
+    reader.error(pos, f"group '@{group}' is already defined; a profile cannot redefine a group "
+                      "that other profiles' rules use", hint="give the group a new name",
+                 notes=[Diagnostic(first, "first defined here", severity="note")])
+
+
+def _read_caps(reader: _Reader, file: str, node) -> list[str] | None:
+    """``capabilities: [NET_BIND_SERVICE, CAP_SETUID]``: the capabilities kept."""
+    from ..kernel.caps import NAMES, number
+    if isinstance(node, yaml.SequenceNode) and not node.value:
+        return []
+    out = []
+    for word, wpos in reader.words(file, node, "capability"):
+        n = number(word)
+        if n is None:
+            reader.error(wpos, f"unknown capability '{word}'",
+                         did_you_mean(word.upper().removeprefix("CAP_"), NAMES))
+        elif NAMES[n] not in out:
+            out.append(NAMES[n])
+    return out
+
+
+def _read_scope(reader: _Reader, file: str, node) -> dict:
+    """``scope: {signals: sandbox|any, abstract-unix: sandbox|any}``."""
+    from ..confine import SCOPE_NAMES
+    if not isinstance(node, yaml.MappingNode):
+        reader.error(reader.pos(file, node), "scope must be a mapping like 'signals: sandbox'")
+        return {}
+    out = {}
+    for key, (_k, vnode) in reader.mapping(file, node, SCOPE_NAMES).items():
+        value = reader.scalar(file, vnode, f"scope {key}")
+        if value is None:
+            continue
+        if value not in SCOPE_VALUES:
+            reader.error(reader.pos(file, vnode), f"scope {key} must be sandbox or any, not '{value}'",
+                         did_you_mean(value, SCOPE_VALUES))
+            continue
+        out[key] = Setting(value, reader.pos(file, vnode))
+    return out
+
+
+def confinement(prof: Profile):
+    """The profile's non-seccomp part as a ``confine.Spec``."""
+    from ..confine import SCOPE_NAMES, Spec
+    scoped = [s for s in SCOPE_NAMES if (prof.scope.get(s) or Setting("sandbox", None)).value == "sandbox"]
+    return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce")
 
 
 def _apply_defaults(prof: Profile) -> None:

@@ -7,7 +7,8 @@ import json
 from bpf_filters.ir import Action
 
 from .lower import resolve_arches
-from .profile import Profile
+from ..confine import SCOPE_NAMES
+from .profile import Profile, confinement
 
 
 def action_text(a: Action) -> str:
@@ -26,8 +27,13 @@ def resolved_yaml(prof: Profile, native: str) -> str:
            f"default: {action_text(prof.default.value)}",
            f"unknown: {action_text(prof.unknown.value)}",
            f"arches: [{', '.join(resolve_arches(prof.arches.value, native))}]",
-           f"bad_arch: {action_text(prof.bad_arch.value)}",
-           "rules:"]
+           f"bad_arch: {action_text(prof.bad_arch.value)}"]
+    spec = confinement(prof)
+    out.append(f"capabilities: [{', '.join(spec.caps)}]")
+    out.append("scope: {" + ", ".join(f"{s}: {'sandbox' if s in spec.scoped else 'any'}"
+                                      for s in SCOPE_NAMES) + "}")
+    out.append(f"landlock: {spec.mode}")
+    out.append("rules:")
     for r in prof.rules:
         names = list(dict.fromkeys(n for n, _ in r.names))
         out.append(f"  - {action_text(r.action)}: [{', '.join(names)}]   # {r.pos.file}:{r.pos.line}")

@@ -29,9 +29,7 @@ def workspace():
 
 @pytest.fixture(scope="session")
 def sbx_env(workspace):
-    env = dict(os.environ)
-    env["SBX_CACHE_DIR"] = str(workspace.cache)
-    return env
+    return dict(os.environ)
 
 
 @pytest.fixture(scope="session")

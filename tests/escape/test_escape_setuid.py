@@ -39,8 +39,7 @@ def suid(workspace):
     os.chown(probe, 0, 0)
     os.chmod(probe, 0o4755)
     as_nobody = _setpriv(nobody.pw_uid, nobody.pw_gid)
-    env = {"PATH": "/usr/bin:/bin", "HOME": home, "SBX_CACHE_DIR": os.path.join(home, "cache"),
-           "PYTHONPATH": str(REPO)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "PYTHONPATH": str(REPO)}
     python = None
     for cand in NOBODY_PYTHONS:
         res = subprocess.run(as_nobody + [cand, "-c", "import sandbox.launcher, sandbox.policy"],

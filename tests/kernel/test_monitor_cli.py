@@ -43,7 +43,7 @@ def ebpf():
 
 
 def env(cache: str | None = None) -> dict:
-    return dict(os.environ, SBX_CACHE_DIR=cache or os.path.join(ROOT, "build", "test-cache"))
+    return dict(os.environ)
 
 
 def sbx(*args, timeout=60, **kw):
@@ -323,7 +323,7 @@ def as_nobody():
     cache = tempfile.mkdtemp(prefix="sbx-nobody-")
     os.chmod(cache, 0o777)
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    extra = ["env", f"PYTHONPATH={ROOT}:{site}", f"SBX_CACHE_DIR={cache}"]
+    extra = ["env", f"PYTHONPATH={ROOT}:{site}"]
     check = "import ctypes, click, yaml, psutil, sandbox.cli, sandbox.monitor"
     candidates = [PY, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
     for py in candidates:

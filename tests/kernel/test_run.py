@@ -22,8 +22,7 @@ SBX = [PY, "-m", "sandbox"]
 
 
 def sbx(*args, timeout=60, **kw):
-    env = dict(os.environ, SBX_CACHE_DIR=kw.pop("cache", os.environ.get("SBX_CACHE_DIR", "")) or
-               os.path.join(ROOT, "build", "test-cache"))
+    env = kw.pop("env", None) or dict(os.environ)
     return subprocess.run(SBX + list(args), cwd=kw.pop("cwd", ROOT), capture_output=True, text=True,
                           timeout=timeout, env=env, **kw)
 
@@ -155,16 +154,21 @@ def test_filter_that_cannot_be_installed_fails_closed(tmp_path):
 
 
 def test_cached_filter_is_used_and_invalidated_by_edits(tmp_path):
-    cache = tmp_path / "cache"
+    from sandbox import cache
     prof = tmp_path / "p.yaml"
     prof.write_text("name: p\nextends: default\nrules:\n  - errno(EACCES): getppid\n")
     code = "import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall(110); print(r, ctypes.get_errno())"
-    r1 = sbx("run", "--profile", str(prof), "--", PY, "-c", code, cache=str(cache))
+    r1 = sbx("run", "--profile", str(prof), "--", PY, "-c", code)
     assert r1.stdout.split() == ["-1", "13"]
-    assert len(os.listdir(cache / "filters")) == 1
+    entry = os.path.join(cache.location(), cache._entry_name(f"{prof}\0enforce\0x86_64"))
+    assert os.path.isfile(entry)
+    before = os.stat(entry).st_mtime_ns
+    r1b = sbx("run", "--profile", str(prof), "--", PY, "-c", code)
+    assert r1b.stdout.split() == ["-1", "13"] and os.stat(entry).st_mtime_ns == before, "a hit"
     prof.write_text("name: p\nextends: default\nrules:\n  - errno(EXDEV): getppid\n")
-    r2 = sbx("run", "--profile", str(prof), "--", PY, "-c", code, cache=str(cache))
+    r2 = sbx("run", "--profile", str(prof), "--", PY, "-c", code)
     assert r2.stdout.split() == ["-1", "18"], "an edited profile must not reuse the old filter"
+    os.unlink(entry)
 
 
 def test_status_shows_a_confined_process():
