@@ -25,7 +25,7 @@ from bpf_filters import syscalls
 from bpf_filters.ir import Decision, Policy, evaluate
 
 from .policy.constants import CONSTANTS
-from .policy.lower import arg_width, fits
+from bpf_filters.syscalls.signatures import arg_width, fits
 from .policy.show import action_text
 from .paths import display_path
 

@@ -26,7 +26,7 @@ from .errors import EXIT_SANDBOX, LaunchError
 from .kernel import spawn
 from .paths import builtin_dir
 from .policy.constants import CONSTANTS
-from .policy.lower import arg_width
+from bpf_filters.syscalls.signatures import arg_width
 
 BACKENDS = ("auto", "ebpf", "notify")
 ZERO_ARGS = (0,) * 6
@@ -338,7 +338,7 @@ def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native:
             vals = [c.values[0] & top]
         elif name == "clone" and c.op == "&==" and c.values[0] == 0 and c.mask is not None:
             mask = c.mask & top
-            vals = [~mask & top & ~CSIGNAL] if mask >> 63 else [0]   # tight form / namespace form
+            vals = [~mask & top & ~CSIGNAL] if mask >> (width - 1) else [0]   # tight / namespace form
         else:
             obs.open_args.add(name)           # a condition this writer does not produce
             continue

@@ -143,6 +143,11 @@ def compare_export(prof, spec):
                     assert b == default, where          # runc skipped the rule: the default decides
                     counts["libseccomp-unknown"] += 1
                     lost.add(name)
+                elif ap.arch == "i386" and name in ("socketcall", "ipc") and not permissive(a):
+                    # libseccomp turns every rule on a direct socket or IPC call into an
+                    # argument-free rule on the multiplexer's call number, so its filter
+                    # lets socketcall(SYS_SOCKET) through where sbx's guard denies it
+                    counts["libseccomp-multiplexer"] = counts.get("libseccomp-multiplexer", 0) + 1
                 else:
                     plan = plans[name]
                     assert not plan.exact and any(args[i] >> 32 for i in plan.narrow), where
@@ -252,16 +257,16 @@ def test_first_match_order_is_kept_where_a_rule_shadows_another():
     text = """name: t
 default: errno(EPERM)
 rules:
-  - errno(ENOSYS): mmap
+  - errno(ENOSYS): mprotect
     when: ["arg2 == 8"]
-  - kill-process: mmap
+  - kill-process: mprotect
     when: ["arg2 < 16"]
-  - allow: mmap
+  - allow: mprotect
 """
     prof = _profile(text)
     spec, _ = interop.export_oci(interop.analyze(prof))
     ps = [(e["action"], [(a["op"], a["value"], a.get("valueTwo")) for a in e["args"]])
-          for e in spec["syscalls"] if e["names"] == ["mmap"]]
+          for e in spec["syscalls"] if e["names"] == ["mprotect"]]
     assert ps == [("SCMP_ACT_ERRNO", [("SCMP_CMP_EQ", 8, None)]),
                   ("SCMP_ACT_KILL_PROCESS", [("SCMP_CMP_LT", 8, None)]),       # 0..7
                   ("SCMP_ACT_KILL_PROCESS", [("SCMP_CMP_EQ", 9, None)]),       # 9..15 in aligned blocks
@@ -278,7 +283,7 @@ def test_not_in_becomes_ranges_on_one_argument():
     prof = _profile("""name: t
 default: errno(EPERM)
 rules:
-  - allow: mmap
+  - allow: mprotect
     when: ["arg2 not in [1, 3, 7]"]
 """)
     spec, _ = interop.export_oci(interop.analyze(prof))

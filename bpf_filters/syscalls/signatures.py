@@ -1,15 +1,23 @@
 """Argument signatures of the syscalls that profiles filter on or checks inspect.
 
-Each argument carries the width the kernel gives it, which decides how a
-filter compares it: seccomp hands every argument over as a 64-bit value, and
-for a 32-bit C type (``int``, ``unsigned int``, ``pid_t``, ``umode_t``...) the
-kernel reads only the low word, so a filter must compare only the low word
-too. Types of ``long`` size (``long``, ``unsigned long``, ``size_t``,
-``off_t``, pointers) are compared on both halves.
+Each argument carries the width the kernel really reads, which decides how
+a filter compares it: seccomp hands every argument over as a 64-bit value,
+and a filter must compare exactly the bits the kernel will act on, or a value
+with garbage in the bits the kernel drops slips past a rule.
+- A 32-bit C type (``int``, ``unsigned int``, ``pid_t`` ...) is read as its
+  low word: width 32.
+- ``umode_t`` is 16 bits: ``fchmodat(0x10000|04755)`` sets mode 04755.
+  Width 16: compared as the low word masked with 0xffff.
+- A ``long``-sized type is compared on both halves (width 64) only where the
+  kernel keeps or validates the high word (``unshare``, ``mprotect`` ...).
+  Where the kernel truncates it, ``NARROWED`` gives the real width with the
+  kernel line that drops the rest (``clone``'s flags go through
+  ``lower_32_bits``: ``clone(SIGCHLD | 1 << 40)`` forks like ``SIGCHLD``).
+Each narrowing was shown on this machine's kernel (6.18) by a call with high
+bits set, except ``kexec_load`` (not built in here: from the source).
 
 The prototypes are the ``SYSCALL_DEFINEn`` ones of the 64-bit kernel, with
-the kernel's own parameter names. ``umode_t`` is 16 bits in the kernel; it is
-given width 32 here (the low word), the narrowest a filter compares.
+the kernel's own parameter names.
 
 ``signature(name, arch)`` adapts them to an ABI: on i386 every argument is a
 32-bit register, and a few i386 entry points take other arguments (clone is
@@ -29,14 +37,14 @@ class Arg:
 
     name: str
     ctype: str
-    width: int      # 32 or 64
+    width: int      # 16, 32 or 64: the bits the kernel reads
     pointer: bool
 
 
 _WIDTHS = {
     "int": 32, "unsigned int": 32, "unsigned": 32, "u32": 32,
-    "pid_t": 32, "uid_t": 32, "gid_t": 32, "qid_t": 32,
-    "key_serial_t": 32, "umode_t": 32,
+    "pid_t": 32, "uid_t": 32, "gid_t": 32, "qid_t": 32, "key_t": 32,
+    "key_serial_t": 32, "umode_t": 16,
     "long": 64, "unsigned long": 64, "size_t": 64, "off_t": 64,
 }
 _PARAM = re.compile(r"(?P<ctype>.*?[\s*])(?P<name>\w+)")
@@ -194,6 +202,23 @@ SIGNATURES: dict[str, tuple[Arg, ...]] = {
     "request_key": _sig("const char __user *_type", "const char __user *_description",
                         "const char __user *_callout_info", "key_serial_t destringid"),
     "syslog": _sig("int type", "char __user *buf", "int len"),
+    "arch_prctl": _sig("int option", "unsigned long arg2"),
+    "prlimit64": _sig("pid_t pid", "unsigned int resource",
+                      "const struct rlimit64 __user *new_rlim",
+                      "struct rlimit64 __user *old_rlim"),
+    "setpriority": _sig("int which", "int who", "int niceval"),
+    "getpriority": _sig("int which", "int who"),
+    "umask": _sig("int mask"),
+    "kcmp": _sig("pid_t pid1", "pid_t pid2", "int type", "unsigned long idx1",
+                 "unsigned long idx2"),
+    "process_madvise": _sig("int pidfd", "const struct iovec __user *vec", "size_t vlen",
+                            "int behavior", "unsigned int flags"),
+    "msgget": _sig("key_t key", "int msgflg"),
+    "msgctl": _sig("int msqid", "int cmd", "struct msqid_ds __user *buf"),
+    "semget": _sig("key_t key", "int nsems", "int semflg"),
+    "semctl": _sig("int semid", "int semnum", "int cmd", "unsigned long arg"),
+    "shmget": _sig("key_t key", "size_t size", "int shmflg"),
+    "shmctl": _sig("int shmid", "int cmd", "struct shmid_ds __user *buf"),
     "reboot": _sig("int magic1", "int magic2", "unsigned int cmd", "void __user *arg"),
     "kexec_load": _sig("unsigned long entry", "unsigned long nr_segments",
                        "struct kexec_segment __user *segments", "unsigned long flags"),
@@ -205,6 +230,28 @@ SIGNATURES: dict[str, tuple[Arg, ...]] = {
     "delete_module": _sig("const char __user *name_user", "unsigned int flags"),
 }
 
+# Arguments whose C type is wider than what the kernel reads: (name, index) ->
+# (width, the kernel source that drops the rest; Linux 6.12/6.18).
+NARROWED: dict[tuple[str, int], tuple[int, str]] = {
+    ("clone", 0): (32, "kernel/fork.c sys_clone: .flags = lower_32_bits(clone_flags)"),
+    ("mmap", 2): (32, "mm/mmap.c do_mmap: calc_vm_prot_bits(prot) ignores unknown bits"),
+    ("mmap", 3): (32, "mm/mmap.c do_mmap: flags &= LEGACY_MAP_MASK unless MAP_SHARED_VALIDATE"),
+    ("mmap", 4): (32, "mm/mmap.c ksys_mmap_pgoff: fget(fd), fs/file.c fget(unsigned int fd)"),
+    ("fcntl", 2): (32, "fs/fcntl.c do_fcntl: int argi = (int)arg for every value command"),
+    ("ptrace", 1): (32, "kernel/ptrace.c: find_get_task_by_vpid(pid) takes a pid_t"),
+    ("process_vm_readv", 2): (32, "lib/iov_iter.c import_iovec: unsigned nr_segs"),
+    ("process_vm_writev", 2): (32, "lib/iov_iter.c import_iovec: unsigned nr_segs"),
+    ("keyctl", 1): (32, "security/keys/keyctl.c: (key_serial_t) arg2 for every key-id option"),
+    ("kexec_load", 3): (32, "kernel/kexec.c: only KEXEC_FLAGS/KEXEC_ARCH_MASK bits of the "
+                            "low word are examined"),
+    ("mount", 3): (32, "fs/namespace.c: with MS_MGC_VAL the kernel discards bits 16-63; "
+                       "only mask tests on bits 0-15 are exact"),
+}
+for (_name, _idx), (_width, _why) in NARROWED.items():
+    _args = list(SIGNATURES[_name])
+    _args[_idx] = replace(_args[_idx], width=_width)
+    SIGNATURES[_name] = tuple(_args)
+
 # Entry points whose i386 arguments differ from the 64-bit prototype.
 _I386_SIGNATURES: dict[str, tuple[Arg, ...]] = {
     # arch/x86/kernel/sys_ia32.c: "The 32-bit clone ABI is CONFIG_CLONE_BACKWARDS"
@@ -213,6 +260,10 @@ _I386_SIGNATURES: dict[str, tuple[Arg, ...]] = {
                   "int __user *child_tidptr"),
     # i386 nr 90 is old_mmap: every mmap argument sits in a struct in memory
     "mmap": _sig("struct mmap_arg_struct __user *arg"),
+    # ipc/syscall.c ksys_ipc: version = call >> 16, call &= 0xffff
+    "ipc": (replace(_arg("unsigned int call"), width=16),) + _sig(
+        "int first", "unsigned long second", "unsigned long third", "void __user *ptr",
+        "long fifth"),
 }
 
 
@@ -227,8 +278,22 @@ def signature(name: str, arch: str | None = None) -> tuple[Arg, ...] | None:
         raise UnknownArchError(f"unknown architecture '{arch}'; known: {', '.join(ARCHES)}")
     if arch == "i386":
         args = _I386_SIGNATURES.get(name, SIGNATURES.get(name))
-        return None if args is None else tuple(replace(a, width=32) for a in args)
+        return None if args is None else tuple(replace(a, width=min(a.width, 32)) for a in args)
     return SIGNATURES.get(name)
 
 
-__all__ = ["Arg", "SIGNATURES", "signature"]
+def arg_width(arch: str, name: str, arg: int) -> int:
+    """How many low bits of argument *arg* of *name* the kernel reads on *arch*
+    (16, 32 or 64); 64 when no signature is recorded, 32 for any i386 argument."""
+    sig = signature(name, arch)
+    if sig and arg < len(sig):
+        return sig[arg].width
+    return 32 if arch == "i386" else 64
+
+
+def fits(value: int, width: int) -> bool:
+    """*value* can be written in *width* bits (as a signed or an unsigned number)."""
+    return -(1 << (width - 1)) <= value < (1 << width)
+
+
+__all__ = ["Arg", "NARROWED", "SIGNATURES", "arg_width", "fits", "signature"]

@@ -13,7 +13,7 @@ from bpf_filters.ir import M32, M64, Action
 from ..paths import display_path
 from ..policy.constants import CONSTANTS, ERRNO
 from ..policy.diagnostics import Diagnostic, PolicyError, Position, did_you_mean
-from ..policy.lower import arg_width
+from bpf_filters.syscalls.signatures import arg_width
 from ..policy.show import action_text
 
 from .analysis import (Bdd, OCI_ARCH, PERMISSIVE)
@@ -252,7 +252,7 @@ def _fits(j: _Json, node, names: list[str], cond: tuple[int, str, int, int]) -> 
     idx, _, value, mask = cond
     for name in names:
         for arch in syscalls.ARCHES:
-            if name in syscalls.table(arch) and arg_width(arch, name, idx) == 32:
+            if name in syscalls.table(arch) and arg_width(arch, name, idx) <= 32:
                 bad = [v for v in (value, mask if mask != M64 else 0) if v > M32]
                 if bad:
                     j.say(node, f"value {bad[0]:#x} does not fit the 32-bit argument arg{idx} of {name} "

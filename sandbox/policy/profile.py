@@ -499,7 +499,7 @@ def _expand(reader: _Reader, prof: Profile, groups) -> None:
 
 def _check_widths(reader: _Reader, prof: Profile) -> None:
     """Every compared value must fit the argument it is compared with, on every ABI."""
-    from .lower import arg_width, fits     # lower imports this module
+    from bpf_filters.syscalls.signatures import arg_width, fits
 
     for rule in prof.rules:
         for c in rule.conds:
