@@ -7,6 +7,7 @@ import sys
 import click
 
 from .policy.diagnostics import PolicyError
+from .run_options import click_options
 
 ARCH_CHOICES = ["native", "x86_64", "i386", "x32", "aarch64"]
 
@@ -63,20 +64,13 @@ def _native(arch: str) -> str:
     return native_arch() if arch == "native" else arch
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--profile", "-p", default="default", show_default=True, help="built-in name or YAML file")
-@click.option("--mode", type=click.Choice(["enforce", "complain"]), default="enforce", show_default=True,
-              help="complain: the profile's default deny is logged instead")
-@click.option("--log", is_flag=True, help="install with SECCOMP_FILTER_FLAG_LOG and summarize denials")
-@click.option("--monitor", is_flag=True, help="record denials with the eBPF monitor; summary after exit")
-@click.option("--no-cache", is_flag=True, help="compile the profile even if a cached filter is valid")
+@cli.command(context_settings={"allow_interspersed_args": False})
+@click_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(profile, mode, log, monitor, no_cache, command):
+def run(command, **options):
     """Run COMMAND confined by PROFILE.  Example: sbx run --profile web -- python3 -m http.server"""
-    from .entry import run_main
-    args = ["--profile", profile, "--mode", mode] + (["--log"] if log else []) + \
-           (["--monitor"] if monitor else []) + (["--no-cache"] if no_cache else []) + ["--", *command]
-    sys.exit(run_main(args))
+    from .entry import execute
+    sys.exit(execute(dict(options, argv=list(command), allow_ports=tuple(options["allow_ports"]))))
 
 
 @cli.command("compile")

@@ -1,10 +1,12 @@
 """What a profile asks of the kernel besides its seccomp filter, and how a run enforces it.
 
 A ``Spec`` is the capabilities a command keeps and its Landlock policy:
-scopes, file-system and TCP port rules, and whether a kernel that cannot
-enforce all of it is an error (``enforce``) or a one-line note
+scopes, ``filesystem:`` and ``network:`` rules, and whether a kernel that
+cannot enforce all of it is an error (``enforce``) or a one-line note
 (``best-effort``). It is plain data with a line-per-item text form, so the
-filter cache can carry it and a cached ``sbx run`` needs no YAML.
+filter cache can carry it and a cached ``sbx run`` needs no YAML. Paths keep
+their variables (``$HOME``, ``$CWD``, ``$TMPDIR``, ``${NAME}``) until the run
+expands them.
 
 ``prepare`` turns a spec into spawn steps for ``kernel.spawn``, in the order
 the child applies them: no_new_privs, capabilities, then the Landlock layers.
@@ -13,46 +15,108 @@ profile says: it keeps the command away from sbx's filter cache (no write at
 or below it) and, like every Landlock domain, forbids ptrace-mode access to
 any process outside the sandbox (``/proc/PID/mem`` of the launcher above
 all); it also carries the profile's scopes (signals and abstract Unix
-sockets only within the sandbox, by default).
+sockets only within the sandbox, by default). The second layer holds the
+profile's ``filesystem:`` and ``network:`` rules, when it has them.
+
+File-system rules: the most specific path decides. A grant holds beneath its
+path; a ``deny`` takes every right away beneath its own path, except where a
+more specific grant gives some back (``deny: [/root]`` with the working
+directory /root/src granted). Landlock itself only allows, so a grant with a
+denied path below it is spelled as grants on the siblings along the way
+(``rules``); the directories in between keep only the right to be listed.
 """
 from __future__ import annotations
 
+import os
+
 SCOPE_NAMES = ("signals", "abstract-unix")
 MODES = ("enforce", "best-effort")
+# the words of filesystem: sections -> Landlock rights (kernel.landlock.FS_RIGHTS)
+RIGHT_WORDS = {
+    "read": ("read_file", "read_dir"),
+    "write": ("write_file", "truncate", "make_reg", "make_dir", "make_sym", "make_sock",
+              "make_fifo", "remove_file", "remove_dir", "refer"),
+    "exec": ("execute",),
+    "modify": ("write_file", "truncate"),
+    "create": ("make_reg", "make_dir", "make_sym", "make_sock", "make_fifo"),
+    "remove": ("remove_file", "remove_dir"),
+    "truncate": ("truncate",),
+    "refer": ("refer",),
+    "ioctl-dev": ("ioctl_dev",),
+    "make-device": ("make_char", "make_block"),
+    "all": ("execute", "write_file", "read_file", "read_dir", "remove_dir", "remove_file",
+            "make_char", "make_dir", "make_reg", "make_sock", "make_fifo", "make_block",
+            "make_sym", "refer", "truncate", "ioctl_dev"),
+}
+FS_KEYS = tuple(RIGHT_WORDS) + ("deny",)
+NET_KEYS = ("bind", "connect")
+ANY = "any"
 
 
 class Spec:
-    """The non-seccomp part of a compiled profile."""
+    """The non-seccomp part of a compiled profile.
 
-    __slots__ = ("caps", "scoped", "mode")
+    ``fs``: (word, path template, optional) in profile order, word being a key of
+    RIGHT_WORDS or "deny"; None when the profile has no filesystem section.
+    ``net``: {"bind": [...], "connect": [...]} of port templates, or "any";
+    None when the profile has no network section. An optional path (from a
+    built-in profile) is skipped quietly when it does not exist.
+    """
 
-    def __init__(self, caps=(), scoped=SCOPE_NAMES, mode: str = "enforce"):
+    __slots__ = ("caps", "scoped", "mode", "fs", "net")
+
+    def __init__(self, caps=(), scoped=SCOPE_NAMES, mode: str = "enforce", fs=None, net=None):
         self.caps = tuple(caps)              # kept capabilities, names without CAP_
         self.scoped = tuple(s for s in SCOPE_NAMES if s in scoped)
         self.mode = mode
+        self.fs = None if fs is None else tuple(fs)
+        self.net = None if net is None else {k: (v if v == ANY else tuple(v)) for k, v in net.items()}
 
     def lines(self) -> list[str]:
         """The cache's text form, one item per line."""
-        return [f"caps {','.join(self.caps) or '-'}",
-                f"scope {','.join(self.scoped) or '-'}",
-                f"landlock {self.mode}"]
+        out = [f"caps {','.join(self.caps) or '-'}",
+               f"scope {','.join(self.scoped) or '-'}",
+               f"landlock {self.mode}"]
+        if self.fs is not None:
+            out.append("fs-section")
+            out += [f"fs{'?' if optional else ''} {word} {path}" for word, path, optional in self.fs]
+        if self.net is not None:
+            for key in NET_KEYS:
+                value = self.net.get(key, ANY)
+                out.append(f"net {key} {ANY if value == ANY else ','.join(value) or '-'}")
+        return out
 
     @classmethod
     def from_lines(cls, lines: list[str]) -> "Spec":
         """Inverse of ``lines``; ValueError for anything else (a damaged cache entry)."""
-        fields = {}
+        fields: dict[str, list[str]] = {}
+        fs, net = None, None
         for line in lines:
             key, _, value = line.partition(" ")
-            if key in fields or key not in ("caps", "scope", "landlock"):
+            if key == "fs-section" and fs is None:
+                fs = []
+            elif key in ("fs", "fs?") and fs is not None:
+                word, _, path = value.partition(" ")
+                if word not in FS_KEYS or not path:
+                    raise ValueError(f"bad spec line {line!r}")
+                fs.append((word, path, key == "fs?"))
+            elif key == "net":
+                which, _, ports = value.partition(" ")
+                net = net or {}
+                if which not in NET_KEYS or which in net:
+                    raise ValueError(f"bad spec line {line!r}")
+                net[which] = ANY if ports == ANY else [p for p in ports.split(",") if p != "-"]
+            elif key in ("caps", "scope", "landlock") and key not in fields:
+                fields[key] = [] if value == "-" else value.split(",")
+            else:
                 raise ValueError(f"bad spec line {line!r}")
-            fields[key] = [] if value == "-" else value.split(",")
         if set(fields) != {"caps", "scope", "landlock"} or len(fields["landlock"]) != 1:
             raise ValueError("incomplete spec")
         from .kernel.caps import number
         if any(number(c) is None for c in fields["caps"]) or \
                 not set(fields["scope"]) <= set(SCOPE_NAMES) or fields["landlock"][0] not in MODES:
             raise ValueError("bad spec values")
-        return cls(fields["caps"], fields["scope"], fields["landlock"][0])
+        return cls(fields["caps"], fields["scope"], fields["landlock"][0], fs, net)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Spec) and self.lines() == other.lines()
@@ -61,11 +125,164 @@ class Spec:
         return f"Spec({'; '.join(self.lines())})"
 
 
-class Prepared:
-    """Spawn steps for one run, plus what could not be enforced (best-effort)."""
+# -- expanding a spec at run time ----------------------------------------------------------
 
-    def __init__(self, steps: list, unenforced: list[str], cache_protected: bool):
-        self.steps, self.unenforced, self.cache_protected = steps, unenforced, cache_protected
+def exec_roots(exe: str | None) -> list[str]:
+    """``$EXEC_ROOT``: the directory above the one holding the command, for the
+    command as found on PATH and with its symbolic links resolved (/usr for
+    /usr/bin/python3; for a virtualenv's python, the venv and the interpreter it
+    links to). Never / itself."""
+    if not exe:
+        return []
+    out = []
+    for path in (os.path.abspath(exe), os.path.realpath(exe)):
+        root = os.path.dirname(os.path.dirname(path))
+        if root != "/" and root not in out:
+            out.append(root)
+    return out
+
+
+def expand_all(template: str, env: dict, exe: str | None = None) -> tuple[list[str], str | None]:
+    """Every value of *template* ($EXEC_ROOT may have two), or ([], why not)."""
+    if "EXEC_ROOT" in template:
+        roots = exec_roots(exe)
+        if not roots:
+            return [], "$EXEC_ROOT is unknown here"
+        out = []
+        for root in roots:
+            text, why = expand(template.replace("${EXEC_ROOT}", root).replace("$EXEC_ROOT", root), env)
+            if text is None:
+                return [], why
+            out.append(text)
+        return out, None
+    text, why = expand(template, env)
+    return ([text], None) if text is not None else ([], why)
+
+
+def expand(template: str, env: dict) -> tuple[str | None, str | None]:
+    """(value, None), or (None, why) when a variable is unset.
+
+    ``$CWD`` is sbx's working directory (the command's), ``$HOME`` and ``${NAME}`` come
+    from the command's environment, ``$TMPDIR`` from it too, /tmp when unset."""
+    out, i = [], 0
+    while i < len(template):
+        ch = template[i]
+        if ch != "$":
+            out.append(ch)
+            i += 1
+            continue
+        if template.startswith("${", i):
+            end = template.find("}", i)
+            name, i = template[i + 2:end], end + 1
+        else:
+            j = i + 1
+            while j < len(template) and (template[j].isalnum() or template[j] == "_"):
+                j += 1
+            name, i = template[i + 1:j], j
+        if name == "CWD":
+            try:
+                value = os.getcwd()
+            except OSError:
+                return None, "the working directory is gone"
+        elif name == "TMPDIR":
+            value = env.get("TMPDIR") or "/tmp"
+        else:
+            value = env.get(name)
+        if not value:
+            return None, f"${name} is not set"
+        out.append(value)
+    text = "".join(out)
+    return text, None
+
+
+def fs_rules(entries: list[tuple[int, str]], denies: list[str],
+             listdir=None) -> list[tuple[str, int, bool]]:
+    """The Landlock rules, (path, rights granted beneath it, is_dir), for *entries*
+    ((rights, real path) grants) less *denies* (real paths), the most specific
+    path deciding (see the module docstring). Pure but for ``listdir``, which
+    lists a directory as [(name, is_dir)] (default: the real file system)."""
+    from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS
+    listdir = listdir or _listdir
+    read_dir = FS_RIGHTS["read_dir"][0]
+    denied = set(denies)
+    between = set()                          # proper ancestors of a denied path
+    for d in denied:
+        parent = os.path.dirname(d)
+        while parent not in between:
+            between.add(parent)
+            if parent == "/":
+                break
+            parent = os.path.dirname(parent)
+    rules: list[tuple[str, int, bool]] = []
+
+    def grant(path: str, rights: int, is_dir: bool) -> None:
+        if path in denied:
+            return
+        if path not in between:
+            rules.append((path, rights if is_dir else rights & FILE_RIGHTS, is_dir))
+            return
+        if rights & read_dir:
+            rules.append((path, read_dir, True))      # the way down stays listable
+        for name, child_is_dir in listdir(path):
+            if child_is_dir is not None:
+                grant(os.path.join(path, name), rights, child_is_dir)
+
+    merged: dict[str, int] = {}
+    for rights, path in entries:            # one grant per path: read / and exec / split once
+        merged[path] = merged.get(path, 0) | rights
+    for path, rights in merged.items():
+        if os.path.isdir(path):
+            grant(path, rights, True)
+        elif os.path.exists(path):
+            grant(path, rights, False)
+    return rules
+
+
+# capabilities that get past file permissions: with one of them kept, a path the
+# user cannot open may still be opened, so its deny must be enforced all the same
+_DAC_BYPASS = ("DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SYS_ADMIN")
+
+
+def _out_of_reach(path: str) -> bool:
+    """The user cannot open *path* in any way (file permissions; no_new_privs keeps
+    it so): a deny there needs no Landlock rules, which saves splitting the
+    grants above it (/etc for /etc/shadow is 150 rules, ~2 ms)."""
+    if os.path.isdir(path):
+        return not os.access(path, os.R_OK) and not os.access(path, os.X_OK) and \
+            not os.access(path, os.W_OK)
+    return not os.access(path, os.R_OK) and not os.access(path, os.W_OK)
+
+
+def _listdir(path: str) -> list[tuple[str, bool | None]]:
+    """Entries of *path* as (name, is_dir); symbolic links as (name, None):
+    they are never followed (a link may point into a denied directory)."""
+    try:
+        with os.scandir(path) as it:
+            return [(e.name, None if e.is_symlink() else e.is_dir(follow_symlinks=False)) for e in it]
+    except OSError:
+        return []
+
+
+def _ports(values, env: dict, notes: list[str]) -> list[int]:
+    out = []
+    for v in values:
+        text, why = expand(v, env)
+        if text is None:
+            notes.append(f"port {v} skipped: {why}")
+            continue
+        if not text.isdigit() or not 0 <= int(text) <= 65535:
+            notes.append(f"port {v} skipped: {text!r} is not a TCP port")
+            continue
+        out.append(int(text))
+    return out
+
+
+class Prepared:
+    """Spawn steps for one run, plus what could not be enforced (best-effort)
+    and notes about the profile's paths and ports (missing, unset)."""
+
+    def __init__(self, steps: list, unenforced: list[str], notes: list[str]):
+        self.steps, self.unenforced, self.notes = steps, unenforced, notes
 
     def close(self) -> None:
         for step in self.steps:
@@ -74,43 +291,130 @@ class Prepared:
                 close()
 
 
-def prepare(spec: Spec, argv0: str, cache_dir: str | None) -> Prepared:
+def _fs_entry(word: str, path: str, optional: bool, dac_bypass: bool, grants: list,
+              denies: list, notes: list[str]) -> None:
+    from .kernel import landlock
+    real = os.path.realpath(path)
+    if word == "deny":
+        if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
+            denies.append(real)
+        return
+    if not os.path.exists(real):
+        if not optional:
+            notes.append(f"filesystem path {path} does not exist; skipped")
+        return
+    grants.append((sum(landlock.FS_RIGHTS[r][0] for r in RIGHT_WORDS[word]), real))
+
+
+def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, ...],
+                   notes: list[str], missing: list[str], exe: str | None = None):
+    """The Landlock ruleset of the profile's filesystem: and network: sections, or None."""
+    from .kernel import landlock
+    if spec.fs is None and spec.net is None:
+        return None
+    fs_handled = net_handled = 0
+    grants: list[tuple[int, str]] = []
+    denies: list[str] = []
+    if spec.fs is not None:
+        dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
+        want = sum(bit for bit, _ in landlock.FS_RIGHTS.values())
+        fs_handled = landlock.supported(want, landlock.FS_RIGHTS, version)
+        lacking = want & ~fs_handled
+        if lacking:
+            missing.append(f"file-system rights {', '.join(landlock.names(lacking, landlock.FS_RIGHTS))} "
+                           f"(Landlock ABI {landlock.needs(lacking, landlock.FS_RIGHTS)})")
+        for word, template, optional in spec.fs:
+            paths, why = expand_all(template, env, exe)
+            if not paths and not optional:
+                notes.append(f"filesystem path {template} skipped: {why}")
+            for path in paths:
+                _fs_entry(word, path, optional, dac_bypass, grants, denies, notes)
+    bind = connect = None
+    if spec.net is not None:
+        if version < 4:
+            missing.append("TCP bind and connect rules (Landlock ABI 4, Linux 6.7)")
+        else:
+            b, c = spec.net.get("bind", ANY), spec.net.get("connect", ANY)
+            if b != ANY:
+                net_handled |= landlock.NET_RIGHTS["bind_tcp"][0]
+                bind = _ports(b, env, notes) + list(extra_ports)
+            if c != ANY:
+                net_handled |= landlock.NET_RIGHTS["connect_tcp"][0]
+                connect = _ports(c, env, notes) + list(extra_ports)
+    if not (fs_handled or net_handled):
+        return None
+    ruleset = landlock.Ruleset(fs=fs_handled, net=net_handled)
+    try:
+        for path, rights, is_dir in fs_rules(grants, denies):
+            try:
+                ruleset.allow_path(path, rights, is_dir)
+            except OSError as err:
+                notes.append(f"filesystem path {path} skipped: {err.strerror}")
+        for port in bind or ():
+            ruleset.allow_port(port, landlock.NET_RIGHTS["bind_tcp"][0])
+        for port in connect or ():
+            ruleset.allow_port(port, landlock.NET_RIGHTS["connect_tcp"][0])
+    except BaseException:
+        ruleset.close()
+        raise
+    return ruleset
+
+
+def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = None,
+            extra_ports: tuple[int, ...] = (), exe: str | None = None) -> Prepared:
     """The child's confinement steps for *spec*; LaunchError (125) if the kernel
     cannot enforce what *spec* asks and it does not say ``best-effort``.
 
     *cache_dir* is the cache location to keep out of the command's reach (None:
-    there is none to protect).
+    there is none to protect); *env* the command's environment (variables in
+    paths and ports); *extra_ports* TCP ports to allow for bind and connect on top
+    of the profile's (``sbx run --allow-port``), where it restricts them; *exe*
+    the command's file (``$EXEC_ROOT``).
     """
     from .errors import LaunchError
     from .kernel import caps, landlock, seccomp
 
+    env = dict(os.environ) if env is None else env
     steps: list = [seccomp.NoNewPrivs(), caps.CapDrop(frozenset(caps.number(c) for c in spec.caps))]
     version = landlock.abi()
     missing: list[str] = []
+    notes: list[str] = []
     want_scopes = sum(landlock.SCOPES[{"signals": "signal", "abstract-unix": "abstract_unix_socket"}[s]][0]
                       for s in spec.scoped)
     scoped = landlock.supported(want_scopes, landlock.SCOPES, version)
     if scoped != want_scopes:
         missing.append("signal and abstract Unix socket scopes (Landlock ABI 6, Linux 6.12)")
     fs = landlock.supported(landlock.WRITE_RIGHTS, landlock.FS_RIGHTS, version) if cache_dir else 0
-    if version == 0:
-        missing.insert(0, "Landlock itself: the ptrace boundary that keeps the command away from "
-                          "sbx and other processes of the user, and the filter cache protection")
     layers = []
-    if version and (fs or scoped):
-        base = landlock.Ruleset(fs=fs, scoped=scoped)
-        if fs:
-            landlock.protect_from_writes(base, cache_dir)
-        layers.append(base)
-    if missing and spec.mode != "best-effort":
+    try:
+        if version == 0:
+            missing.insert(0, "Landlock itself: the ptrace boundary that keeps the command away from "
+                              "sbx and other processes of the user, and the filter cache protection")
+            if spec.fs is not None or spec.net is not None:
+                missing.append("the profile's filesystem and network rules")
+        else:
+            if fs or scoped:
+                base = landlock.Ruleset(fs=fs, scoped=scoped)
+                layers.append(base)
+                if fs:
+                    landlock.protect_from_writes(base, cache_dir)
+            layer = _profile_layer(spec, env, version, extra_ports, notes, missing, exe)
+            if layer is not None:
+                layers.append(layer)
+        if missing and spec.mode != "best-effort":
+            raise LaunchError(f"cannot confine {argv0}: this kernel cannot enforce "
+                              f"{'; '.join(missing)} (the profile says landlock: enforce, the "
+                              "default; write landlock: best-effort to run without it); the "
+                              "command was not run")
+    except BaseException:
         for rs in layers:
             rs.close()
-        raise LaunchError(f"cannot confine {argv0}: this kernel cannot enforce "
-                          f"{'; '.join(missing)} (the profile says landlock: enforce, the default; "
-                          "write landlock: best-effort to run without it); the command was not run")
+        raise
     if layers:
-        steps.append(landlock.Restrict(layers))
-    return Prepared(steps, missing, bool(fs))
+        flags = landlock.RESTRICT_SELF_LOG_NEW_EXEC_ON if version >= 7 else 0
+        steps.append(landlock.Restrict(layers, flags))
+    return Prepared(steps, missing, list(dict.fromkeys(notes)))
 
 
-__all__ = ["MODES", "Prepared", "SCOPE_NAMES", "Spec", "prepare"]
+__all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
+           "expand", "fs_rules", "prepare"]

@@ -25,7 +25,8 @@ class SbxError(Exception):
             self.status = status
 
     def render(self) -> str:
-        return str(self)
+        """The message as sbx prints it."""
+        return f"sbx: {self}"
 
 
 class UsageError(SbxError):

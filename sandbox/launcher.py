@@ -20,13 +20,15 @@ class RunOptions:
 
     def __init__(self, argv: list[str], profile: str = "default", mode: str = "enforce",
                  log: bool = False, monitor: bool = False, use_cache: bool = True,
-                 env: dict | None = None, quiet: bool = False, on_denials=None, on_spawn=None):
+                 env: dict | None = None, quiet: bool = False, on_denials=None, on_spawn=None,
+                 allow_ports: tuple[int, ...] = ()):
         self.argv, self.profile, self.mode = argv, profile, mode
         self.on_spawn = on_spawn        # called with the child's pid right after fork
         self.on_denials = on_denials    # called with the list of report.Denial after exit
         self.log = log              # SECCOMP_FILTER_FLAG_LOG: audit every denial
         self.monitor = monitor      # eBPF denial monitor, summary after exit
         self.use_cache, self.env, self.quiet = use_cache, env, quiet
+        self.allow_ports = tuple(allow_ports)   # --allow-port: TCP ports for bind and connect
 
 
 class Compiled:
@@ -94,14 +96,20 @@ def run(opts: RunOptions) -> int:
     flags = seccomp.SECCOMP_FILTER_FLAG_LOG if (opts.log or opts.mode == "complain") else 0
     from . import confine
     from .report import Reporter                      # audit/monitor channels, import-light
-    confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location())
-    if confinement.unenforced and not opts.quiet:
-        _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this kernel: "
-              + "; ".join(confinement.unenforced))
+    env = dict(os.environ) if opts.env is None else opts.env
+    exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
+    confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
+                                  opts.allow_ports, exe)
+    if not opts.quiet:
+        if confinement.unenforced:
+            _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this "
+                  "kernel: " + "; ".join(confinement.unenforced))
+        for note in confinement.notes:
+            _note(f"profile {compiled.name}: {note}")
     reporter = Reporter(compiled, opts)
     try:
         reporter.start()
-        plan = spawn.prepare(opts.argv, opts.env, steps=confinement.steps,
+        plan = spawn.prepare(opts.argv, env, steps=confinement.steps,
                              seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
                              wait_go=reporter.needs_go)
         child = spawn.start(plan)

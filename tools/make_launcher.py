@@ -17,7 +17,7 @@ import sys
 sys.path[:0] = [{root!r}]
 sys.path.append({sysconfig.get_paths()["purelib"]!r})
 from sandbox.entry import main
-sys.exit(main())
+sys.exit(main(fast_exit=True))
 """
 tmp = target + ".tmp"
 with open(tmp, "w") as fh:

@@ -104,6 +104,10 @@ class Ruleset:
                                 f"{os.strerror(libc.errno())}")
         self.fd = fd
         self.rules = 0
+        # one attribute buffer, rewritten for every rule: a ruleset may get hundreds
+        self._attr = libc.Buffer(size=16)
+        self._add = libc.sysno("landlock_add_rule")
+        self._call = libc.long_function("syscall", 5)
 
     def allow_path(self, path: str, access: int, is_dir: bool | None = None) -> None:
         """Grant *access* beneath *path* (on the file itself for a file; only
@@ -123,8 +127,8 @@ class Ruleset:
         access &= self.fs
         if not access:
             return
-        attr = libc.Buffer(_struct.pack("=Qi", access, fd))       # packed: 12 bytes
-        if libc.syscall("landlock_add_rule", self.fd, RULE_PATH_BENEATH, attr.addr, 0) != 0:
+        self._attr.write(_struct.pack("=QiI", access, fd, 0))    # packed: 12 bytes are read
+        if self._call(self._add, self.fd, RULE_PATH_BENEATH, self._attr.addr, 0) != 0:
             raise LandlockError(libc.errno(), f"landlock_add_rule({what}): "
                                 f"{os.strerror(libc.errno())}")
         self.rules += 1
@@ -133,8 +137,8 @@ class Ruleset:
         access &= self.net
         if not access:
             return
-        attr = libc.Buffer(_struct.pack("=QQ", access, port))
-        if libc.syscall("landlock_add_rule", self.fd, RULE_NET_PORT, attr.addr, 0) != 0:
+        self._attr.write(_struct.pack("=QQ", access, port))
+        if self._call(self._add, self.fd, RULE_NET_PORT, self._attr.addr, 0) != 0:
             raise LandlockError(libc.errno(), f"landlock_add_rule(port {port}): "
                                 f"{os.strerror(libc.errno())}")
         self.rules += 1

@@ -56,6 +56,14 @@ def function(name: str, *, keep_gil: bool = False):
     return fn
 
 
+def long_function(name: str, nargs: int):
+    """libc's *name* taking *nargs* C longs, callable with plain ints (the
+    conversion done in C: for loops of many calls, such as Landlock rules)."""
+    fn = _CFunc((name, _Libc))
+    fn.argtypes = (_Long,) * nargs
+    return fn
+
+
 def call(name: str, *args: int, keep_gil: bool = False) -> int:
     """Call libc's *name*; returns its result (check it, or use ``checked``)."""
     return function(name, keep_gil=keep_gil)(*[_Long(a) for a in args])
@@ -134,6 +142,10 @@ class Buffer:
                                               {"_type_": _Char, "_length_": self.size})
         self._array = array.from_buffer_copy(data.ljust(self.size, b"\0"))
         self.addr = _ctypes.addressof(self._array)
+
+    def write(self, data: bytes) -> None:
+        """Overwrite the buffer's first bytes with *data* (at most its size)."""
+        self._array.raw = data.ljust(self.size, b"\0")[:self.size]
 
     def read(self, n: int | None = None) -> bytes:
         """The buffer's current bytes (after the kernel wrote into it)."""

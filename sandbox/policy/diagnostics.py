@@ -10,6 +10,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..errors import SbxError
+
 
 @dataclass(frozen=True)
 class Position:
@@ -50,8 +52,10 @@ class Diagnostic:
         return "\n".join(out)
 
 
-class PolicyError(Exception):
-    """A profile could not be loaded; carries every problem found in it."""
+class PolicyError(SbxError):
+    """A profile could not be loaded; carries every problem found in it (exit status 2)."""
+
+    status = 2
 
     def __init__(self, diagnostics: list[Diagnostic], sources: dict[str, list[str]] | None = None):
         self.diagnostics = diagnostics

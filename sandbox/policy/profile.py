@@ -23,7 +23,7 @@ from .conditions import CondSpec, parse_condition
 from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
-            "rules", "groups", "capabilities", "scope", "landlock")
+            "rules", "groups", "capabilities", "scope", "landlock", "filesystem", "network")
 SCOPE_VALUES = ("sandbox", "any")
 ACTION_NAMES = ("allow", "log", "errno", "trap", "kill-process", "kill-thread", "notify")
 ARCH_NAMES = ("native",) + syscalls.ARCHES
@@ -79,6 +79,8 @@ class Profile:
     scope: dict = field(default_factory=dict)          # {"signals": Setting("sandbox"|"any")}
     landlock: Setting = field(default_factory=lambda: Setting(None, None))  # enforce|best-effort
     digests: dict = field(default_factory=dict)        # file -> SHA-256 of the bytes read
+    fs: list | None = None          # [(word, path template, Position)] of filesystem: sections
+    net: dict | None = None         # {"bind"|"connect": "any" | [(port template, Position)]}
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -338,6 +340,11 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
         prof.landlock = setting("landlock", parse_mode)
     if "scope" in top:
         prof.scope = _read_scope(reader, file, top["scope"][1])
+    fs_inherit = net_inherit = True
+    if "filesystem" in top:
+        prof.fs, fs_inherit = _read_fs(reader, file, top["filesystem"][1])
+    if "network" in top:
+        prof.net, net_inherit = _read_net(reader, file, top["network"][1])
     if "groups" in top:
         gnode = top["groups"][1]
         if isinstance(gnode, yaml.MappingNode):
@@ -364,6 +371,16 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
                 setattr(prof, attr, getattr(base, attr))
         for key, val in base.scope.items():
             prof.scope.setdefault(key, val)
+        if base.fs is not None and (prof.fs is None or fs_inherit):
+            prof.fs = (prof.fs or []) + base.fs            # this file's entries first
+        if base.net is not None and (prof.net is None or net_inherit):
+            mine = prof.net or {}
+            for key, val in base.net.items():
+                if key not in mine:
+                    mine[key] = val
+                elif mine[key] != "any" and val != "any":
+                    mine[key] = mine[key] + val
+            prof.net = mine
         for g, val in base.local_groups.items():
             if g in prof.local_groups:
                 _redefined(reader, g, prof.local_groups[g][1], val[1])
@@ -451,11 +468,103 @@ def _read_scope(reader: _Reader, file: str, node) -> dict:
     return out
 
 
+_VAR = re.compile(r"\$(?:\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_template(reader: _Reader, text: str, pos: Position, what: str) -> bool:
+    """A path or port template: $HOME, $CWD, $TMPDIR or ${NAME}; a path must be absolute."""
+    ok = True
+    for m in _VAR.finditer(text):
+        name = m.group("braced") if m.group("braced") is not None else m.group("plain")
+        if not _NAME.fullmatch(name):
+            reader.error(pos.shifted(m.start(), len(m.group(0))),
+                         f"bad variable {m.group(0)!r} in {what}", "write ${NAME} or $NAME")
+            ok = False
+    stripped = _VAR.sub("", text)
+    if "$" in stripped:
+        reader.error(pos, f"a '$' that starts no variable in {what} {text!r}", "write ${NAME}")
+        ok = False
+    return ok
+
+
+def _read_fs(reader: _Reader, file: str, node) -> tuple[list | None, bool]:
+    """``filesystem: {read: [/usr, $CWD], write: [$CWD], deny: [$HOME/.ssh], inherit: true}``."""
+    from ..confine import FS_KEYS
+    if not isinstance(node, yaml.MappingNode):
+        reader.error(reader.pos(file, node), "filesystem must be a mapping like 'read: [/usr, $CWD]'")
+        return None, True
+    entries, inherit = [], True
+    for key, (_k, vnode) in reader.mapping(file, node, FS_KEYS + ("inherit",)).items():
+        if key == "inherit":
+            inherit = _read_bool(reader, file, vnode, "filesystem inherit")
+            continue
+        if isinstance(vnode, yaml.SequenceNode) and not vnode.value:
+            continue                             # an empty list grants nothing
+        for text, tpos in reader.words(file, vnode, f"filesystem {key} path"):
+            if not (text.startswith("/") or text.startswith("$")):
+                reader.error(tpos, f"filesystem path {text!r} is not absolute",
+                             "start it with / or with $HOME, $CWD, $TMPDIR or ${NAME}")
+            elif "\n" in text or "\0" in text:
+                reader.error(tpos, "a filesystem path cannot hold a newline or NUL")
+            elif _check_template(reader, text, tpos, "filesystem path"):
+                entries.append((key, text, tpos))
+    return entries, inherit
+
+
+def _read_net(reader: _Reader, file: str, node) -> tuple[dict | None, bool]:
+    """``network: {bind: [8000, "${PORT}"], connect: any, inherit: true}`` (TCP ports)."""
+    from ..confine import ANY, NET_KEYS
+    if not isinstance(node, yaml.MappingNode):
+        reader.error(reader.pos(file, node), "network must be a mapping like 'bind: [8000]'")
+        return None, True
+    out, inherit = {}, True
+    for key, (_k, vnode) in reader.mapping(file, node, NET_KEYS + ("inherit",)).items():
+        if key == "inherit":
+            inherit = _read_bool(reader, file, vnode, "network inherit")
+            continue
+        if isinstance(vnode, yaml.ScalarNode) and vnode.value == ANY:
+            out[key] = ANY
+            continue
+        if isinstance(vnode, yaml.SequenceNode) and not vnode.value:
+            out[key] = []
+            continue
+        ports = []
+        for text, ppos in reader.words(file, vnode, f"network {key} port"):
+            if text.isdigit():
+                if int(text) > 65535:
+                    reader.error(ppos, f"TCP port {text} is out of range 0..65535")
+                    continue
+                ports.append((str(int(text)), ppos))
+            elif text.startswith("$") and _check_template(reader, text, ppos, "network port"):
+                ports.append((text, ppos))
+            elif not text.startswith("$"):
+                reader.error(ppos, f"{text!r} is not a TCP port", "write a number, ${VAR} or 'any'")
+        out[key] = ports
+    return out, inherit
+
+
+def _read_bool(reader: _Reader, file: str, node, what: str) -> bool:
+    s = reader.scalar(file, node, what)
+    if s in ("true", "yes", "on"):
+        return True
+    if s in ("false", "no", "off"):
+        return False
+    if s is not None:
+        reader.error(reader.pos(file, node), f"{what} must be true or false, not '{s}'")
+    return True
+
+
 def confinement(prof: Profile):
     """The profile's non-seccomp part as a ``confine.Spec``."""
-    from ..confine import SCOPE_NAMES, Spec
+    from ..confine import ANY, SCOPE_NAMES, Spec
     scoped = [s for s in SCOPE_NAMES if (prof.scope.get(s) or Setting("sandbox", None)).value == "sandbox"]
-    return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce")
+    builtin = str(builtin_dir())
+    fs = None if prof.fs is None else [
+        (word, text, pos.file.startswith(builtin + "/")) for word, text, pos in prof.fs]
+    net = None if prof.net is None else {
+        key: (ANY if val == ANY else [t for t, _p in val]) for key, val in prof.net.items()}
+    return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce", fs, net)
 
 
 def _apply_defaults(prof: Profile) -> None:

@@ -33,6 +33,19 @@ def resolved_yaml(prof: Profile, native: str) -> str:
     out.append("scope: {" + ", ".join(f"{s}: {'sandbox' if s in spec.scoped else 'any'}"
                                       for s in SCOPE_NAMES) + "}")
     out.append(f"landlock: {spec.mode}")
+    if spec.fs is not None:
+        out.append("filesystem:")
+        words = list(dict.fromkeys(word for word, _p, _o in spec.fs))
+        for word in words:
+            paths = list(dict.fromkeys(p for w, p, _o in spec.fs if w == word))
+            out.append(f"  {word}: [{', '.join(json.dumps(p) for p in paths)}]")
+        if not words:
+            out.append("  read: []")
+    if spec.net is not None:
+        out.append("network:")
+        for key, val in spec.net.items():
+            out.append(f"  {key}: " + (val if isinstance(val, str) else
+                                       "[" + ", ".join(json.dumps(p) for p in val) + "]"))
     out.append("rules:")
     for r in prof.rules:
         names = list(dict.fromkeys(n for n, _ in r.names))

@@ -198,7 +198,12 @@ def free_port():
 def test_web_profile_serves_and_fetches(tmp_path):
     (tmp_path / "index.html").write_text("hello from sbx\n")
     port = free_port()
-    server = subprocess.Popen(SBX + ["run", "--profile", "web", "--", PY, "-m", "http.server",
+    refused = sbx("run", "--profile", "web", "--", PY, "-c",
+                  f"import socket; socket.socket().bind(('127.0.0.1', {port}))")
+    assert refused.returncode == 1 and "PermissionError" in refused.stderr, \
+        "web binds only its listed ports (Landlock) unless --allow-port adds one"
+    server = subprocess.Popen(SBX + ["run", "--profile", "web", "--allow-port", str(port), "--",
+                                     PY, "-m", "http.server",
                                      str(port), "--bind", "127.0.0.1", "-d", str(tmp_path)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -212,11 +217,12 @@ def test_web_profile_serves_and_fetches(tmp_path):
             pytest.fail("server under the web profile never answered: "
                         + server.stderr.read1().decode() if server.poll() is not None else "")
         assert b"hello from sbx" in body
-        client = sbx("run", "--profile", "web", "--", PY, "-c",
+        client = sbx("run", "--profile", "web", "--allow-port", str(port), "--", PY, "-c",
                      f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/').read().decode())")
         assert client.returncode == 0 and "hello from sbx" in client.stdout, client.stderr
         if shutil.which("curl"):
-            c = sbx("run", "--profile", "web", "--", "curl", "-sf", f"http://127.0.0.1:{port}/")
+            c = sbx("run", "--profile", "web", "--allow-port", str(port), "--", "curl", "-sf",
+                    f"http://127.0.0.1:{port}/")
             assert c.returncode == 0 and "hello from sbx" in c.stdout, c.stderr
     finally:
         server.terminate()
