@@ -24,6 +24,9 @@ X32_SYSCALL_BIT = 0x40000000
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TBL_DIR = REPO / "bpf_filters" / "syscalls" / "tbl"
 DEFAULT_OUT_DIR = REPO / "bpf_filters" / "syscalls"
+AGES_FILE = "introduced.tsv"
+AGES_COLUMNS = ("arch", "name", "nr", "introduced")
+AGES_HEADER = "\t".join(AGES_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Entry(NamedTuple):
     abi: str
     name: str
     line: int
+    entry: str = ""     # the native entry point; "" for a reserved slot (no entry point)
 
 
 def parse_table(text: str, path: str) -> list[Entry]:
@@ -76,15 +80,19 @@ def parse_table(text: str, path: str) -> list[Entry]:
             nr = int(fields[0], 10)
         except ValueError:
             raise TableError(f"{path}:{lineno}: bad syscall number {fields[0]!r}") from None
-        entries.append(Entry(nr, fields[1], fields[2], lineno))
+        entry = fields[3] if len(fields) > 3 else ""
+        entries.append(Entry(nr, fields[1], fields[2], lineno, entry))
     return entries
 
 
-def select(entries: list[Entry], spec: ArchSpec, path: str) -> dict[str, int]:
-    """Map name -> number for the entries whose ABI *spec* builds with.
+def select(entries: list[Entry], spec: ArchSpec, path: str, strict: bool = True
+           ) -> dict[str, Entry]:
+    """Map name -> entry for the entries whose ABI *spec* builds with.
 
     A name or a number used twice within one architecture is an error: it would
-    make the table ambiguous in one direction or the other.
+    make the table ambiguous in one direction or the other. Old tables had such
+    slips (v4.7 gave x32 preadv2 the number of preadv), so with *strict* False
+    a repeated number is kept and a repeated name keeps its first entry.
     """
     by_name: dict[str, Entry] = {}
     by_nr: dict[int, Entry] = {}
@@ -93,12 +101,12 @@ def select(entries: list[Entry], spec: ArchSpec, path: str) -> dict[str, int]:
             continue
         for key, seen in ((entry.name, by_name), (entry.nr, by_nr)):
             first = seen.get(key)
-            if first is not None:
+            if first is not None and strict:
                 raise TableError(
                     f"{path}:{entry.line}: {spec.arch}: {key!r} already defined "
                     f"at line {first.line}")
-            seen[key] = entry
-    return {e.name: e.nr | spec.bit for e in by_name.values()}
+            seen.setdefault(key, entry)
+    return by_name
 
 
 def render(spec: ArchSpec, syscalls: dict[str, int]) -> str:
@@ -127,20 +135,28 @@ def render(spec: ArchSpec, syscalls: dict[str, int]) -> str:
     return "\n".join(out) + "\n"
 
 
-def generate(tbl_dir: Path) -> dict[str, str]:
-    """Module file name -> text, for every architecture."""
-    modules = {}
+def read_tables(tbl_dir: Path) -> dict[str, dict[str, Entry]]:
+    """arch -> name -> Entry, from the vendored tables in *tbl_dir*."""
+    tables = {}
     for spec in SPECS:
         path = tbl_dir / spec.tbl
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise TableError(f"{path}: cannot read: {err.strerror}") from err
-        syscalls = select(parse_table(text, str(path)), spec, str(path))
-        if not syscalls:
+        entries = select(parse_table(text, str(path)), spec, str(path))
+        if not entries:
             raise TableError(f"{path}: no entries for {spec.arch} (ABIs {spec.abis})")
-        modules[f"_{spec.arch}.py"] = render(spec, syscalls)
-    return modules
+        tables[spec.arch] = entries
+    return tables
+
+
+def generate(tbl_dir: Path) -> dict[str, str]:
+    """Module file name -> text, for every architecture."""
+    tables = read_tables(tbl_dir)
+    return {f"_{spec.arch}.py": render(spec, {n: e.nr | spec.bit
+                                              for n, e in tables[spec.arch].items()})
+            for spec in SPECS}
 
 
 def stale_files(out_dir: Path, modules: dict[str, str]) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -33,6 +34,19 @@ X32_SYSCALL_BIT = 0x40000000
 
 class UnknownArchError(ValueError):
     """An architecture name that has no syscall table here."""
+
+
+class BadVersionError(ValueError):
+    """A kernel release that is not written MAJOR.MINOR, or that the ages cannot judge."""
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """``"5.10"`` -> ``(5, 10)``: a mainline release, ordered as the kernel numbers them."""
+    match = re.fullmatch(r"(\d+)\.(\d+)", text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise BadVersionError(
+            f"bad kernel release {text!r}: expected MAJOR.MINOR, such as '5.10'")
+    return int(match.group(1)), int(match.group(2))
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +145,6 @@ def name_of(arch: str, nr: int) -> str | None:
 
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of", "reported_nr",
-    "seccomp_nr", "table",
+    "BadVersionError", "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of",
+    "parse_version", "reported_nr", "seccomp_nr", "table",
 ]
