@@ -5,6 +5,11 @@ turned into ``_<arch>.py`` by ``tools/gen_syscalls.py``. Everything here is
 pure data lookup: nothing asks the running kernel or the host which
 architecture it is.
 
+Each syscall also has an age: the first mainline release whose table had it
+(``tbl/introduced.tsv``, derived from the kernel's own tables of every
+release by ``tools/syscall_history.py``; docs/syscall-ages.md).
+``newer_than(arch, "5.10")`` names the syscalls a 5.10 kernel may lack.
+
 x32 numbers include ``X32_SYSCALL_BIT``: that is the value seccomp puts in
 ``seccomp_data.nr`` for an x32 task, and x32 shares ``AUDIT_ARCH_X86_64`` with
 x86_64, so a filter tells them apart by that bit alone.
@@ -40,6 +45,21 @@ class BadVersionError(ValueError):
     """A kernel release that is not written MAJOR.MINOR, or that the ages cannot judge."""
 
 
+@dataclass(frozen=True)
+class Age:
+    """When a syscall entered one architecture's table.
+
+    ``release`` is the first release read whose table has it. When ``exact``
+    is False that is only an upper bound: ``not_in`` is then the newest
+    release read that lacks it (the releases between were not read), or None
+    when ``release`` is where the history starts.
+    """
+
+    release: str
+    exact: bool
+    not_in: str | None = None
+
+
 def parse_version(text: str) -> tuple[int, int]:
     """``"5.10"`` -> ``(5, 10)``: a mainline release, ordered as the kernel numbers them."""
     match = re.fullmatch(r"(\d+)\.(\d+)", text.strip()) if isinstance(text, str) else None
@@ -63,6 +83,10 @@ class SyscallTable:
     by_name: Mapping[str, int]
     by_nr: Mapping[int, str]
     max_nr: int
+    ages: Mapping[str, str]         # name -> first release (an upper bound if unpinned)
+    unpinned: Mapping[str, str]     # name -> newest release read without it
+    history_floor: str              # the oldest release the ages reach
+    floor_exact: bool               # True when the ABI itself begins at history_floor
 
     def nr(self, name: str) -> int | None:
         """The number of syscall *name*, or None when this arch lacks it."""
@@ -71,6 +95,25 @@ class SyscallTable:
     def name(self, nr: int) -> str | None:
         """The name of syscall number *nr*, or None when nothing has it."""
         return self.by_nr.get(nr)
+
+    def introduced(self, name: str) -> str | None:
+        """The first release whose table has *name*, or None when this arch lacks it.
+
+        For a syscall whose age is not pinned (see ``age``) this is the newest
+        release it may have entered in.
+        """
+        return self.ages.get(name)
+
+    def age(self, name: str) -> Age | None:
+        """The age of *name* with its certainty, or None when this arch lacks it."""
+        release = self.ages.get(name)
+        if release is None:
+            return None
+        if name in self.unpinned:
+            return Age(release, False, self.unpinned[name])
+        if release == self.history_floor and not self.floor_exact:
+            return Age(release, False, None)
+        return Age(release, True)
 
     def __contains__(self, name: object) -> bool:
         return name in self.by_name
@@ -99,13 +142,40 @@ def table(arch: str) -> SyscallTable:
     by_nr = {nr: name for name, nr in by_name.items()}
     if len(by_nr) != len(by_name):
         raise RuntimeError(f"{module.__name__}: two syscalls share a number")
+    if set(module.INTRODUCED) != set(by_name):
+        raise RuntimeError(f"{module.__name__}: INTRODUCED does not date every syscall")
     return SyscallTable(
         arch=arch,
         audit_arch=AUDIT_ARCH[arch],
         by_name=MappingProxyType(by_name),
         by_nr=MappingProxyType(by_nr),
         max_nr=max(by_nr),
+        ages=MappingProxyType(dict(module.INTRODUCED)),
+        unpinned=MappingProxyType(dict(module.UNPINNED)),
+        history_floor=module.HISTORY_FLOOR,
+        floor_exact=module.FLOOR_EXACT,
     )
+
+
+def newer_than(arch: str, baseline: str) -> frozenset[str]:
+    """The syscalls of *arch* that a kernel of release *baseline* ("5.10") may lack.
+
+    A syscall counts when it entered the table after *baseline*. One whose age
+    is a range (``SyscallTable.age``) counts unless the whole range is at or
+    before *baseline*: the kernel may lack it, so it is the one to expect
+    ENOSYS from. Raises BadVersionError for a release not written MAJOR.MINOR,
+    and for one older than the history of *arch* when that history does not
+    start where the ABI began (x86_64 and i386 start at 3.3 with syscalls
+    that are older): the ages cannot tell what such a kernel had.
+    """
+    base = parse_version(baseline)
+    tbl = table(arch)
+    if base < parse_version(tbl.history_floor) and not tbl.floor_exact:
+        raise BadVersionError(
+            f"{arch} syscall ages start at {tbl.history_floor}; {baseline} is older "
+            f"(docs/syscall-ages.md)")
+    return frozenset(name for name, release in tbl.ages.items()
+                     if parse_version(release) > base)
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,6 +215,6 @@ def name_of(arch: str, nr: int) -> str | None:
 
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "BadVersionError", "SyscallTable", "UnknownArchError", "all_names", "closest", "name_of",
-    "parse_version", "reported_nr", "seccomp_nr", "table",
+    "Age", "BadVersionError", "SyscallTable", "UnknownArchError", "all_names", "closest",
+    "name_of", "newer_than", "parse_version", "reported_nr", "seccomp_nr", "table",
 ]
