@@ -1,5 +1,6 @@
 # sbx — build, install, test, benchmark.
 # `make install` : Debian packages (as root), a venv in .venv with sbx and its deps, /usr/local/bin/sbx
+# `make syscalls`: regenerate the syscall modules (numbers and ages) from bpf_filters/syscalls/tbl
 # `make test`    : install + test deps, rebuild the eBPF object from source, run the whole suite
 #                  (under CI=true every kernel test is required: a skip fails the run)
 
@@ -12,7 +13,7 @@ APT_TEST := clang llvm libbpf-dev bpftool gcc make git strace sqlite3 tar xz-uti
             runc busybox-static bubblewrap firejail hyperfine
 PYTEST_ARGS ?=
 
-.PHONY: install deps-run deps-test venv test bench bpf syscalls lint clean
+.PHONY: install deps-run deps-test venv test bench bpf syscalls syscall-ages lint clean
 
 install: deps-run venv
 	@if [ -w "$(BINDIR)" ]; then \
@@ -46,6 +47,13 @@ bpf:
 	else echo "clang/bpftool missing: using the shipped bpf_filters/ebpf/sbx.bpf.o"; fi
 
 syscalls:
+	$(PYTHON) tools/gen_syscalls.py
+
+# Re-derive bpf_filters/syscalls/tbl/introduced.tsv from a Linux clone with the
+# release tags (docs/syscall-ages.md), then regenerate the modules.
+syscall-ages:
+	@[ -n "$(LINUX)" ] || { echo "usage: make syscall-ages LINUX=/path/to/linux-clone"; exit 2; }
+	$(PYTHON) tools/syscall_history.py --git "$(LINUX)"
 	$(PYTHON) tools/gen_syscalls.py
 
 bench: install deps-test

@@ -5,6 +5,11 @@ turned into ``_<arch>.py`` by ``tools/gen_syscalls.py``. Everything here is
 pure data lookup: nothing asks the running kernel or the host which
 architecture it is.
 
+Each syscall also has an age: the first mainline release whose table had it
+(``tbl/introduced.tsv``, derived from the kernel's own tables of every
+release by ``tools/syscall_history.py``; docs/syscall-ages.md).
+``newer_than(arch, "5.10")`` names the syscalls a 5.10 kernel may lack.
+
 x32 numbers include ``X32_SYSCALL_BIT``: that is the value seccomp puts in
 ``seccomp_data.nr`` for an x32 task, and x32 shares ``AUDIT_ARCH_X86_64`` with
 x86_64, so a filter tells them apart by that bit alone.
@@ -36,20 +41,66 @@ class UnknownArchError(ValueError):
     """An architecture name that has no syscall table here."""
 
 
+class BadVersionError(ValueError):
+    """A kernel release that is not written MAJOR.MINOR, or that the ages cannot judge."""
+
+
+class Age:
+    """When a syscall entered one architecture's table.
+
+    ``release`` is the first release read whose table has it. When ``exact``
+    is False that is only an upper bound: ``not_in`` is then the newest
+    release read that lacks it (the releases between were not read), or None
+    when ``release`` is where the history starts.
+    """
+
+    __slots__ = ("release", "exact", "not_in")
+
+    def __init__(self, release: str, exact: bool, not_in: str | None = None) -> None:
+        self.release, self.exact, self.not_in = release, exact, not_in
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Age) and (self.release, self.exact, self.not_in) == (
+            other.release, other.exact, other.not_in)
+
+    def __hash__(self) -> int:
+        return hash((self.release, self.exact, self.not_in))
+
+    def __repr__(self) -> str:
+        return f"Age(release={self.release!r}, exact={self.exact!r}, not_in={self.not_in!r})"
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """``"5.10"`` -> ``(5, 10)``: a mainline release, ordered as the kernel numbers them."""
+    parts = text.strip().split(".") if isinstance(text, str) else []
+    if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
+        raise BadVersionError(
+            f"bad kernel release {text!r}: expected MAJOR.MINOR, such as '5.10'")
+    return int(parts[0]), int(parts[1])
+
+
 class SyscallTable:
-    """One architecture's syscalls, both ways round.
+    """One architecture's syscalls, both ways round, with their ages.
 
     ``max_nr`` is the highest number in the table (for x32, with the x32 bit),
     the boundary above which a filter treats a number as unknown to this
-    kernel version.
+    kernel version. ``ages`` maps a name to the first release whose table had
+    it (an upper bound when ``unpinned`` names the newest release read without
+    it); ``history_floor`` is the oldest release the ages reach, and
+    ``floor_exact`` says whether the ABI itself begins there.
     """
 
-    __slots__ = ("arch", "audit_arch", "by_name", "by_nr", "max_nr")
+    __slots__ = ("arch", "audit_arch", "by_name", "by_nr", "max_nr", "ages", "unpinned",
+                 "history_floor", "floor_exact")
 
     def __init__(self, arch: str, audit_arch: int, by_name: Mapping[str, int],
-                 by_nr: Mapping[int, str], max_nr: int) -> None:
+                 by_nr: Mapping[int, str], max_nr: int, ages: Mapping[str, str] = None,
+                 unpinned: Mapping[str, str] = None, history_floor: str = "",
+                 floor_exact: bool = False) -> None:
         self.arch, self.audit_arch, self.max_nr = arch, audit_arch, max_nr
         self.by_name, self.by_nr = by_name, by_nr
+        self.ages, self.unpinned = ages or {}, unpinned or {}
+        self.history_floor, self.floor_exact = history_floor, floor_exact
 
     def __setattr__(self, name: str, value: object) -> None:
         if hasattr(self, name):
@@ -63,6 +114,25 @@ class SyscallTable:
     def name(self, nr: int) -> str | None:
         """The name of syscall number *nr*, or None when nothing has it."""
         return self.by_nr.get(nr)
+
+    def introduced(self, name: str) -> str | None:
+        """The first release whose table has *name*, or None when this arch lacks it.
+
+        For a syscall whose age is not pinned (see ``age``) this is the newest
+        release it may have entered in.
+        """
+        return self.ages.get(name)
+
+    def age(self, name: str) -> Age | None:
+        """The age of *name* with its certainty, or None when this arch lacks it."""
+        release = self.ages.get(name)
+        if release is None:
+            return None
+        if name in self.unpinned:
+            return Age(release, False, self.unpinned[name])
+        if release == self.history_floor and not self.floor_exact:
+            return Age(release, False, None)
+        return Age(release, True)
 
     def __contains__(self, name: object) -> bool:
         return name in self.by_name
@@ -101,14 +171,41 @@ def table(arch: str) -> SyscallTable:
     by_nr = {nr: name for name, nr in by_name.items()}
     if len(by_nr) != len(by_name):
         raise RuntimeError(f"{module.__name__}: two syscalls share a number")
+    if set(module.INTRODUCED) != set(by_name):
+        raise RuntimeError(f"{module.__name__}: INTRODUCED does not date every syscall")
     _TABLES[arch] = SyscallTable(
         arch=arch,
         audit_arch=AUDIT_ARCH[arch],
         by_name=MappingProxyType(by_name),
         by_nr=MappingProxyType(by_nr),
         max_nr=max(by_nr),
+        ages=MappingProxyType(dict(module.INTRODUCED)),
+        unpinned=MappingProxyType(dict(module.UNPINNED)),
+        history_floor=module.HISTORY_FLOOR,
+        floor_exact=module.FLOOR_EXACT,
     )
     return _TABLES[arch]
+
+
+def newer_than(arch: str, baseline: str) -> frozenset[str]:
+    """The syscalls of *arch* that a kernel of release *baseline* ("5.10") may lack.
+
+    A syscall counts when it entered the table after *baseline*. One whose age
+    is a range (``SyscallTable.age``) counts unless the whole range is at or
+    before *baseline*: the kernel may lack it, so it is the one to expect
+    ENOSYS from. Raises BadVersionError for a release not written MAJOR.MINOR,
+    and for one older than the history of *arch* when that history does not
+    start where the ABI began (x86_64 and i386 start at 3.3 with syscalls
+    that are older): the ages cannot tell what such a kernel had.
+    """
+    base = parse_version(baseline)
+    tbl = table(arch)
+    if base < parse_version(tbl.history_floor) and not tbl.floor_exact:
+        raise BadVersionError(
+            f"{arch} syscall ages start at {tbl.history_floor}; {baseline} is older "
+            f"(docs/syscall-ages.md)")
+    return frozenset(name for name, release in tbl.ages.items()
+                     if parse_version(release) > base)
 
 
 _ALL: list[frozenset[str]] = []
@@ -172,6 +269,6 @@ def name_of(arch: str, nr: int) -> str | None:
 
 __all__ = [
     "ARCHES", "AUDIT_ARCH", "KERNEL", "X32_SYSCALL_BIT",
-    "SyscallTable", "UnknownArchError", "all_names", "arch_of", "closest", "name_of", "numbers", "reported_nr",
+    "Age", "BadVersionError", "SyscallTable", "UnknownArchError", "newer_than", "parse_version", "all_names", "arch_of", "closest", "name_of", "numbers", "reported_nr",
     "seccomp_nr", "table",
 ]
