@@ -109,14 +109,18 @@ def compile_cmd(profile, fmt, arch, mode, no_optimize, output):
 
 
 def _parse_int(text: str) -> int:
+    """A number as profiles write it (0x1f, 0644 octal, -1) or a constant (AF_INET)."""
+    from .policy.conditions import parse_number
     from .policy.constants import lookup
     val = lookup(text)
     if val is not None:
         return val
     try:
-        return int(text, 0)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither a number nor a known constant")
+        return parse_number(text)
+    except ValueError as err:
+        if text.lstrip("-").isalnum() and not text.lstrip("-")[:1].isdigit():
+            err = f"{text!r} is neither a number nor a known constant"
+        raise click.BadParameter(str(err)) from None
 
 
 @cli.command()

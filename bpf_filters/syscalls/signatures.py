@@ -100,6 +100,7 @@ SIGNATURES: dict[str, tuple[Arg, ...]] = {
     "chmod": _sig(_PATH, "umode_t mode"),
     "fchmod": _sig(_FD, "umode_t mode"),
     "fchmodat": _sig("int dfd", _PATH, "umode_t mode"),
+    "fchmodat2": _sig("int dfd", _PATH, "umode_t mode", "unsigned int flags"),
     "mknod": _sig(_PATH, "umode_t mode", "unsigned dev"),
     "mknodat": _sig("int dfd", _PATH, "umode_t mode", "unsigned int dev"),
     "mount": _sig("char __user *dev_name", "char __user *dir_name", "char __user *type",

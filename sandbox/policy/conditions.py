@@ -42,7 +42,10 @@ def parse_number(text: str) -> int:
         raise ValueError(f"number {text[:12]}... has {len(body)} characters: too large for any argument")
     low = body.lower()
     if low.startswith("0x"):
-        return sign * int(body[2:], 16)
+        digits = body[2:]
+        if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ValueError(f"'{text}' is not a hexadecimal number")
+        return sign * int(digits, 16)
     if low.startswith("0o") or (len(body) > 1 and body[0] == "0"):
         digits = body[2:] if low.startswith("0o") else body[1:]
         if not digits or any(c not in "01234567" for c in digits):
@@ -52,6 +55,8 @@ def parse_number(text: str) -> int:
                              f"write {text.replace('0', '', 1) if sign > 0 else '-' + body[1:]} "
                              "for decimal")
         return sign * int(digits, 8)
+    if not body.isdigit() or not body.isascii():
+        raise ValueError(f"'{text}' is not a number")
     return sign * int(body, 10)
 
 
