@@ -118,7 +118,7 @@ def _parse_int(text: str) -> int:
     try:
         return parse_number(text)
     except ValueError as err:
-        if text.lstrip("-").isalnum() and not text.lstrip("-")[:1].isdigit():
+        if text[:1].isalpha() or text[:1] == "_":
             err = f"{text!r} is neither a number nor a known constant"
         raise click.BadParameter(str(err)) from None
 
