@@ -520,3 +520,27 @@ def test_import_of_any_json_gives_a_profile_or_positioned_errors(doc, indent):
         assert all(d.pos is not None for d in err.diagnostics), err.render()
         return
     _profile(out)
+
+
+def test_null_values_are_absent_as_runc_reads_them():
+    """containers-common's seccomp.json has "args": null; Go's decoder reads it as no args."""
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": None, "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": None, "comment": None,
+         "includes": None, "excludes": {}}]})
+    out, _ = import_text(text)
+    pol = lower(_profile(out))
+    assert evaluate(pol, AUDIT_ARCH["x86_64"], table("x86_64").nr("socket"), (40, 0, 0, 0, 0, 0)).action \
+        == Action("allow")
+    assert pol.default == Action("errno", 1)
+
+
+@pytest.mark.parametrize("name, hint", [("syscall", None), ("recv", None), ("opne", "open"),
+                                        ("open_tree_atr", "open_tree_attr")],
+                         ids=["a real libc name is no typo of afs_syscall", "recv is no typo of recvmsg",
+                              "a swap is a typo", "one letter missing is a typo"])
+def test_unknown_names_get_suggestions_only_for_typos(name, hint):
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": [name, "read"], "action": "SCMP_ACT_ALLOW"}]})
+    _, warnings = import_text(text)
+    [w] = [w for w in warnings if "unknown syscall" in w.message]
+    assert w.hint == (f"did you mean '{hint}'?" if hint else None)
