@@ -147,26 +147,45 @@ def k8s_name(name: str) -> str:
     return out[:253] or "sbx-profile"
 
 
-def export_k8s(an: Analysis) -> tuple[str, str, list[Diagnostic]]:
-    """(security-profiles-operator SeccompProfile manifest, localhost profile JSON, warnings)."""
+K8S_GROUP = "security-profiles-operator.x-k8s.io"
+K8S_VERSIONS = ("v1", "v1beta1")     # v1: security-profiles-operator 1.0+ (storage); v1beta1: 0.x, still served
+INT64_MAX = (1 << 63) - 1
+
+
+def export_k8s(an: Analysis, api_version: str = "v1") -> tuple[str, str, list[Diagnostic]]:
+    """(SeccompProfile manifest, the localhost profile JSON, warnings).
+
+    The manifest is one YAML document ``kubectl apply -f`` takes; the CRD's
+    spec has no ``defaultErrnoRet`` (the API server prunes unknown fields) and
+    int64 argument values, which the warnings name.
+    """
     spec, diags = export_oci(an, comments=False)
     local, _ = export_oci(an, comments=True)
     name = k8s_name(an.profile.name)
+    errno = spec.pop("defaultErrnoRet", None)
+    if errno is not None:
+        effect = ("the same as runc's default for SCMP_ACT_ERRNO (EPERM), so nothing changes" if errno == 1
+                  else f"runc then answers EPERM where this profile answers {action_text(an.default)}: "
+                       "use the localhost JSON profile, which keeps it")
+        diags.append(Diagnostic(an.profile.default.pos, f"the SeccompProfile CRD has no defaultErrnoRet "
+                                f"(the API server drops it): {effect}",
+                                severity="note" if errno == 1 else "warning"))
     big = sorted({n for e in spec["syscalls"] for a in e.get("args", ()) for n in e["names"]
-                  if max(a["value"], a.get("valueTwo", 0)) >= 1 << 63})
+                  if max(a["value"], a.get("valueTwo", 0)) > INT64_MAX})
     if big:
         diags.append(Diagnostic(None, f"entries for {', '.join(big)} compare values >= 2^63, which the "
-                                "SeccompProfile CRD (int64) cannot hold exactly: use the localhost JSON "
-                                "profile for this one", severity="warning"))
-    manifest = {"apiVersion": "security-profiles-operator.x-k8s.io/v1beta1", "kind": "SeccompProfile",
+                                "SeccompProfile CRD (int64) cannot hold: the API server rejects the manifest; "
+                                "use the localhost JSON profile for this one", severity="warning"))
+    manifest = {"apiVersion": f"{K8S_GROUP}/{api_version}", "kind": "SeccompProfile",
                 "metadata": {"name": name}, "spec": spec}
+    # cluster-scoped since operator 0.9: the node file is operator/NAME.json
     head = (f"# seccomp profile '{an.profile.name}' from {display_path(an.profile.path)} "
             "(sbx export --format k8s)\n"
             "# Install with the security-profiles-operator: kubectl apply -f this file; a Pod then uses\n"
             "#   securityContext:\n#     seccompProfile:\n#       type: Localhost\n"
-            f"#       localhostProfile: operator/<namespace>/{name}.json\n"
-            f"# Without the operator, copy the localhost profile ({name}.json) to\n"
-            f"# /var/lib/kubelet/seccomp/profiles/{name}.json on every node; then\n"
+            f"#       localhostProfile: operator/{name}.json\n"
+            f"# Without the operator, copy the localhost profile ({name}.json, sbx export --format k8s\n"
+            f"# -o DIR/) to /var/lib/kubelet/seccomp/profiles/{name}.json on every node; then\n"
             f"# localhostProfile: profiles/{name}.json\n")
     text = head + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None, width=100)
     return text, json.dumps(local, indent=2) + "\n", diags
