@@ -70,7 +70,7 @@ def export(profile, fmt, output, arch, api_version, no_runtime_preset):
         else:
             prof, added = interop.with_runtime_preset(prof, native)
             click.echo(interop.preset_note(added), err=True)
-    an = interop.analyze(prof, native)
+    an = interop.analyze(prof, native, low_word=fmt == "k8s")
     if fmt == "systemd":
         text, diags = interop.export_systemd(an, known=_libseccomp_knows())
         _warn(diags, prof.sources)
