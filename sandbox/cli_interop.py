@@ -13,8 +13,11 @@ from .policy.diagnostics import Diagnostic, PolicyError
 
 
 def _warn(diags: list[Diagnostic], sources: dict) -> None:
+    """Diagnostics on stderr, with display paths (profiles/presets/oci-runtime.yaml, not site-packages)."""
+    from .cli_check import _shown, _shown_sources
+    shown = _shown_sources(sources)
     for d in diags:
-        click.echo(d.format(sources), err=True)
+        click.echo(_shown(d).format(shown), err=True)
 
 
 def _write(text: str, output: str | None) -> None:

@@ -106,11 +106,13 @@ def _never_created(an: Analysis, plans: dict[str, SyscallPlan]) -> list[str]:
     return sorted(out)
 
 
-def _partial(an: Analysis, plan: SyscallPlan, plans: dict, d: _Dropin, pos) -> None:
-    """A syscall allowed for some arguments only: allowed, with what systemd can check of it."""
+def _partial(an: Analysis, plan: SyscallPlan, plans: dict, d: _Dropin, pos, allow_list: bool = True) -> None:
+    """A syscall allowed for some arguments only: allowed (listed in an allow-list, left out of a
+    deny-list), with what systemd can check of it."""
     bdd, name = an.bdd, plan.name
     permitted = plan.permitted(bdd, an.default)
-    d.listed.append(name)
+    if allow_list:
+        d.listed.append(name)
     if name == "socket":
         fams = d.extra["RestrictAddressFamilies"] = _families(an, permitted)
         if bdd.project(permitted, 64) != permitted:     # the type or protocol decides too
@@ -191,17 +193,22 @@ def _clone3(an: Analysis, plans: dict, d: _Dropin) -> None:
     d.listed.append("clone3")
 
 
-def _deny_listed(an: Analysis, plan: SyscallPlan, d: _Dropin, pos) -> None:
+def _deny_listed(an: Analysis, plan: SyscallPlan, plans: dict, d: _Dropin, pos) -> None:
+    """Deny-list mode (the default allows): list what is denied for every argument."""
     permitted = plan.permitted(an.bdd, an.default)
     if permitted == 1:
         return
     denials = [r.action for r, g, _ in plan.pieces if g and r.action.kind not in PERMISSIVE]
+    if permitted:
+        _partial(an, plan, plans, d, pos, allow_list=False)
+        lost = [a for a in dict.fromkeys(denials) if not (plan.name == "socket" and a == Action("errno", EAFNOSUPPORT))]
+        if plan.name == "socket" and lost:
+            d.other.setdefault(f"{', '.join(action_text(a) for a in lost)} (EAFNOSUPPORT from "
+                               "RestrictAddressFamilies= instead)", []).append(plan.name)
+        return
     a = denials[0] if denials else an.default
     if a.kind not in ("errno", "kill-process", "kill-thread"):
         d.other.setdefault(f"{action_text(a)} (killed instead)", []).append(plan.name)
-    if permitted:
-        d.notes.append(f"{plan.name}: denied here only for some arguments; denied for all (the safe side: "
-                       "a deny-list cannot loosen)")
     d.listed.append(f"{plan.name}:{_systemd_action(a)}")
 
 
@@ -239,7 +246,7 @@ def export_systemd(an: Analysis, known=None) -> tuple[str, list[Diagnostic]]:
         if allow_list:
             _allow_listed(an, plan, plans, d, _rule_pos(an, plan))
         else:
-            _deny_listed(an, plan, d, _rule_pos(an, plan))
+            _deny_listed(an, plan, plans, d, _rule_pos(an, plan))
     if allow_list:
         _clone3(an, plans, d)
     diags = [Diagnostic(pos, f"systemd allows {what}", severity="warning") for pos, what in d.loosened]
