@@ -88,7 +88,7 @@ def export(profile, fmt, output, arch, api_version, no_runtime_preset):
 
 def _export_k8s(interop, an, output: str | None, api_version: str) -> None:
     """The manifest alone on stdout (a stream kubectl apply takes); with -o also the localhost JSON."""
-    manifest, local, diags = interop.export_k8s(an, api_version)
+    manifest, local, diags = interop.export_k8s(an, api_version, known=_libseccomp_knows())
     _warn(diags, an.profile.sources)
     name = interop.k8s_name(an.profile.name)
     if not output:

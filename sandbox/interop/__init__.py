@@ -9,6 +9,11 @@ argument per entry, several entries where one condition needs them (``in``,
 ``not in``, ``!=`` on a mask, a rule shadowed by an earlier one).  Regions of
 different actions never overlap, so libseccomp's own precedence never matters.
 
+Container runtimes make calls of their own after installing the filter: the
+OCI runtime preset (``runtime``) puts them first.  systemd cannot check
+arguments: ``systemd`` allows such calls with what systemd can express and
+names each loosening.
+
 Import: an OCI/Docker JSON profile, moby's ``includes``/``excludes`` resolved
 for given capabilities, architecture and kernel, becomes a commented profile
 in the sbx language with runc's reading of the JSON.  Both directions report

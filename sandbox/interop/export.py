@@ -150,14 +150,14 @@ K8S_VERSIONS = ("v1", "v1beta1")     # v1: security-profiles-operator 1.0+ (stor
 INT64_MAX = (1 << 63) - 1
 
 
-def export_k8s(an: Analysis, api_version: str = "v1") -> tuple[str, str, list[Diagnostic]]:
+def export_k8s(an: Analysis, api_version: str = "v1", known=None) -> tuple[str, str, list[Diagnostic]]:
     """(SeccompProfile manifest, the localhost profile JSON, warnings).
 
     The manifest is one YAML document ``kubectl apply -f`` takes; the CRD's
     spec has no ``defaultErrnoRet`` (the API server prunes unknown fields) and
     int64 argument values, which the warnings name.
     """
-    spec, diags = export_oci(an, comments=False, int64=True)
+    spec, diags = export_oci(an, comments=False, known=known, int64=True)
     local, _ = export_oci(an, comments=True, int64=True)
     name = k8s_name(an.profile.name)
     errno = spec.pop("defaultErrnoRet", None)

@@ -76,6 +76,10 @@ def test_the_check_job_passes_from_a_plain_install(installed):
                             "import sandbox; print(sandbox.__file__)"], cwd="/", capture_output=True,
                            text=True, check=True).stdout
     assert "site-packages" in where
+    # package data beyond the built-in profiles: the OCI runtime preset ships too
+    export = subprocess.run([os.path.join(path.split(":")[0], "sbx"), "export", "web", "--format", "oci"],
+                            cwd="/", capture_output=True, text=True)
+    assert export.returncode == 0 and "added the OCI runtime preset" in export.stderr, export.stderr
 
 
 def test_the_verify_job_passes_from_a_plain_install(installed):
