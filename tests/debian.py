@@ -4,6 +4,7 @@ Each package is fetched once per test session into a temporary directory;
 without apt-get (or without the archive) the calling test skips through
 ``need`` (a failure in CI, where system tests are required).
 """
+import atexit
 import functools
 import os
 import shutil
@@ -13,6 +14,7 @@ import tempfile
 from tests.conftest import need
 
 _ROOT = tempfile.mkdtemp(prefix="sbx-debs-")
+atexit.register(shutil.rmtree, _ROOT, True)
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,7 +24,7 @@ WORKFLOW = os.path.join(ROOT, "examples", "github-actions.yml")
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """(checkout copy, venv bin) with sbx installed from the copy by `pip install '.[test]'`."""
+    """(checkout copy, PATH with a fresh venv first): the workflow's own steps install sbx into it."""
     tmp = tmp_path_factory.mktemp("ci")
     src = tmp / "repo"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
