@@ -36,10 +36,21 @@ def _shown_sources(sources: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def is_group_file(ref: str) -> bool:
-    """The built-in syscall group definitions (profiles/groups.yaml), not a profile."""
-    from pathlib import Path
-    from .policy import builtin_dir
-    return os.path.isfile(ref) and Path(ref).resolve() == (builtin_dir() / "groups.yaml").resolve()
+    """A syscall group definitions file (profiles/groups.yaml, or a copy of it), not a profile.
+
+    Recognised by content, not by path: after a plain ``pip install .`` the
+    built-in groups live in the installed package while ``sbx check
+    profiles/*.yaml`` names the checkout's copy.
+    """
+    import yaml
+    if not os.path.isfile(ref):
+        return False
+    try:
+        with open(ref, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False             # the profile loader reports it with its position
+    return isinstance(doc, dict) and "groups" in doc and not {"name", "rules", "default", "extends"} & set(doc)
 
 
 def _load(ref: str, native: str, errors: list, err_out: list[str]):
@@ -122,7 +133,9 @@ def check(profiles, fmt, fail_on, against, output):
     reports = []
     for ref in profiles:
         if is_group_file(ref):
-            click.echo(f"sbx check: {ref}: syscall group definitions, not a profile; skipped", err=True)
+            from .policy import builtin_dir
+            click.echo(f"sbx check: {ref}: syscall group definitions, not a profile; skipped (profiles "
+                       f"use the groups in {builtin_dir() / 'groups.yaml'})", err=True)
             continue
         loaded = _load(ref, native, errors, err_out)
         if loaded is not None:

@@ -13,8 +13,11 @@ from .policy.diagnostics import Diagnostic, PolicyError
 
 
 def _warn(diags: list[Diagnostic], sources: dict) -> None:
+    """Diagnostics on stderr, with display paths (profiles/presets/oci-runtime.yaml, not site-packages)."""
+    from .cli_check import _shown, _shown_sources
+    shown = _shown_sources(sources)
     for d in diags:
-        click.echo(d.format(sources), err=True)
+        click.echo(_shown(d).format(shown), err=True)
 
 
 def _write(text: str, output: str | None) -> None:
@@ -35,42 +38,72 @@ def _libseccomp_knows():
     return lambda name: pyseccomp.resolve_syscall(native, name) != -1
 
 
+RUNTIME_FORMATS = ("oci", "docker", "k8s")      # run by runc/crun: the runtime preset applies
+
+
 @click.command()
 @click.argument("profile")
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker", "systemd", "k8s"]), default="docker",
-              show_default=True, help="oci/docker: linux.seccomp JSON; k8s: SeccompProfile + localhost JSON")
+              show_default=True, help="oci/docker: linux.seccomp JSON; k8s: a SeccompProfile manifest "
+              "(+ the localhost JSON with -o)")
 @click.option("-o", "--output", type=click.Path(),
-              help="file (k8s: a directory gets NAME.yaml and NAME.json)")
+              help="file (k8s: FILE.yaml and FILE.json beside it; a directory gets NAME.yaml and NAME.json)")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native", show_default=True,
               help="what 'native' means in the profile")
-def export(profile, fmt, output, arch):
+@click.option("--api-version", type=click.Choice(["v1", "v1beta1"]), default="v1", show_default=True,
+              help="k8s: security-profiles-operator API (v1: operator 1.0+, v1beta1: older)")
+@click.option("--no-runtime-preset", is_flag=True,
+              help="oci/docker/k8s: leave out the calls runc/crun make after installing the filter")
+def export(profile, fmt, output, arch, api_version, no_runtime_preset):
     """Write PROFILE for a container runtime, Kubernetes or systemd.
 
     Rules are first-match in sbx and order-free in libseccomp: each syscall's
     argument space is split exactly and written as entries libseccomp decides
-    the same way.  What a format cannot express is reported on stderr.
+    the same way.  For container runtimes the OCI runtime preset
+    (profiles/presets/oci-runtime.yaml: what runc and crun call after installing
+    the filter) comes first.  What a format cannot express is reported on stderr.
     """
     from . import interop
     prof = _load(profile)
-    an = interop.analyze(prof, _native(arch))
-    if fmt == "systemd":
-        _write(interop.export_systemd(an), output)
-        return
-    if fmt == "k8s":
-        manifest, local, diags = interop.export_k8s(an)
-        _warn(diags, prof.sources)
-        name = interop.k8s_name(prof.name)
-        if output and (os.path.isdir(output) or output.endswith("/")):
-            os.makedirs(output, exist_ok=True)
-            _write(manifest, os.path.join(output, f"{name}.yaml"))
-            _write(local, os.path.join(output, f"{name}.json"))
-            click.echo(f"wrote {os.path.join(output, name)}.yaml and {name}.json", err=True)
+    native = _native(arch)
+    if fmt in RUNTIME_FORMATS:
+        if no_runtime_preset:
+            click.echo("sbx: without the OCI runtime preset (--no-runtime-preset): a profile traced from the "
+                       "command alone stops runc/crun before the command starts", err=True)
         else:
-            _write(f"{manifest}---\n# /var/lib/kubelet/seccomp/profiles/{name}.json\n{local}", output)
+            prof, added = interop.with_runtime_preset(prof, native)
+            click.echo(interop.preset_note(added), err=True)
+    an = interop.analyze(prof, native, low_word=fmt == "k8s")
+    if fmt == "systemd":
+        text, diags = interop.export_systemd(an, known=_libseccomp_knows())
+        _warn(diags, prof.sources)
+        _write(text, output)
+    elif fmt == "k8s":
+        _export_k8s(interop, an, output, api_version)
+    else:
+        spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows())
+        _warn(diags, prof.sources)
+        _write(json.dumps(spec, indent=2) + "\n", output)
+
+
+def _export_k8s(interop, an, output: str | None, api_version: str) -> None:
+    """The manifest alone on stdout (a stream kubectl apply takes); with -o also the localhost JSON."""
+    manifest, local, diags = interop.export_k8s(an, api_version, known=_libseccomp_knows())
+    _warn(diags, an.profile.sources)
+    name = interop.k8s_name(an.profile.name)
+    if not output:
+        click.echo(f"sbx: the localhost JSON profile ({name}.json) is not part of the manifest stream; "
+                   "-o DIR/ writes it beside the manifest", err=True)
+        _write(manifest, None)
         return
-    spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows())
-    _warn(diags, prof.sources)
-    _write(json.dumps(spec, indent=2) + "\n", output)
+    if os.path.isdir(output) or output.endswith("/"):
+        os.makedirs(output, exist_ok=True)
+        yaml_path, json_path = os.path.join(output, f"{name}.yaml"), os.path.join(output, f"{name}.json")
+    else:
+        yaml_path, json_path = output, os.path.splitext(output)[0] + ".json"
+    _write(manifest, yaml_path)
+    _write(local, json_path)
+    click.echo(f"sbx: wrote {yaml_path} (kubectl apply -f) and {json_path} (localhost profile)", err=True)
 
 
 def _caps(text: str) -> frozenset[str]:

@@ -16,8 +16,10 @@ def builtin_dir() -> str:
 
 
 def display_path(path: str) -> str:
-    """profiles/web.yaml for built-ins, a path relative to the cwd below it, else absolute."""
-    if os.path.dirname(os.path.abspath(path)) == builtin_dir():
-        return f"profiles/{os.path.basename(path)}"
+    """profiles/web.yaml for built-ins (and profiles/presets/...), a path relative to the cwd below it,
+    else absolute."""
+    rel_builtin = os.path.relpath(os.path.abspath(path), builtin_dir())
+    if not rel_builtin.startswith(".."):
+        return f"profiles/{rel_builtin}"
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel

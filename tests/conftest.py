@@ -1,8 +1,10 @@
 """Shared test fixtures.
 
-Kernel tests (real seccomp filters, real eBPF, audit netlink) need root. On a
-user's laptop they skip with a reason; in CI ``SBX_REQUIRE_KERNEL=1`` turns
-every such skip into a failure, so a kernel test can never pass by not running.
+Kernel tests (real seccomp filters, real eBPF, audit netlink) need root, and
+system tests (marked ``system``) need Debian's tools and packages (apt-get,
+systemd-analyze, runc). On a user's laptop they skip with a reason; in CI
+``SBX_REQUIRE_KERNEL=1`` turns every such skip into a failure, so neither can
+pass by not running.
 """
 import os
 
@@ -41,7 +43,8 @@ def pytest_runtest_makereport(item, call):
     """In CI, a kernel test that skipped for any reason (not only via need()) fails."""
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_KERNEL and report.skipped and item.get_closest_marker("kernel") is not None:
+    required = item.get_closest_marker("kernel") or item.get_closest_marker("system")
+    if REQUIRE_KERNEL and report.skipped and required is not None:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"kernel test skipped but SBX_REQUIRE_KERNEL=1: {reason}"

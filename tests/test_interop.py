@@ -320,39 +320,116 @@ def test_export_cli_writes_docker_json_and_reports_on_stderr(tmp_path):
     assert "comment" not in oci.stdout and json.loads(oci.stdout)["syscalls"]
 
 
-def test_k8s_export_is_a_manifest_and_the_localhost_profile():
-    res = CliRunner().invoke(cli, ["export", "web", "--format", "k8s"])
+CRD = os.path.join(ROOT, "tests", "fixtures", "spo-seccompprofile-crd-v1.0.0.json")
+
+
+def crd_schema(version):
+    """The CRD's schema as the API server applies it: unknown fields are errors (kubectl's
+    strict field validation; pruned otherwise), int32/int64 bounds, list-type sets unique."""
+    with open(CRD) as fh:
+        crd = json.load(fh)
+
+    def strict(node, top=False):
+        if isinstance(node, list):
+            return [strict(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: strict(v) for k, v in node.items()}
+        if "properties" in node and not top:
+            out["additionalProperties"] = False
+        if node.get("format") == "int64":
+            out["maximum"] = (1 << 63) - 1
+        if node.get("format") == "int32":
+            out["maximum"] = (1 << 31) - 1
+        if node.get("x-kubernetes-list-type") == "set":
+            out["uniqueItems"] = True
+        return out
+    return crd, strict(crd["versions"][version]["openAPIV3Schema"], top=True)
+
+
+def k8s_docs(text):
+    docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    for d in docs:                # what kubectl apply needs of every document
+        assert {"apiVersion", "kind", "metadata"} <= set(d) and d["metadata"]["name"]
+    return docs
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+@pytest.mark.parametrize("ref", builtin_names())
+def test_k8s_export_is_one_manifest_the_crd_schema_accepts(ref, version):
+    import jsonschema
+    res = CliRunner().invoke(cli, ["export", ref, "--format", "k8s", "--api-version", version])
     assert res.exit_code == 0, res.stderr
-    manifest, local = list(yaml.safe_load_all(res.stdout))
-    assert manifest["apiVersion"] == "security-profiles-operator.x-k8s.io/v1beta1"
-    assert manifest["kind"] == "SeccompProfile" and manifest["metadata"]["name"] == "web"
-    assert set(manifest["spec"]) == {"defaultAction", "defaultErrnoRet", "architectures", "syscalls"}
-    assert "localhostProfile: profiles/web.json" in res.stdout
-    oci, _ = interop.export_oci(interop.analyze(load_profile("web")), comments=False)
-    assert manifest["spec"] == oci
-    assert [{k: v for k, v in e.items() if k != "comment"} for e in local["syscalls"]] == oci["syscalls"]
+    [manifest] = k8s_docs(res.stdout)
+    crd, schema = crd_schema(version)
+    assert manifest["apiVersion"] == f"{crd['group']}/{version}" and manifest["kind"] == crd["kind"]
+    jsonschema.validate(manifest, schema)
+    assert "defaultErrnoRet" not in manifest["spec"]
+    assert "note: the SeccompProfile CRD has no defaultErrnoRet" in res.stderr       # EPERM: nothing lost
+    assert "added the OCI runtime preset" in res.stderr
+    assert "localhost JSON profile (" in res.stderr and "-o DIR/" in res.stderr
+    assert f"localhostProfile: operator/{manifest['metadata']['name']}.json" in res.stdout
 
 
-def test_k8s_export_to_a_directory(tmp_path):
+@pytest.mark.parametrize("ref", builtin_names())
+def test_k8s_entries_compare_32_bit_arguments_on_the_low_word_and_decide_like_ours(ref):
+    """Low-word masks (inside 0xffffffff, so int64 holds them) give libseccomp sbx's decisions."""
+    prof = load_profile(ref)
+    spec, _ = interop.export_oci(interop.analyze(prof, low_word=True), comments=False, int64=True)
+    assert all(max(a["value"], a.get("valueTwo", 0)) < 1 << 63 for e in spec["syscalls"] for a in e.get("args", ()))
+    counts, _ = compare_export(prof, spec)
+    assert counts["compared"] > 1024 and counts["high-word"] == 0
+
+
+def test_the_crd_check_can_fail():
+    import jsonschema
+    _, schema = crd_schema("v1")
+    bad = {"apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+           "metadata": {"name": "x"}, "spec": {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38}}
+    with pytest.raises(jsonschema.ValidationError, match="defaultErrnoRet"):
+        jsonschema.validate(bad, schema)
+    bad["spec"] = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["ioctl"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 1 << 63, "op": "SCMP_CMP_EQ"}]}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_k8s_export_warns_when_the_default_errno_is_lost(tmp_path):
+    prof = tmp_path / "enosys.yaml"
+    prof.write_text("name: enosys\ndefault: errno(ENOSYS)\nrules:\n  - allow: [read, write, exit_group]\n")
+    res = CliRunner().invoke(cli, ["export", str(prof), "--format", "k8s"])
+    assert res.exit_code == 0, res.stderr
+    assert f"{prof}:2:10: warning: the SeccompProfile CRD has no defaultErrnoRet" in res.stderr
+    assert "runc then answers EPERM where this profile answers errno(ENOSYS)" in res.stderr
+
+
+def test_k8s_export_to_a_directory_writes_the_localhost_profile(tmp_path):
     res = CliRunner().invoke(cli, ["export", "web", "--format", "k8s", "-o", str(tmp_path) + "/"])
     assert res.exit_code == 0, res.stderr
-    assert json.loads((tmp_path / "web.json").read_text())["syscalls"]
-    assert yaml.safe_load((tmp_path / "web.yaml").read_text())["kind"] == "SeccompProfile"
+    local = json.loads((tmp_path / "web.json").read_text())
+    [manifest] = k8s_docs((tmp_path / "web.yaml").read_text())
+    assert local["defaultErrnoRet"] == 1
+    assert [{k: v for k, v in e.items() if k != "comment"} for e in local["syscalls"]] == \
+        manifest["spec"]["syscalls"]
+    res = CliRunner().invoke(cli, ["export", "web", "--format", "k8s", "-o", str(tmp_path / "w.yaml")])
+    assert res.exit_code == 0 and (tmp_path / "w.json").is_file(), res.stderr
 
 
-def test_systemd_export_allow_list_leaves_argument_checked_calls_denied():
-    text = interop.export_systemd(interop.analyze(load_profile("default")))
+def test_systemd_export_allows_argument_checked_calls_and_says_so():
+    text, diags = interop.export_systemd(interop.analyze(load_profile("default")))
     lines = text.splitlines()
     assert "[Service]" in lines and "SystemCallArchitectures=native" in lines
     assert "SystemCallErrorNumber=EPERM" in lines
     allowed = {w for line in lines if line.startswith("SystemCallFilter=")
                for w in line.split("=", 1)[1].split()}
-    assert {"read", "write", "openat", "socket", "clone"} <= allowed
-    assert not allowed & {"ioctl", "personality", "clone3", "mount", "ptrace"}
+    assert {"read", "write", "openat", "socket", "clone", "ioctl", "personality", "clone3"} <= allowed
+    assert not allowed & {"mount", "ptrace", "kexec_load"}
     assert "RestrictAddressFamilies=~AF_VSOCK" in lines                  # socket: arg0 != AF_VSOCK
-    assert "RestrictNamespaces=~cgroup ipc mnt net pid user uts" in lines  # clone: no CLONE_NEW* flag
-    assert any("ioctl: allowed here only for some arguments" in line for line in lines)
-    assert any(line.startswith("#   errno(ENOSYS) here") and "clone3" in line for line in lines)
+    assert "RestrictNamespaces=~cgroup ipc mnt net pid time user uts" in lines  # no CLONE_NEW* flag
+    said = [d.message for d in diags]
+    assert "systemd allows ioctl: for every argument (systemd cannot check arguments)" in said
+    assert not any("clone:" in m for m in said)           # exactly expressed
+    assert any(m.startswith("kill-process of this profile becomes") and "kexec_load" in m for m in said)
 
 
 def test_systemd_export_deny_list_for_a_default_allow_profile():
@@ -364,9 +441,11 @@ rules:
   - errno(EPERM): socket
     when: ["arg0 == AF_VSOCK"]
 """)
-    lines = interop.export_systemd(interop.analyze(prof)).splitlines()
-    assert "SystemCallFilter=~clone3:ENOSYS ptrace:kill socket:EPERM" in lines
-    assert any("socket: denied here only for some arguments" in line for line in lines)
+    text, diags = interop.export_systemd(interop.analyze(prof))
+    lines = text.splitlines()
+    assert "SystemCallFilter=~clone3:ENOSYS ptrace:kill" in lines        # socket is not denied for all
+    assert "RestrictAddressFamilies=~AF_VSOCK" in lines
+    assert any("errno(EPERM) (EAFNOSUPPORT from RestrictAddressFamilies= instead)" in d.message for d in diags)
 
 
 # ---------------------------------------------------------------- import
@@ -525,3 +604,27 @@ def test_import_of_any_json_gives_a_profile_or_positioned_errors(doc, indent):
         assert all(d.pos is not None for d in err.diagnostics), err.render()
         return
     _profile(out)
+
+
+def test_null_values_are_absent_as_runc_reads_them():
+    """containers-common's seccomp.json has "args": null; Go's decoder reads it as no args."""
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": None, "syscalls": [
+        {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": None, "comment": None,
+         "includes": None, "excludes": {}}]})
+    out, _ = import_text(text)
+    pol = lower(_profile(out))
+    assert evaluate(pol, AUDIT_ARCH["x86_64"], table("x86_64").nr("socket"), (40, 0, 0, 0, 0, 0)).action \
+        == Action("allow")
+    assert pol.default == Action("errno", 1)
+
+
+@pytest.mark.parametrize("name, hint", [("syscall", None), ("recv", None), ("opne", "open"),
+                                        ("open_tree_atr", "open_tree_attr")],
+                         ids=["a real libc name is no typo of afs_syscall", "recv is no typo of recvmsg",
+                              "a swap is a typo", "one letter missing is a typo"])
+def test_unknown_names_get_suggestions_only_for_typos(name, hint):
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": [name, "read"], "action": "SCMP_ACT_ALLOW"}]})
+    _, warnings = import_text(text)
+    [w] = [w for w in warnings if "unknown syscall" in w.message]
+    assert w.hint == (f"did you mean '{hint}'?" if hint else None)

@@ -99,6 +99,18 @@ class Bdd:
                 node = self.mk(base - b, node, 0 if less else 1)
         return node
 
+    def project(self, n: int, first: int) -> int:
+        """*n* with every variable from *first* on existentially dropped (arguments first//64 on)."""
+        memo: dict[int, int] = {}
+
+        def go(n: int) -> int:
+            if n < 2 or self.var[n] >= first:
+                return 0 if n == 0 else 1        # a reduced diagram other than 0 has a path to 1
+            if n not in memo:
+                memo[n] = self.mk(self.var[n], go(self.lo[n]), go(self.hi[n]))
+            return memo[n]
+        return go(n)
+
     # --- sets over one argument
     def support(self, n: int) -> set[int]:
         """The variables set *n* depends on."""
@@ -199,14 +211,14 @@ def _zeros(v: int) -> int:
     return (v & -v).bit_length() - 1 if v else 64
 
 
-def _interval_atoms(lo: int, hi: int) -> list[Atom]:
+def _interval_atoms(lo: int, hi: int, few: int = 4) -> list[Atom]:
     if lo == hi:
         return [("SCMP_CMP_EQ", lo, 0)]
     if lo == 0:      # pick the rounder constant: "< 12" rather than "<= 11"
         return [("SCMP_CMP_LT", hi + 1, 0) if _zeros(hi + 1) >= _zeros(hi) else ("SCMP_CMP_LE", hi, 0)]
     if hi == M64:
         return [("SCMP_CMP_GE", lo, 0) if _zeros(lo) >= _zeros(lo - 1) else ("SCMP_CMP_GT", lo - 1, 0)]
-    if hi - lo < 4:                  # a few values read better one by one
+    if hi - lo < few:                # a few values read better one by one (masks here are 64-bit)
         return [("SCMP_CMP_EQ", v, 0) for v in range(lo, hi + 1)]
     out = []
     while lo <= hi:                  # aligned power-of-two blocks: one masked compare each
@@ -218,8 +230,15 @@ def _interval_atoms(lo: int, hi: int) -> list[Atom]:
     return out
 
 
-def set_atoms(bdd: Bdd, s: int, arg: int) -> list[Atom]:
-    """One argument's set as the fewest libseccomp comparisons whose union it is."""
+def _fits_int64(atoms: list[Atom]) -> bool:
+    return all(v < 1 << 63 and v2 < 1 << 63 for _, v, v2 in atoms)
+
+
+def set_atoms(bdd: Bdd, s: int, arg: int, int64: bool = False) -> list[Atom]:
+    """One argument's set as the fewest libseccomp comparisons whose union it is.
+
+    *int64*: prefer comparisons whose values fit an int64 (Kubernetes' SeccompProfile CRD).
+    """
     n = bdd.count(s, arg)
     if n == M64:                                   # everything but one value
         return [("SCMP_CMP_NE", bdd.first(bdd.neg(s), arg), 0)]
@@ -230,17 +249,22 @@ def set_atoms(bdd: Bdd, s: int, arg: int) -> list[Atom]:
         ("SCMP_CMP_EQ", v, 0) if m == M64 else ("SCMP_CMP_MASKED_EQ", m, v) for m, v in cubes]
     if by_span is None and by_cube is None:
         raise ValueError("argument set too complex")
+    if int64:
+        listed = None if spans is None else [a for lo, hi in spans for a in _interval_atoms(lo, hi, 64)]
+        for atoms in (by_span, listed, by_cube):
+            if atoms is not None and _fits_int64(atoms):
+                return atoms
     # values and ranges read better (and fit the int64 of Kubernetes' CRD): masks where they save a lot
     if by_span is not None and (by_cube is None or 4 * len(by_cube) > len(by_span)):
         return by_span
     return by_cube
 
 
-def render_region(bdd: Bdd, region: int) -> list[tuple[tuple[int, Atom], ...]]:
+def render_region(bdd: Bdd, region: int, int64: bool = False) -> list[tuple[tuple[int, Atom], ...]]:
     """A region as OCI argument lists (an OR of ANDs, one comparison per argument)."""
     out = []
     for box in bdd.boxes(region):
-        per_arg = [[(arg, a) for a in set_atoms(bdd, s, arg)] for arg, s in sorted(box.items())]
+        per_arg = [[(arg, a) for a in set_atoms(bdd, s, arg, int64)] for arg, s in sorted(box.items())]
         out.extend(itertools.product(*per_arg))
     return out
 
@@ -301,8 +325,10 @@ def _pieces(bdd: Bdd, rules: tuple[Rule, ...], wide: bool) -> tuple[list, int]:
     return pieces, bdd.neg(anything)
 
 
-def plan_syscall(bdd: Bdd, name: str, arch: str, rules: tuple[Rule, ...], default: Action) -> SyscallPlan:
-    """Resolve first-match order; use exact low-word masks where 64-bit compares would let more by."""
+def plan_syscall(bdd: Bdd, name: str, arch: str, rules: tuple[Rule, ...], default: Action,
+                 low_word: bool = False) -> SyscallPlan:
+    """Resolve first-match order; use exact low-word masks where 64-bit compares would let more by
+    (or, with *low_word*, wherever a 32-bit argument is compared: masks inside 0xffffffff)."""
     narrow = () if arch == "i386" else tuple(sorted({
         c.arg for r in rules for c in r.conds if c.width == 32 and c.op not in ("&==", "&!=")}))
     pieces, rest = _pieces(bdd, rules, wide=True)
@@ -310,7 +336,7 @@ def plan_syscall(bdd: Bdd, name: str, arch: str, rules: tuple[Rule, ...], defaul
     if narrow:
         exact = SyscallPlan(name, arch, *_pieces(bdd, rules, wide=False), narrow, True)
         looser = bdd.both(plan.permitted(bdd, default), bdd.neg(exact.permitted(bdd, default)))
-        if looser:
+        if looser or low_word:
             return exact
     return plan
 
@@ -325,8 +351,12 @@ class Analysis:
     bdd: Bdd
 
 
-def analyze(profile: Profile, native: str = "x86_64") -> Analysis:
-    """Every ruled syscall of *profile*, by name, its regions resolved (native ABI first)."""
+def analyze(profile: Profile, native: str = "x86_64", low_word: bool = False) -> Analysis:
+    """Every ruled syscall of *profile*, by name, its regions resolved (native ABI first).
+
+    *low_word*: 32-bit arguments always as low-word masks, as the kernel reads
+    them; their values then fit an int64 (Kubernetes' SeccompProfile CRD).
+    """
     policy = lower(profile, native)
     bdd, plans, seen = Bdd(), [], set()
     for ap in policy.arches:
@@ -335,5 +365,5 @@ def analyze(profile: Profile, native: str = "x86_64") -> Analysis:
             name = table.name(nr)
             if name and name not in seen:
                 seen.add(name)
-                plans.append(plan_syscall(bdd, name, ap.arch, ap.rules[nr], policy.default))
+                plans.append(plan_syscall(bdd, name, ap.arch, ap.rules[nr], policy.default, low_word))
     return Analysis(profile, native, resolve_arches(profile.arches.value, native), policy.default, plans, bdd)

@@ -105,17 +105,20 @@ class _Json:
         return False
 
     def fields(self, node, allowed: tuple[str, ...], what: str) -> dict:
+        """The object's known keys; null values count as absent, as runc's Go decoder reads them."""
         if not self.expect(node, "object", what):
             return {}
         out: dict = {}
+        seen: set[str] = set()
         for k, v in node.value:
-            if k.value in out:
+            if k.value in seen:
                 self.say(k, f"duplicate key '{k.value}' in {what}")
             elif k.value not in allowed:
                 self.say(k, f"unknown key '{k.value}' in {what} (ignored)", did_you_mean(k.value, allowed),
                          severity="warning")
-            else:
+            elif self.kind(v) != "null":
                 out[k.value] = v
+            seen.add(k.value)
         return out
 
     def string(self, node, what: str) -> str | None:

@@ -6,7 +6,6 @@ under the offending token (1-based lines and columns), with optional notes
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -68,6 +67,37 @@ class PolicyError(SbxError):
         return f"{body}\n{len(errors)} error{'s' if len(errors) != 1 else ''} in profile"
 
 
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps."""
+    prev2, prev = [], list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            d = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                d = min(d, prev2[j - 2] + 1)
+            cur.append(d)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
+    """A hint naming the candidate *word* is a typo of, or None.
+
+    Only typos are suggested: one edit (two for words longer than 8
+    characters), ignoring case, or *word* being a candidate with a suffix
+    added (SCMP_CMP_EQUAL for SCMP_CMP_EQ).  A name that merely shares a part
+    with a candidate is no typo of it: 'syscall' is not 'afs_syscall', 'recv'
+    is not 'recvmsg'.
+    """
+    w = word.casefold()
+    limit = 1 if len(w) <= 8 else 2
+    best: tuple[float, str] | None = None
+    for c in candidates:
+        k = c.casefold()
+        suffixed = len(k) >= 6 and w.startswith(k)
+        d = _edits(w, k) if abs(len(k) - len(w)) <= limit else limit + 1
+        d = min(d, limit + 1) if suffixed else d        # accepted, after every true typo
+        if (d <= limit or suffixed) and (best is None or (d, c) < best):
+            best = (d, c)
+    return f"did you mean '{best[1]}'?" if best else None

@@ -1,4 +1,4 @@
-"""Exported profiles enforced by a real container runtime: runc runs busybox under them.
+"""Exported profiles enforced by real container runtimes: runc (and crun) run busybox under them.
 
 Each test builds an OCI bundle (a busybox-static rootfs, ``runc spec`` with the
 process and ``linux.seccomp`` replaced by ``sbx export``'s JSON), runs it with a
@@ -9,11 +9,14 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import uuid
 
 import pytest
+from click.testing import CliRunner
 
 from sandbox import interop
+from sandbox.cli import cli
 from sandbox.policy import load_profile
 from tests.conftest import need
 
@@ -51,21 +54,25 @@ def container(tmp_path):
     subprocess.run([RUNC, "spec"], cwd=tmp_path, check=True)
     base = json.loads((tmp_path / "config.json").read_text())
 
-    def run(seccomp: dict | None, *argv: str) -> subprocess.CompletedProcess:
+    def configure(seccomp: dict | None, argv, no_new_privileges: bool = True) -> None:
         config = json.loads(json.dumps(base))
-        config["process"].update(args=list(argv), terminal=False)
+        config["process"].update(args=list(argv), terminal=False, noNewPrivileges=no_new_privileges)
         config["root"]["readonly"] = False
         if seccomp is None:
             config["linux"].pop("seccomp", None)
         else:
             config["linux"]["seccomp"] = seccomp
         (tmp_path / "config.json").write_text(json.dumps(config))
+
+    def run(seccomp: dict | None, *argv: str, no_new_privileges: bool = True) -> subprocess.CompletedProcess:
+        configure(seccomp, argv, no_new_privileges)
         cid = f"sbx-test-{uuid.uuid4().hex[:12]}"
         try:
             return subprocess.run([RUNC, "run", "--bundle", str(tmp_path), cid], capture_output=True,
                                   text=True, timeout=60, stdin=subprocess.DEVNULL)
         finally:
             subprocess.run([RUNC, "delete", "-f", cid], capture_output=True)
+    run.configure = configure          # the bundle alone, for another runtime (crun)
     return run
 
 
@@ -154,3 +161,69 @@ def test_the_builtin_default_profile_with_low_word_masks_runs_a_shell(container)
     assert (res.returncode, res.stdout) == (0, "piped\nmade\n"), res.stderr
     res = container(spec, "/bin/unshare", "-U", "true")
     assert res.returncode != 0 and "Operation not permitted" in res.stderr, res
+
+
+@pytest.fixture
+def traced_busybox(tmp_path):
+    """A profile traced by `sbx trace` from busybox itself (outside any container)."""
+    need(BUSYBOX is not None, "no busybox")
+    out = tmp_path / "traced.yaml"
+    sbx = os.path.join(os.path.dirname(sys.executable), "sbx")
+    res = subprocess.run([sbx, "trace", "-o", str(out), "--", BUSYBOX, "sh", "-c", "echo hi | cat"],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    return str(out)
+
+
+def export_cli(*args: str) -> tuple[dict, str]:
+    res = CliRunner().invoke(cli, ["export", *args, "--format", "oci"])
+    assert res.exit_code == 0, res.stderr
+    return json.loads(res.stdout), res.stderr
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["noNewPrivileges (filter just before exec)",
+                                                      "without noNewPrivileges (Docker's and Kubernetes' default)"])
+def test_a_traced_profile_runs_under_runc_with_the_runtime_preset(container, traced_busybox, nnp):
+    spec, stderr = export_cli(traced_busybox)
+    assert "added the OCI runtime preset (profiles/presets/oci-runtime.yaml)" in stderr
+    assert "getdents64" in stderr                    # the /proc/self/fd sweep was never traced
+    res = container(spec, "/bin/sh", "-c", "echo hi | cat", no_new_privileges=nnp)
+    assert (res.returncode, res.stdout) == (0, "hi\n"), res.stderr
+    # the profile still decides what the preset does not name: mkdir was never traced
+    res = container(spec, "/bin/mkdir", "/tmp/x", no_new_privileges=nnp)
+    assert res.returncode != 0 and "Operation not permitted" in res.stderr, res
+
+
+def test_without_the_runtime_preset_runc_stops_before_the_command(container, traced_busybox):
+    spec, stderr = export_cli(traced_busybox, "--no-runtime-preset")
+    assert "without the OCI runtime preset" in stderr
+    res = container(spec, "/bin/sh", "-c", "echo hi | cat")
+    assert res.returncode != 0 and res.stdout == "" and "/proc/self/fd" in res.stderr, res
+
+
+@pytest.mark.parametrize("preset, nnp, works", [
+    (True, True, True), (True, False, True), (False, False, False)],
+    ids=["crun with the preset, noNewPrivileges", "crun with the preset, without noNewPrivileges",
+         "crun without the preset, without noNewPrivileges: capabilities fail"])
+def test_a_traced_profile_under_crun(container, traced_busybox, tmp_path, preset, nnp, works):
+    """crun installs the filter before setting capabilities when noNewPrivileges is off.
+
+    crun needs a private mount namespace without the cgroup2 `unified` mount
+    on this hybrid-cgroup host (see DESIGN.md); the bundle is the runc one.
+    """
+    crun = shutil.which("crun")
+    need(crun is not None, "crun is not installed (apt-get install crun)")
+    spec, _ = export_cli(traced_busybox, *([] if preset else ["--no-runtime-preset"]))
+    container.configure(spec, ["/bin/sh", "-c", "echo hi | cat"], nnp)
+    cid = f"sbx-crun-{uuid.uuid4().hex[:10]}"
+    script = f"umount /sys/fs/cgroup/unified 2>/dev/null; exec {crun} run --bundle {tmp_path} {cid}"
+    try:
+        res = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        subprocess.run(["unshare", "-m", "sh", "-c", f"umount /sys/fs/cgroup/unified 2>/dev/null; "
+                        f"{crun} delete -f {cid}"], capture_output=True)
+    if works:
+        assert (res.returncode, res.stdout) == (0, "hi\n"), res.stderr
+    else:
+        assert res.returncode != 0 and "Operation not permitted" in res.stdout + res.stderr, res
