@@ -16,7 +16,9 @@ runs under that profile with ``sbx run``:
 - ``MemoryDenyWriteExecute=yes``: mmap W|X, mprotect/pkey_mprotect X -> EPERM.
 
 Denials come first in the profile: of several filters the kernel applies
-the most restrictive verdict, which first-match order reproduces here.
+the most restrictive verdict, which first-match order reproduces here. The
+unit's capabilities (every one, unless the drop-in bounds them) are kept: a
+unit's service does not lose them the way an sbx run does.
 """
 from __future__ import annotations
 
@@ -70,6 +72,10 @@ def simulated_profile(dropin: str, name: str = "systemd-sim") -> str:
     known = syscalls.all_names()
     allowed = sorted(n for n in listed | SYSTEMD_DEFAULT if n in known)
     rules.append(f"  - allow: [{', '.join(allowed)}]")
+    # a unit without CapabilityBoundingSet= keeps every capability of its user (root's: all)
+    from sandbox.kernel.caps import NAMES
+    caps = s.get("CapabilityBoundingSet", [" ".join(NAMES)])[-1].replace("CAP_", "").split()
     return (f"name: {name}\ndescription: what systemd 252 enforces for this drop-in\n"
             f"default: {default}\nunknown: {default}\narches: [native]\nbad_arch: kill-process\n"
+            f"capabilities: [{', '.join(caps)}]\n"
             "rules:\n" + "\n".join(rules) + "\n")
