@@ -164,6 +164,13 @@ class Policy:
                 return ap
         return None
 
+    def origin_of(self, decision: "Decision") -> Origin | None:
+        """Where the profile says what *decision* says: the deciding rule, or the
+        profile-level action (default, unknown, bad_arch) that decided."""
+        if decision.rule is not None:
+            return decision.rule.origin
+        return self.origins.get(decision.reason)
+
 
 @dataclass(frozen=True)
 class Decision:

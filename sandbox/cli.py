@@ -1,7 +1,6 @@
 """The ``sbx`` command line (click).  ``sbx run`` has a fast path in ``sandbox.entry``."""
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -129,21 +128,25 @@ def _parse_int(text: str) -> int:
 @click.argument("args", nargs=-1)
 @click.option("--arch", type=click.Choice(["x86_64", "i386", "x32", "aarch64"]), default=None,
               help="ABI of the call (default: the native one)")
-def explain(profile, syscall, args, arch):
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of text")
+def explain(profile, syscall, args, arch, as_json):
     """Show what PROFILE decides for SYSCALL [ARGS...] and which rule decides it.
 
     SYSCALL is a name or a number; ARGS are numbers or constants (AF_INET, TIOCSTI).
     """
     from bpf_filters import syscalls
-    from bpf_filters.disasm import disassemble
+    from .denials import Attribution
     from .policy import build_filter
+    from .policy.show import action_text
     prof = _load(profile)
     native = _native("native")
     arch = arch or native
     flt = build_filter(prof, native=native)
     table = syscalls.table(arch)
-    if syscall.isdigit() or syscall.lower().startswith("0x"):
-        nr = int(syscall, 0)
+    if syscall[:1].isdigit():
+        nr = _parse_int(syscall)
+        if not 0 <= nr <= 0xFFFFFFFF:
+            raise click.BadParameter(f"syscall number {syscall} is out of range")
         name = table.name(nr) or "?"
     else:
         nr = table.nr(syscall)
@@ -152,22 +155,28 @@ def explain(profile, syscall, args, arch):
             raise click.UsageError(f"unknown syscall '{syscall}' on {arch}" +
                                    (f" (did you mean '{hint}'?)" if hint else ""))
         name = syscall
-    values = [_parse_int(a) for a in args] + [0] * (6 - len(args))
+    if len(args) > 6:
+        raise click.BadParameter("a syscall has at most 6 arguments")
+    values = [_parse_int(a) & 0xFFFF_FFFF_FFFF_FFFF for a in args] + [0] * (6 - len(args))
     ex = flt.explain(syscalls.AUDIT_ARCH[arch], nr, values[:6])
     d = ex.decision
-    click.echo(f"{name} ({nr}) on {arch} with args ({', '.join(hex(v) for v in values[:max(1, len(args))])})")
-    click.echo(f"  decision: {ex.action}")
-    from .paths import display_path
-    if d.rule is not None and d.rule.origin:
-        o = d.rule.origin
-        click.echo(f"  rule:     {display_path(o.file)}:{o.line}: {o.text}")
-        if d.rule.conds:
-            click.echo(f"            when {' and '.join(str(c) for c in d.rule.conds)}")
+    where = Attribution.of(flt.policy, d)
+    if as_json:
+        import json
+        click.echo(json.dumps({
+            "profile": prof.name, "syscall": name, "nr": nr, "arch": arch, "args": values[:6],
+            "decision": action_text(ex.action), "decided_by": where.where(),
+            "conditions": [str(c) for c in d.rule.conds] if d.rule is not None else [],
+            "instructions_executed": ex.result.executed, "instructions": len(flt.insns),
+            "consistent": ex.consistent}))
     else:
-        o = flt.policy.origins.get(d.reason)
-        where = f"{display_path(o.file)}:{o.line}: {o.text}" if o else "(built-in default)"
-        click.echo(f"  rule:     profile {d.reason} action, {where}")
-    click.echo(f"  cost:     {ex.result.executed} BPF instructions executed (of {len(flt.insns)})")
+        click.echo(f"{name} ({nr}) on {arch} with args "
+                   f"({', '.join(hex(v) for v in values[:max(1, len(args))])})")
+        click.echo(f"  decision: {action_text(ex.action)}")
+        click.echo(f"  rule:     {where.where()}")
+        if d.rule is not None and d.rule.conds:
+            click.echo(f"            when {' and '.join(str(c) for c in d.rule.conds)}")
+        click.echo(f"  cost:     {ex.result.executed} BPF instructions executed (of {len(flt.insns)})")
     if not ex.consistent:
         click.echo("  error: the compiled filter disagrees with the policy; please report this", err=True)
         sys.exit(1)

@@ -189,62 +189,6 @@ def unobservable(policy) -> list[str]:
     return sorted(k for k in kinds if k in _LOGGED_NAME and _LOGGED_NAME[k] not in logged)
 
 
-ENOSYS = 38
-
-
-class DenialRow:
-    """One line of the verify report: a distinct (ABI, syscall, action) and its count."""
-
-    def __init__(self, label: str, count: int, action: str, rule: str, fallback: bool):
-        self.label, self.count, self.action, self.rule = label, count, action, rule
-        self.fallback = fallback      # errno(ENOSYS) by design: the caller falls back
-
-
-def denial_rule(policy, arch: str, nr: int, action: str):
-    """(Action, "file:line: text") of the rule that produced a denial seen in the audit log.
-
-    Audit records carry neither the arguments nor the errno, so the rule is the
-    one the zero-argument call reaches if its action matches, else the first rule
-    for the syscall with that action, else the profile-level action.
-    """
-    from bpf_filters import syscalls
-    from bpf_filters.ir import evaluate
-    from .paths import display_path
-    if arch not in syscalls.ARCHES:
-        return policy.bad_arch, f"bad_arch action ({policy.bad_arch})"
-    full = syscalls.seccomp_nr(arch, nr)
-    dec = evaluate(policy, syscalls.AUDIT_ARCH[arch], full)
-    rule, reason, act = dec.rule, dec.reason, dec.action
-    if dec.action.kind != action:
-        ap = policy.arch(arch)
-        rule = next((r for r in (ap.rules.get(full, ()) if ap else ()) if r.action.kind == action), None)
-        reason = next((k for k in ("default", "unknown") if getattr(policy, k).kind == action), reason)
-        act = rule.action if rule is not None else getattr(policy, reason, None)
-    if rule is not None and rule.origin is not None:
-        return act, f"{display_path(rule.origin.file)}:{rule.origin.line}: {rule.origin.text}"
-    o = policy.origins.get(reason)
-    where = f"{display_path(o.file)}:{o.line}: {o.text}" if o else "built-in"
-    return act, f"{reason} action, {where}"
-
-
-def summarize(denials, policy) -> list[DenialRow]:
-    """A row per distinct (arch, nr, action), most frequent first."""
-    from bpf_filters import syscalls
-    counts: dict[tuple, int] = {}
-    for d in denials:
-        key = (d.arch, d.nr, d.action)
-        counts[key] = counts.get(key, 0) + (d.count or 1)
-    rows = []
-    native = _native()
-    for (arch, nr, action), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][1])):
-        name = syscalls.name_of(arch, nr)
-        label = f"{name or '#' + str(nr)} ({nr})" + ("" if arch == native else f" [{arch}]")
-        act, rule = denial_rule(policy, arch, nr, action)
-        fallback = act is not None and act.kind == "errno" and act.data == ENOSYS
-        rows.append(DenialRow(label, n, action, rule, fallback))
-    return rows
-
-
 def _audit_readable() -> bool:
     from .kernel.netlink import open_audit_readlog
     try:
@@ -252,10 +196,6 @@ def _audit_readable() -> bool:
     except OSError:
         return False
     return True
-
-
-_ACTION_NAMES = {0x80000000: "kill-process", 0: "kill-thread", 0x30000: "trap", 0x50000: "errno",
-                 0x7FC00000: "notify", 0x7FFC0000: "log", 0x7FF00000: "trace"}
 
 
 class _TreeAudit:
@@ -280,14 +220,8 @@ class _TreeAudit:
                  "may be missed")
 
     def denials(self) -> list:
-        from bpf_filters.syscalls import reported_nr
-        from .report import Denial
-        out = []
-        for r in self.reader.sync(timeout=5.0):
-            arch = r.arch_name
-            nr = reported_nr(arch, r.nr)
-            out.append(Denial(arch, nr, _ACTION_NAMES.get(r.action, hex(r.action)), r.pid, r.comm))
-        return out
+        from .denials import Denial
+        return [Denial.from_audit(r) for r in self.reader.sync(timeout=5.0)]
 
     def close(self) -> None:
         if self.reader is not None:
@@ -391,22 +325,20 @@ def verify(profile, timeout, allow_unobserved, strict, command):
     finally:
         if tree is not None:
             tree.close()
-    denials = [d for d in denials if d.action != "log"]     # RET_LOG lets the call through
     sys.exit(_verdict(command, profile, policy, denials, status, deadline.expired, timeout, observed,
                       strict))
 
 
-def _print_rows(rows: list[DenialRow]) -> None:
+def _print_rows(rows) -> None:
     click.echo(f"  {'SYSCALL':28} {'COUNT':>6}  {'ACTION':13} RULE", err=True)
     for r in rows:
         click.echo(f"  {r.label:28} {r.count:>6}  {r.action:13} {r.rule}", err=True)
 
 
 def _verdict(command, profile, policy, denials, status, expired, timeout, observed, strict) -> int:
+    from .denials import judge, summarize
     cmd = os.path.basename(command[0])
-    rows = summarize(denials, policy)
-    fallbacks = [r for r in rows if r.fallback and not strict]
-    failing = [r for r in rows if r not in fallbacks]
+    failing, fallbacks = judge(summarize(denials, policy, _native()), strict)
     if fallbacks:
         n = sum(r.count for r in fallbacks)
         _say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from bpf_filters import syscalls
+
 from . import refine as rf
 from .paths import display_path
 
@@ -154,13 +156,10 @@ class _Explainer:
         self.policy = lower(load_profile(ref), native_arch())
 
     def rule(self, ev) -> str:
+        from .denials import attribute
         if ev.arch not in ("x86_64", "i386", "x32"):
             return "?"
-        dec = rf.decide(self.policy, rf.Observation(ev.arch, ev.nr, ev.args))
-        if dec.rule is not None and dec.rule.origin is not None:
-            return f"{display_path(dec.rule.origin.file)}:{dec.rule.origin.line}"
-        o = self.policy.origins.get(dec.reason)
-        return f"{dec.reason} ({display_path(o.file)}:{o.line})" if o else dec.reason
+        return attribute(self.policy, ev.arch, ev.nr, ev.args).where(with_text=False)
 
 
 class _Printer:
@@ -185,7 +184,7 @@ class _Printer:
     def record(self, ev) -> dict:
         rec = {"time": round((ev.time_ns + self.offset_ns) / 1e9, 6), "pid": ev.pid,
                "tid": ev.tid, "comm": ev.comm, "arch": ev.arch, "nr": ev.nr,
-               "syscall": rf.Observation(ev.arch, ev.nr).name(), "action": ev.action,
+               "syscall": syscalls.name_of(ev.arch, ev.nr), "action": ev.action,
                "errno": ev.errno, "args": list(ev.args or ())}
         if self.explain is not None:
             rec["rule"] = self.explain.rule(ev)
@@ -195,7 +194,7 @@ class _Printer:
         stamp = time.strftime("%H:%M:%S", time.localtime((ev.time_ns + self.offset_ns) / 1e9))
         millis = (ev.time_ns + self.offset_ns) // 1_000_000 % 1000
         who = f"{ev.comm}[{ev.pid}" + (f"/{ev.tid}]" if ev.tid != ev.pid else "]")
-        name = rf.Observation(ev.arch, ev.nr).name() or f"#{ev.nr}"
+        name = syscalls.name_of(ev.arch, ev.nr) or f"#{ev.nr}"
         abi = "" if ev.arch == "x86_64" else f"[{ev.arch}] "
         args = ", ".join(hex(a) for a in (ev.args or ())[:_arg_count(name)])
         rule = f"  <- {self.explain.rule(ev)}" if self.explain is not None else ""
@@ -232,7 +231,7 @@ def _print_counters(counters: dict, printer: _Printer, seconds: float) -> None:
     if denials:
         say(f"  {'COUNT':>8}  {'SYSCALL':24} {'ARCH':7} ACTION")
     for (arch, nr, action), n in sorted(denials.items(), key=lambda kv: (-kv[1], kv[0])):
-        name = rf.Observation(arch, nr).name() or "?"
+        name = syscalls.name_of(arch, nr) or "?"
         say(f"  {n:>8}  {f'{name} ({nr})':24} {arch:7} {action}")
     full = {k: v for k, v in counters["map_full"].items() if v}
     if full:
@@ -288,7 +287,8 @@ def refine(profile, source, output, broad):
                    f"{sum(o.count for o in observations)} denials)", err=True)
 
 
-def _read_denials(source: str) -> list[rf.Observation]:
+def _read_denials(source: str) -> list:
+    from .denials import Denial
     from .kernel.audit import parse_record
     stream = sys.stdin if source == "-" else None
     try:
@@ -307,8 +307,7 @@ def _read_denials(source: str) -> list[rf.Observation]:
             continue
         record = parse_record(text) if "audit(" in text else None
         if record is not None and record.arch_name in ("x86_64", "i386", "x32"):
-            nr = record.nr & ~0x40000000 if record.arch_name == "x32" else record.nr
-            out.append(rf.Observation(record.arch_name, nr, None, 1))
+            out.append(Denial.from_audit(record))
         elif text.strip() and not text.lstrip().startswith("#"):
             ignored += 1
     if ignored:

@@ -41,12 +41,6 @@ def count_allowed(ref: str, native: str) -> int:
     return len(allowed_syscalls(lower(load_profile(ref), native), native))
 
 
-def expected_denial(denial, native: str) -> bool:
-    """clone3 -> ENOSYS is by design: glibc then falls back to clone."""
-    return (denial.arch == native and denial.action == "errno"
-            and syscalls.table(native).name(denial.nr) == "clone3")
-
-
 def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
                    ) -> tuple[int, list]:
     """Run *argv* under the profile with every denial audited (and counted by the
@@ -65,17 +59,6 @@ def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
     except LaunchError as err:
         raise tr.TraceError(str(err), err.status) from err
     return code, denials
-
-
-def _denial_lines(denials: list, native: str) -> list[str]:
-    counts: dict[tuple[str, str, str], int] = {}
-    for d in denials:
-        table = syscalls.table(d.arch) if d.arch in syscalls.ARCHES else None
-        name = (table.name(d.nr) if table else None) or f"#{d.nr}"
-        key = (name, d.arch, d.action)
-        counts[key] = counts.get(key, 0) + (d.count or 1)
-    return [f"  {name}{'' if arch == native else f' [{arch}]'}: {n} x {action}"
-            for (name, arch, action), n in sorted(counts.items())]
 
 
 def _base_ref(base: str, output: str) -> str:
@@ -166,15 +149,21 @@ def trace(output, backend, merges, base, name, verify, command):
 
 
 def _verify(command: list[str], output: str, native: str) -> int:
+    """The same verdict as ``sbx verify``: errno(ENOSYS) answered by a rule of the
+    profile is a fallback by design, every other denial fails."""
+    from .denials import judge, summarize
+    from .policy import load_profile, lower
     _say(f"verifying: running {command[0]} under {display_path(output)}")
     code, denials = verify_profile(command, os.path.abspath(output))
-    wanted = [d for d in denials if not expected_denial(d, native)]
-    by_design = len(denials) - len(wanted)
-    extra = f" (and {by_design} clone3 -> ENOSYS by design)" if by_design else ""
-    if wanted:
-        _say(f"verify: {len(wanted)} denials under the generated profile{extra}:")
-        for line in _denial_lines(wanted, native):
-            click.echo(line, err=True)
+    failing, fallbacks = judge(summarize(denials, lower(load_profile(os.path.abspath(output)), native),
+                                         native))
+    by_design = sum(r.count for r in fallbacks)
+    extra = (f" (and {by_design} answered ENOSYS by design: "
+             f"{', '.join(r.label for r in fallbacks)})" if by_design else "")
+    if failing:
+        _say(f"verify: {sum(r.count for r in failing)} denials under the generated profile{extra}:")
+        for r in failing:
+            click.echo(f"  {r.label}: {r.count} x {r.action} ({r.rule})", err=True)
         return 1
     _say(f"verify: 0 denials{extra}; {command[0]} exited with status {code}")
-    return 0
+    return code

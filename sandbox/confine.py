@@ -34,6 +34,7 @@ MODES = ("enforce", "best-effort")
 # the words of filesystem: sections -> Landlock rights (kernel.landlock.FS_RIGHTS)
 RIGHT_WORDS = {
     "read": ("read_file", "read_dir"),
+    "list": ("read_dir",),
     "write": ("write_file", "truncate", "make_reg", "make_dir", "make_sym", "make_sock",
               "make_fifo", "remove_file", "remove_dir", "refer"),
     "exec": ("execute",),
@@ -63,14 +64,16 @@ class Spec:
     built-in profile) is skipped quietly when it does not exist.
     """
 
-    __slots__ = ("caps", "scoped", "mode", "fs", "net")
+    __slots__ = ("caps", "scoped", "mode", "fs", "net", "net_builtin")
 
-    def __init__(self, caps=(), scoped=SCOPE_NAMES, mode: str = "enforce", fs=None, net=None):
+    def __init__(self, caps=(), scoped=SCOPE_NAMES, mode: str = "enforce", fs=None, net=None,
+                 net_builtin: bool = False):
         self.caps = tuple(caps)              # kept capabilities, names without CAP_
         self.scoped = tuple(s for s in SCOPE_NAMES if s in scoped)
         self.mode = mode
         self.fs = None if fs is None else tuple(fs)
         self.net = None if net is None else {k: (v if v == ANY else tuple(v)) for k, v in net.items()}
+        self.net_builtin = net_builtin       # ports of a built-in profile: unset ${VARS} are quiet
 
     def lines(self) -> list[str]:
         """The cache's text form, one item per line."""
@@ -83,14 +86,15 @@ class Spec:
         if self.net is not None:
             for key in NET_KEYS:
                 value = self.net.get(key, ANY)
-                out.append(f"net {key} {ANY if value == ANY else ','.join(value) or '-'}")
+                out.append(f"net{'?' if self.net_builtin else ''} {key} "
+                           f"{ANY if value == ANY else ','.join(value) or '-'}")
         return out
 
     @classmethod
     def from_lines(cls, lines: list[str]) -> "Spec":
         """Inverse of ``lines``; ValueError for anything else (a damaged cache entry)."""
         fields: dict[str, list[str]] = {}
-        fs, net = None, None
+        fs, net, net_builtin = None, None, False
         for line in lines:
             key, _, value = line.partition(" ")
             if key == "fs-section" and fs is None:
@@ -100,7 +104,8 @@ class Spec:
                 if word not in FS_KEYS or not path:
                     raise ValueError(f"bad spec line {line!r}")
                 fs.append((word, path, key == "fs?"))
-            elif key == "net":
+            elif key in ("net", "net?"):
+                net_builtin = key == "net?"
                 which, _, ports = value.partition(" ")
                 net = net or {}
                 if which not in NET_KEYS or which in net:
@@ -116,7 +121,7 @@ class Spec:
         if any(number(c) is None for c in fields["caps"]) or \
                 not set(fields["scope"]) <= set(SCOPE_NAMES) or fields["landlock"][0] not in MODES:
             raise ValueError("bad spec values")
-        return cls(fields["caps"], fields["scope"], fields["landlock"][0], fs, net)
+        return cls(fields["caps"], fields["scope"], fields["landlock"][0], fs, net, net_builtin)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Spec) and self.lines() == other.lines()
@@ -263,12 +268,13 @@ def _listdir(path: str) -> list[tuple[str, bool | None]]:
         return []
 
 
-def _ports(values, env: dict, notes: list[str]) -> list[int]:
+def _ports(values, env: dict, notes: list[str], quiet: bool) -> list[int]:
     out = []
     for v in values:
         text, why = expand(v, env)
         if text is None:
-            notes.append(f"port {v} skipped: {why}")
+            if not quiet:
+                notes.append(f"port {v} skipped: {why}")
             continue
         if not text.isdigit() or not 0 <= int(text) <= 65535:
             notes.append(f"port {v} skipped: {text!r} is not a TCP port")
@@ -337,10 +343,10 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
             b, c = spec.net.get("bind", ANY), spec.net.get("connect", ANY)
             if b != ANY:
                 net_handled |= landlock.NET_RIGHTS["bind_tcp"][0]
-                bind = _ports(b, env, notes) + list(extra_ports)
+                bind = _ports(b, env, notes, spec.net_builtin) + list(extra_ports)
             if c != ANY:
                 net_handled |= landlock.NET_RIGHTS["connect_tcp"][0]
-                connect = _ports(c, env, notes) + list(extra_ports)
+                connect = _ports(c, env, notes, spec.net_builtin) + list(extra_ports)
     if not (fs_handled or net_handled):
         return None
     ruleset = landlock.Ruleset(fs=fs_handled, net=net_handled)

@@ -21,7 +21,7 @@ class RunOptions:
     def __init__(self, argv: list[str], profile: str = "default", mode: str = "enforce",
                  log: bool = False, monitor: bool = False, use_cache: bool = True,
                  env: dict | None = None, quiet: bool = False, on_denials=None, on_spawn=None,
-                 allow_ports: tuple[int, ...] = ()):
+                 allow_ports: tuple[int, ...] = (), json: bool = False, output: str | None = None):
         self.argv, self.profile, self.mode = argv, profile, mode
         self.on_spawn = on_spawn        # called with the child's pid right after fork
         self.on_denials = on_denials    # called with the list of report.Denial after exit
@@ -29,6 +29,7 @@ class RunOptions:
         self.monitor = monitor      # eBPF denial monitor, summary after exit
         self.use_cache, self.env, self.quiet = use_cache, env, quiet
         self.allow_ports = tuple(allow_ports)   # --allow-port: TCP ports for bind and connect
+        self.json, self.output = json, output   # summary as JSON; denials as JSON lines to a file
 
 
 class Compiled:
@@ -93,7 +94,6 @@ def run(opts: RunOptions) -> int:
         raise LaunchError(f"cannot confine {opts.argv[0]}: sbx cannot protect itself from it: "
                           f"{err.strerror}; the command was not run") from err
     compiled = compile_profile(opts.profile, opts.mode, opts.use_cache)
-    flags = seccomp.SECCOMP_FILTER_FLAG_LOG if (opts.log or opts.mode == "complain") else 0
     from . import confine
     from .report import Reporter                      # audit/monitor channels, import-light
     env = dict(os.environ) if opts.env is None else opts.env
@@ -106,9 +106,17 @@ def run(opts: RunOptions) -> int:
                   "kernel: " + "; ".join(confinement.unenforced))
         for note in confinement.notes:
             _note(f"profile {compiled.name}: {note}")
-    reporter = Reporter(compiled, opts)
+    reporter = Reporter(compiled, opts.argv[0], mode=opts.mode,
+                        summary=opts.log or opts.mode == "complain", monitor=opts.monitor,
+                        quiet=opts.quiet, as_json=opts.json, output=opts.output,
+                        on_denials=opts.on_denials)
     try:
         reporter.start()
+        # As root, the kernel is asked to log every denial (audit type 1326), so
+        # that sbx can say what was denied even in a plain run; the monitor sees
+        # denials without it.
+        log = opts.log or opts.mode == "complain" or (reporter.audit_fd >= 0 and not opts.monitor)
+        flags = seccomp.SECCOMP_FILTER_FLAG_LOG if log else 0
         plan = spawn.prepare(opts.argv, env, steps=confinement.steps,
                              seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
                              wait_go=reporter.needs_go)

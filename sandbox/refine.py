@@ -24,10 +24,11 @@ import yaml
 from bpf_filters import syscalls
 from bpf_filters.ir import Decision, Policy, evaluate
 
-from .policy.constants import CONSTANTS
 from bpf_filters.syscalls.signatures import arg_width, fits
+
+from .denials import Attribution, Denial
+from .policy.constants import CONSTANTS
 from .policy.show import action_text
-from .paths import display_path
 
 MAX_TUPLES = 8          # more distinct argument combinations than this: allow the name
 NONNULL = -1            # projection of a non-NULL pointer argument
@@ -67,22 +68,6 @@ class RefineError(Exception):
     """The denials or the profile cannot be refined; str() is one clear line."""
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One denial record: a syscall of *arch* (x32 bit removed), its
-    arguments when known, and how many times it was seen."""
-    arch: str
-    nr: int
-    args: tuple[int, ...] | None = None
-    count: int = 1
-
-    def key_nr(self) -> int:
-        return syscalls.seccomp_nr(self.arch, self.nr)
-
-    def name(self) -> str | None:
-        return syscalls.name_of(self.arch, self.nr)
-
-
 @dataclass
 class Change:
     """One rule to add: ``allow: names`` with optional ``when:`` conditions."""
@@ -91,7 +76,7 @@ class Change:
     denials: int
     why: list[str]                                  # one comment line per syscall
     overrides: list[str] = field(default_factory=list)   # rules denying on purpose (--broad)
-    members: list[Observation] = field(default_factory=list)  # the denials it allows
+    members: list[Denial] = field(default_factory=list)  # the denials it allows
 
 
 @dataclass
@@ -107,7 +92,7 @@ class Skip:
 class Plan:
     changes: list[Change]
     skipped: list[Skip]
-    observations: list[Observation]
+    observations: list[Denial]
 
     @property
     def allowed(self) -> int:
@@ -116,9 +101,10 @@ class Plan:
 
 # -- reading records --------------------------------------------------------------
 
-def parse_json_line(text: str) -> Observation | None:
-    """One JSON line of ``sbx monitor --json`` (or any object with arch and nr
-    or syscall); None for blank lines, comments and objects that are no denial."""
+def parse_json_line(text: str) -> Denial | None:
+    """One JSON line of ``sbx monitor --json`` or ``sbx run -o`` (any object with
+    arch and nr or syscall); None for blank lines, comments and objects that
+    are no denial."""
     text = text.strip()
     if not text or text.startswith("#"):
         return None
@@ -126,25 +112,12 @@ def parse_json_line(text: str) -> Observation | None:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
         raise RefineError(f"not JSON ({err.msg})") from err
-    if not isinstance(obj, dict) or ("nr" not in obj and "syscall" not in obj):
-        return None
-    arch = obj.get("arch") or "x86_64"
-    if arch not in syscalls.ARCHES:
-        raise RefineError(f"unknown arch {arch!r}")
-    nr = obj.get("nr")
-    if not isinstance(nr, int):
-        nr = syscalls.table(arch).nr(str(obj.get("syscall")))
-        if nr is None:
-            raise RefineError(f"unknown syscall {obj.get('syscall')!r} on {arch}")
-    args = obj.get("args")
-    if args is not None:
-        if not (isinstance(args, list) and all(isinstance(a, int) for a in args) and len(args) <= 6):
-            raise RefineError("args must be a list of at most 6 integers")
-        args = tuple(a & 0xFFFF_FFFF_FFFF_FFFF for a in args) + (0,) * (6 - len(args))
-    count = obj.get("count", 1)
-    if not isinstance(count, int) or count < 1:
-        raise RefineError("count must be a positive integer")
-    return Observation(arch, syscalls.reported_nr(arch, nr), args, count)
+    except RecursionError as err:
+        raise RefineError("JSON nested too deeply") from err
+    try:
+        return Denial.from_json(obj)
+    except ValueError as err:
+        raise RefineError(str(err)) from err
 
 
 # -- naming values ------------------------------------------------------------------
@@ -226,17 +199,19 @@ def _socket_type(value: int) -> str:
 
 # -- planning -----------------------------------------------------------------------
 
-def merge_observations(observations: list[Observation]) -> list[Observation]:
+def merge_observations(observations: list[Denial]) -> list[Denial]:
     """Identical calls (arch, number, arguments) folded into one, counts summed."""
     counts: dict[tuple, int] = {}
     for o in observations:
         key = (o.arch, o.nr, o.args)
         counts[key] = counts.get(key, 0) + o.count
-    return [Observation(arch, nr, args, n) for (arch, nr, args), n in counts.items()]
+    return [Denial(arch, nr, "errno", args=args, count=n) for (arch, nr, args), n in counts.items()]
 
 
-def decide(policy: Policy, obs: Observation) -> Decision:
-    return evaluate(policy, syscalls.AUDIT_ARCH[obs.arch], obs.key_nr(), obs.args or ZERO_ARGS)
+def decide(policy: Policy, obs: Denial) -> Decision:
+    """What *policy* decides for the denied call (exactly, with its arguments if known)."""
+    return evaluate(policy, syscalls.AUDIT_ARCH[obs.arch], syscalls.seccomp_nr(obs.arch, obs.nr),
+                    obs.args or ZERO_ARGS)
 
 
 def _rules_of(policy: Policy, name: str):
@@ -249,24 +224,15 @@ def _rules_of(policy: Policy, name: str):
 
 
 def _where(decision: Decision, policy: Policy) -> str:
-    if decision.rule is not None and decision.rule.origin is not None:
-        o = decision.rule.origin
-        return f"{display_path(o.file)}:{o.line} ({_rule_text(o.text)})"
-    o = policy.origins.get(decision.reason)
-    at = f" ({display_path(o.file)}:{o.line})" if o else ""
-    return f"the profile {decision.reason}{at}"
+    return Attribution.of(policy, decision).phrase()
 
 
-def _rule_text(text: str) -> str:
-    return text[2:] if text.startswith("- ") else text
-
-
-def plan_changes(policy: Policy, observations: list[Observation], broad: bool = False) -> Plan:
+def plan_changes(policy: Policy, observations: list[Denial], broad: bool = False) -> Plan:
     """What to add so that every denial in *observations* is allowed, and what not to."""
     plan = Plan([], [], list(observations))
-    groups: dict[str, list[tuple[Observation, Decision]]] = {}
+    groups: dict[str, list[tuple[Denial, Decision]]] = {}
     for obs in merge_observations(observations):
-        name = obs.name()
+        name = obs.name
         if name is None:
             plan.skipped.append(Skip(f"#{obs.nr} ({obs.arch})", obs.count,
                                      "not in the syscall table; no rule can name it"))
@@ -317,7 +283,7 @@ def _plan_one(policy: Policy, name: str, seen, broad: bool, skipped: list[Skip])
     rules = _rules_of(policy, name)
     groups = _narrow(name, [o for o, _ in seen], rules)
     if groups is None:
-        on_purpose = sorted({f"{display_path(r.origin.file)}:{r.origin.line} ({_rule_text(r.origin.text)})"
+        on_purpose = sorted({_where(Decision(r.action, r, "rule"), policy)
                              for r in rules if r.action.denies and r.origin is not None})
         if on_purpose and not broad:
             skipped.append(Skip(name, sum(o.count for o, _ in seen),
@@ -353,7 +319,7 @@ def _tested_args(rules) -> dict[int, bool]:
     return out
 
 
-def _narrow(name: str, seen: list[Observation], rules) -> list[tuple[list[str], set[int]]] | None:
+def _narrow(name: str, seen: list[Denial], rules) -> list[tuple[list[str], set[int]]] | None:
     """Rules (condition texts, ids of the observations each admits) that admit
     exactly the seen argument combinations, or None when that is not possible."""
     if any(o.args is None for o in seen):
@@ -379,7 +345,7 @@ def _is_pointer(name: str, arg: int) -> bool:
     return bool(sig and arg < len(sig) and sig[arg].pointer)
 
 
-def _project(name: str, obs: Observation, arg: int, null_class: bool) -> int:
+def _project(name: str, obs: Denial, arg: int, null_class: bool) -> int:
     width = arg_width(obs.arch, name, arg)
     value = obs.args[arg] & ((1 << width) - 1)
     if null_class:
@@ -434,7 +400,7 @@ def render_rules(plan: Plan, indent: int, source: str = "", detail: bool = True)
         counts: dict[str, int] = {}
         for c in plan.changes:
             for o in c.members:
-                counts[o.name()] = counts.get(o.name(), 0) + o.count
+                counts[o.name] = counts.get(o.name, 0) + o.count
         summary = ", ".join(f"{n} x{k}" for n, k in counts.items())
         lines.append(f"{pad}# added by sbx refine from {plan.allowed} denial"
                      f"{'s' if plan.allowed != 1 else ''}{f' in {source}' if source else ''}: {summary}")
@@ -499,7 +465,7 @@ def check_refined(old: Policy, new: Policy, plan: Plan) -> None:
         for obs in c.members:
             if decide(new, obs).action.denies:
                 raise RefineError(f"internal error: the refined profile still denies "
-                                  f"{obs.name()} with args {obs.args}")
+                                  f"{obs.name} with args {obs.args}")
     added = {n for c in plan.changes for n in c.names}
     for ap in old.arches:
         table = syscalls.table(ap.arch)

@@ -2,8 +2,11 @@
 
 Channels: the audit read-log socket (opened before fork, cheaply; parsed only
 when something has to be explained) and, with ``--monitor``, the eBPF probe.
-Numbers are mapped back to the profile rule that decided them through the
-compiler's source map (the policy IR).
+Every record becomes a ``denials.Denial``, attributed to the rule of the
+profile that decided it (``denials.attribute``); the table is
+``denials.summarize``'s, and the rules that would allow the denied calls come
+from ``refine``'s planner, the same one ``sbx refine`` uses. Reporting never
+changes the command's status: a failure here is one line on stderr.
 """
 from __future__ import annotations
 
@@ -17,48 +20,72 @@ SIGSYS = signal.SIGSYS
 
 
 def _say(msg: str) -> None:
-    print(f"sbx: {msg}", file=sys.stderr)
+    try:
+        print(f"sbx: {msg}", file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
-class Denial:
-    __slots__ = ("arch", "nr", "action", "pid", "comm", "args", "count")
-
-    def __init__(self, arch: str, nr: int, action: str, pid: int, comm: str, args=None, count=1):
-        self.arch, self.nr, self.action, self.pid, self.comm = arch, nr, action, pid, comm
-        self.args, self.count = args, count
+def _line(text: str) -> None:
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 class Reporter:
-    def __init__(self, compiled, opts):
-        self.compiled, self.opts = compiled, opts
+    """Collects the denials of one run and reports them after the command exited.
+
+    *summary*: list every denial (--log, --monitor, complain mode); *as_json*:
+    the summary as one JSON document on stderr; *output*: write the denials as
+    JSON lines there (what ``sbx refine --from`` reads); *on_denials*: called
+    with the list (``sbx verify``).
+    """
+
+    def __init__(self, compiled, argv0: str, *, mode: str = "enforce", summary: bool = False,
+                 monitor: bool = False, quiet: bool = False, as_json: bool = False,
+                 output: str | None = None, on_denials=None):
+        self.compiled, self.argv0, self.mode = compiled, argv0, mode
+        self.summary, self.monitor, self.quiet = summary or monitor, monitor, quiet
+        self.as_json, self.output, self.on_denials = as_json, output, on_denials
         self.audit_fd = -1
         self.probe = None
         self.pid = None
-        self.wants_summary = opts.log or opts.mode == "complain" or opts.monitor
-        self._monitor_counters = None      # --monitor: the probe's counters, read after exit
-        self._mon_policy = None
+        self._counters = None
+        self._policy_cache = None
         self._listened = True
-        self.collect_always = opts.on_denials is not None
 
     @property
     def needs_go(self) -> bool:
         return self.probe is not None
 
+    @property
+    def observes(self) -> bool:
+        """Denials can be read (audit socket or eBPF probe)."""
+        return self.audit_fd >= 0 or self.probe is not None
+
     def start(self) -> None:
-        self.audit_fd = -1
+        """Open the channels; raises LaunchError when --monitor cannot be set up
+        (the command must not start unmonitored when monitoring was asked for)."""
         if os.geteuid() == 0:
             from .kernel.netlink import open_audit_readlog
             try:
                 self.audit_fd = open_audit_readlog()
-            except OSError:
-                pass
-        if self.opts.monitor:
+            except OSError as err:
+                if self.summary and not self.monitor:
+                    _say(f"cannot read seccomp audit records ({err.strerror}); denials will not "
+                         "be listed")
+        if self.monitor:
+            from .errors import LaunchError
             from .monitor import Probe, ProbeUnavailable
             try:
                 self.probe = Probe("monitor")
             except ProbeUnavailable as e:
-                _say(f"monitor unavailable: {e}; running without it")
-        if self.wants_summary and self.audit_fd < 0 and self.probe is None:
+                self.stop()
+                raise LaunchError(f"cannot start the eBPF monitor: {e}; the command was not run "
+                                  "(run without --monitor, or with --log to read audit records "
+                                  "instead)") from e
+        elif self.summary and self.audit_fd < 0 and os.geteuid() != 0:
             _say("cannot read seccomp audit records (needs root / CAP_AUDIT_READ); "
                  "denials will not be listed")
 
@@ -77,32 +104,48 @@ class Reporter:
 
     # -- after the command exited ------------------------------------------
     def finish(self, pid: int, status: int) -> None:
-        self.pid = self.pid or pid
-        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == SIGSYS
-        if not (killed or self.wants_summary or self.collect_always):
-            self.stop()
-            return
+        """Report; never raises (the command has run: its status is what sbx returns)."""
         try:
-            denials = self._collect(killed)
-            if self.opts.on_denials is not None:
-                self.opts.on_denials(denials)
-            if killed:
-                self._explain_kill(denials)
-            if self.wants_summary and not self.opts.quiet:
-                self._summary(denials)
+            self._finish(pid, status)
+        except Exception as err:                      # noqa: BLE001 - reporting is best effort
+            _say(f"could not report the denials: {type(err).__name__}: {err}")
         finally:
             self.stop()
 
-    def _collect(self, killed: bool) -> list[Denial]:
-        self._listened = self.probe is not None or self.audit_fd >= 0
+    def _finish(self, pid: int, status: int) -> None:
+        self.pid = self.pid or pid
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == SIGSYS
+        wanted = killed or self.summary or self.output or self.on_denials is not None
+        if not (wanted or self.observes):
+            return
+        denials = self._collect()
+        if self.on_denials is not None:
+            self.on_denials(denials)
+        if self.output:
+            self._write_json_lines(denials)
+        if killed:
+            self._explain_kill(denials)
+        if self.quiet:
+            return
+        if self.summary:
+            self._summary(denials)
+        elif denials and not killed:
+            n = sum(d.count for d in denials if d.action != "log")
+            if n:
+                _say(f"{n} syscall{'s' if n != 1 else ''} {'was' if n == 1 else 'were'} denied under "
+                     f"profile {self.compiled.name}; rerun with --log (or --monitor) to list them, "
+                     "or -o FILE to save them for `sbx refine`")
+
+    def _collect(self) -> list:
+        self._listened = self.observes
         if self.probe is not None:
             return self._probe_denials()
         return self._audit_denials()
 
-    def _audit_denials(self) -> list[Denial]:
-        out: list[Denial] = []
+    def _audit_denials(self) -> list:
+        from .denials import Denial
         if self.audit_fd < 0:
-            return out
+            return []
         from .kernel.audit import AuditReader
         reader = AuditReader(pids=[self.pid], netlink_fd=self.audit_fd, source="netlink")
         self.audit_fd = -1
@@ -111,173 +154,137 @@ class Reporter:
             records = reader.sync(timeout=2.0)
         finally:
             reader.close()
-        names = {0x80000000: "kill-process", 0: "kill-thread", 0x30000: "trap", 0x50000: "errno",
-                 0x7FC00000: "notify", 0x7FFC0000: "log", 0x7FF00000: "trace"}
-        for r in records:
-            out.append(Denial(r.arch_name, r.nr & ~0x40000000 if r.arch_name == "x32" else r.nr,
-                              names.get(r.action, hex(r.action)), r.pid, r.comm))
-        return out
+        return [Denial.from_audit(r) for r in records]
 
     # -- the eBPF monitor (--monitor) ---------------------------------------
-    def _probe_denials(self) -> list[Denial]:
+    def _probe_denials(self) -> list:
         """Every event the probe delivered, in order, then one args-less Denial
         per (arch, nr, action) for the events a full ring buffer dropped: the
         counts add up to the probe's lossless in-kernel counters.  (The task
         has exited, so its events are all in the buffer: one non-blocking poll.)"""
+        from .denials import Denial, attribute
         events = self.probe.poll(0)
-        counters = self._monitor_counters = self.probe.counters()
-        out = [Denial(ev.arch, ev.nr, ev.action, ev.pid, ev.comm, ev.args) for ev in events]
+        counters = self._counters = self.probe.counters()
+        out = []
+        for ev in events:
+            kind = None
+            if ev.action == "kill":      # the probe cannot tell the two kills apart; the policy can
+                k = attribute(self._policy(), ev.arch, ev.nr, ev.args).action.kind
+                kind = k if k in ("kill-process", "kill-thread") else "kill-process"
+            out.append(Denial.from_event(ev, kind))
         delivered: dict[tuple, int] = {}
         for ev in events:
             delivered[(ev.arch, ev.nr, ev.action)] = delivered.get((ev.arch, ev.nr, ev.action), 0) + 1
         for (arch, nr, action), n in counters["denials"].items():
-            if n > delivered.get((arch, nr, action), 0):
-                out.append(Denial(arch, nr, action, self.pid, "", None,
-                                  n - delivered.get((arch, nr, action), 0)))
-        for d in out:
-            if d.action == "kill":          # the probe cannot tell the two kills apart; the policy can
-                kind = self._monitor_decision(d.arch, d.nr, d.args).action.kind
-                d.action = kind if kind in ("kill-process", "kill-thread") else "kill-process"
-        if self.audit_fd >= 0 and (self.opts.log or self.opts.mode == "complain"):
+            missing = n - delivered.get((arch, nr, action), 0)
+            if missing > 0:
+                kind = "kill-process" if action == "kill" else action
+                out.append(Denial(arch, nr, kind, self.pid or 0, "", None, missing))
+        if self.audit_fd >= 0 and self.mode == "complain":
             out += [d for d in self._audit_denials() if d.action == "log"]   # RET_LOG: not denied
         return out
 
-    def _monitor_policy(self):
-        if self._mon_policy is None:
-            self._mon_policy = self._policy()
-        return self._mon_policy
-
-    def _monitor_decision(self, arch: str, nr: int, args):
-        from bpf_filters import syscalls
-        from bpf_filters.ir import evaluate
-        return evaluate(self._monitor_policy(), syscalls.AUDIT_ARCH.get(arch, 0),
-                        syscalls.seccomp_nr(arch, nr),
-                        tuple(args or (0,) * 6))
-
     def _policy(self):
-        from .policy import load_profile, lower
-        return lower(load_profile(self.compiled.path), seccomp.native_arch())
+        if self._policy_cache is None:
+            from .policy import load_profile, lower
+            self._policy_cache = lower(load_profile(self.compiled.path), seccomp.native_arch())
+        return self._policy_cache
 
-    def _rule_text(self, policy, arch: str, nr: int, args=None) -> str:
-        from bpf_filters import syscalls
-        from bpf_filters.ir import evaluate
-        token = syscalls.AUDIT_ARCH.get(arch, 0)
-        dec = evaluate(policy, token, syscalls.seccomp_nr(arch, nr), tuple(args or (0,) * 6))
-        if dec.rule is not None and dec.rule.origin is not None:
-            o = dec.rule.origin
-            return f"{_rel(o.file)}:{o.line} {o.text}"
-        o = policy.origins.get(dec.reason)
-        where = f"{_rel(o.file)}:{o.line} {o.text}" if o else "built-in"
-        return f"{dec.reason} action, {where}"
-
-    def _explain_kill(self, denials: list[Denial]) -> None:
-        from bpf_filters import syscalls
-        cmd = os.path.basename(self.opts.argv[0])
-        mine = [d for d in denials if d.action in ("kill-process", "kill-thread", "trap")
-                and d.pid == self.pid] or [d for d in denials if d.action in
-                                           ("kill-process", "kill-thread", "trap")]
+    def _explain_kill(self, denials: list) -> None:
+        from .denials import attribute
+        cmd = os.path.basename(self.argv0)
+        kills = ("kill-process", "kill-thread", "trap")
+        mine = [d for d in denials if d.action in kills and d.pid == self.pid] or \
+            [d for d in denials if d.action in kills]
         if not mine:
             why = "audit records need root" if os.geteuid() else "no audit record arrived"
             _say(f"{cmd} was killed by seccomp (SIGSYS) under profile {self.compiled.name}; "
                  f"the syscall is unknown ({why}); rerun with --monitor to see it")
             return
         d = mine[-1]
-        policy = self._policy()
-        name = syscalls.name_of(d.arch, d.nr)
         what = "killed" if d.action != "trap" else "stopped by SIGSYS (trap)"
         abi = "" if d.arch == seccomp.native_arch() else f" [{d.arch} ABI]"
-        _say(f"{cmd} was {what}: syscall {name or '?'} ({d.nr}){abi} is not allowed by profile "
-             f"{self.compiled.name} ({self._rule_text(policy, d.arch, d.nr)})")
+        where = attribute(self._policy(), d.arch, d.nr, d.args, d.action).where()
+        _say(f"{cmd} was {what}: syscall {d.name or '?'} ({d.nr}){abi} is not allowed by profile "
+             f"{self.compiled.name} ({where})")
 
-    def _summary(self, denials: list[Denial]) -> None:
-        from bpf_filters import syscalls
-        if self._monitor_counters is not None and denials:
-            self._monitor_summary(denials)
-            return
+    def _summary(self, denials: list) -> None:
+        from .denials import summarize
+        native = seccomp.native_arch()
         if not denials:
             if self._listened:          # else start() said that denials cannot be listed
-                _say(f"no denials recorded under profile {self.compiled.name}")
+                if self.as_json:
+                    self._json([], native)
+                else:
+                    _say(f"no denials recorded under profile {self.compiled.name}")
             return
-        policy = self._policy()
-        groups: dict[tuple, list[Denial]] = {}
-        for d in denials:
-            groups.setdefault((d.arch, d.nr, d.action), []).append(d)
-        verb = "would have been denied" if self.opts.mode == "complain" else "denied"
-        _say(f"{len(denials)} syscall{'s' if len(denials) != 1 else ''} {verb} "
-             f"under profile {self.compiled.name}:")
-        print(f"  {'SYSCALL':24} {'COUNT':>6}  {'ACTION':13} {'EXAMPLE ARGS':28} RULE", file=sys.stderr)
-        allow = []
-        for (arch, nr, action), ds in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-            name = syscalls.name_of(arch, nr) or f"#{nr}"
-            label = f"{name} ({nr})" + ("" if arch == seccomp.native_arch() else f" {arch}")
-            ex = next((d.args for d in ds if d.args), None)
-            ex_txt = ", ".join(hex(a) for a in ex[:3]) if ex else "-"
-            print(f"  {label:24} {len(ds):>6}  {action:13} {ex_txt:28} "
-                  f"{self._rule_text(policy, arch, nr, ex)}", file=sys.stderr)
-            if name not in allow and not name.startswith("#"):
-                allow.append(name)
-        if allow:
-            print("  to allow them, add to the profile's rules (or run `sbx refine`):", file=sys.stderr)
-            print(f"    - allow: [{', '.join(allow)}]", file=sys.stderr)
-
-    def _monitor_summary(self, denials: list[Denial]) -> None:
-        """The --monitor table: exact counts (kernel counters), example args
-        and deciding rule per (syscall, action), then the rules that would allow them."""
+        rows = summarize(denials, self._policy(), native)
+        if self.as_json:
+            self._json(rows, native)
+            return
+        total = sum(r.count for r in rows)
+        verb = "would have been denied" if self.mode == "complain" else "denied"
+        how = ""
+        if self._counters is not None:
+            dropped = self._counters["dropped"]
+            how = (f" (counted in the kernel; {dropped} of {total} events dropped, example args "
+                   "come from the others)" if dropped else " (counted in the kernel; every event "
+                   "delivered)")
+        _say(f"{total} syscall{'s' if total != 1 else ''} {verb} under profile {self.compiled.name}{how}:")
+        _line(f"  {'SYSCALL':24} {'COUNT':>7}  {'ACTION':20} {'EXAMPLE ARGS':28} RULE")
         from .policy.show import action_text
-        groups: dict[tuple, list[Denial]] = {}
-        for d in denials:
-            groups.setdefault((d.arch, d.nr, d.action), []).append(d)
-        total = sum(d.count for d in denials)
-        dropped = self._monitor_counters["dropped"]
-        verb = "would have been denied" if self.opts.mode == "complain" else "denied"
-        how = (f"{dropped} of {total} events dropped, example args come from the others"
-               if dropped else "every event delivered")
-        if any(d.action == "log" for d in denials):
-            how += "; 'log' rows from audit records, which carry no args"
-        _say(f"{total} syscall{'s' if total != 1 else ''} {verb} under profile {self.compiled.name} "
-             f"(counted in the kernel; {how}):")
-        print(f"  {'SYSCALL':22} {'COUNT':>7}  {'ACTION':20} {'EXAMPLE ARGS':28} RULE", file=sys.stderr)
-        for (arch, nr, action), ds in sorted(groups.items(), key=lambda kv: -sum(d.count for d in kv[1])):
-            ex = next((d.args for d in ds if d.args), None)
-            dec = self._monitor_decision(arch, nr, ex)
-            shown = action_text(dec.action) if dec.action.denies and action != "log" else action
-            name = _syscall_name(arch, nr)
-            label = f"{name} ({nr})" + ("" if arch == seccomp.native_arch() else f" {arch}")
-            print(f"  {label:22} {sum(d.count for d in ds):>7}  {shown:20} {_args_text(name, ex):28} "
-                  f"{self._rule_text(self._monitor_policy(), arch, nr, ex)}", file=sys.stderr)
-        self._monitor_allow_lines(denials)
+        for r in rows:
+            shown = action_text(r.attribution.action) if r.attribution.action.denies and \
+                r.action != "log" else r.action
+            _line(f"  {r.label:24} {r.count:>7}  {shown:20} {_args_text(r, native):28} "
+                  f"{r.attribution.where()}")
+        self._allow_lines(denials)
 
-    def _monitor_allow_lines(self, denials: list[Denial]) -> None:
+    def _json(self, rows, native: str) -> None:
+        import json
+        doc = {"profile": self.compiled.name, "mode": self.mode,
+               "denials": [{"syscall": r.label.split(" ")[0], "nr": r.nr, "arch": r.arch,
+                            "count": r.count, "action": r.action,
+                            "decided_by": r.attribution.where(),
+                            "fallback": r.fallback,
+                            "example_args": list(r.example) if r.example else None} for r in rows]}
+        _line(json.dumps(doc))
+
+    def _allow_lines(self, denials: list) -> None:
+        """The profile change that would allow the denied calls, from ``sbx refine``'s
+        planner: by-design denials are left out, and the rules are placed first."""
         from . import refine
-        obs = [refine.Observation(d.arch, d.nr, d.args, d.count) for d in denials
-               if d.arch in ("x86_64", "i386", "x32")]
+        # in complain mode "log" is what enforce mode would deny; otherwise a log rule allowed it
+        obs = [d for d in denials if d.arch in ("x86_64", "i386", "x32")
+               and (d.action != "log" or self.mode == "complain")]
         with_args = {(o.arch, o.nr) for o in obs if o.args is not None}
         obs = [o for o in obs if o.args is not None or (o.arch, o.nr) not in with_args]
-        plan = refine.plan_changes(self._monitor_policy(), obs, broad=True)
-        if not plan.changes:
-            return
-        lines = refine.render_rules(plan, 4, detail=False)
-        print("  to allow them, put these first in the profile's rules (`sbx refine` writes them; "
-              "a rule marked 'overrides' undoes a deliberate denial):", file=sys.stderr)
-        print("\n".join(lines), file=sys.stderr)
+        plan = refine.plan_changes(self._policy(), obs)
+        if plan.changes:
+            _line("  to allow them, put these first in the profile's rules (`sbx refine` writes them):")
+            _line("\n".join(refine.render_rules(plan, 4, detail=False)))
+        for skip in plan.skipped:
+            _line(f"  {skip.name}: not suggested: {skip.reason}")
+        if any(s.needs_broad for s in plan.skipped):
+            _line("  (`sbx refine --broad` writes rules that override deliberate denials, each "
+                  "marked as such)")
+
+    def _write_json_lines(self, denials: list) -> None:
+        import json
+        try:
+            with open(self.output, "w") as fh:
+                for d in denials:
+                    fh.write(json.dumps(d.to_json()) + "\n")
+        except OSError as err:
+            _say(f"cannot write {self.output}: {err.strerror}")
 
 
-def _syscall_name(arch: str, nr: int) -> str:
-    from bpf_filters import syscalls
-    return syscalls.name_of(arch, nr) or f"#{nr}"
-
-
-def _args_text(name: str, args) -> str:
+def _args_text(row, native: str) -> str:
     """The arguments the syscall takes (registers beyond them are noise), at most 4."""
     from bpf_filters.syscalls.signatures import signature
-    if not args:
+    if not row.example:
         return "-"
-    sig = signature(name)
+    sig = signature(row.label.split(" ")[0])
     count = len(sig) if sig else 6
-    shown = ", ".join(hex(a) for a in args[:min(count, 4)])
+    shown = ", ".join(hex(a) for a in row.example[:min(count, 4)])
     return shown + (", ..." if count > 4 else "")
-
-
-def _rel(path: str) -> str:
-    from .paths import display_path
-    return display_path(path)

@@ -36,6 +36,10 @@ RUN_OPTIONS = (
         help="install with SECCOMP_FILTER_FLAG_LOG and summarize denials"),
     Opt("--monitor", dest="monitor", kind="flag", default=False,
         help="record denials with the eBPF monitor; summary after exit"),
+    Opt("--json", dest="json", kind="flag", default=False,
+        help="print the summary of --log or --monitor as JSON (on stderr)"),
+    Opt("--output", "-o", dest="output", default=None, metavar="FILE",
+        help="write the denials as JSON lines to FILE, the input of `sbx refine --from`"),
     Opt("--no-cache", dest="use_cache", kind="off", default=True,
         help="compile the profile even if a cached filter is valid"),
     Opt("--allow-port", dest="allow_ports", kind="ports", default=(), metavar="PORT",
@@ -119,7 +123,7 @@ def click_options(func):
             deco = click.option(*o.flags, o.dest, type=click.IntRange(0, 65535), multiple=True,
                                 metavar=o.metavar, help=o.help)
         else:
-            deco = click.option(*o.flags, o.dest, default=o.default, show_default=True,
+            deco = click.option(*o.flags, o.dest, default=o.default, show_default=o.default is not None,
                                 metavar=o.metavar, help=o.help)
         func = deco(func)
     return func

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from bpf_filters import syscalls
 from bpf_filters.ir import evaluate
 from sandbox import refine as rf
+from sandbox.denials import Denial
 from sandbox.cli import cli
 from sandbox.policy import build_filter, builtin_names, load_profile, lower
 from sandbox.policy.conditions import parse_condition
@@ -55,7 +56,8 @@ def obs(name, *args, count=1, arch="x86_64"):
     nr = syscalls.table(arch).nr(name)
     if arch == "x32":
         nr &= ~syscalls.X32_SYSCALL_BIT
-    return rf.Observation(arch, nr, tuple(args) + (0,) * (6 - len(args)) if args else None, count)
+    return Denial(arch, nr, "errno", args=tuple(args) + (0,) * (6 - len(args)) if args else None,
+                  count=count)
 
 
 def refine_text(tmp_path, text, observations, broad=False, name="p.yaml"):
@@ -184,16 +186,16 @@ def test_deliberate_denials_need_broad(tmp_path):
 
 def test_unknown_arguments_and_a_deliberately_denied_case_need_broad(tmp_path):
     """Audit records carry no arguments: allowing every ioctl would also allow TIOCSTI."""
-    plan, _ = refine_text(tmp_path, BASE, [rf.Observation("x86_64", NR["ioctl"], None, 4)])
+    plan, _ = refine_text(tmp_path, BASE, [Denial("x86_64", NR["ioctl"], "errno", count=4)])
     assert not plan.changes
     assert plan.skipped[0].needs_broad and "p.yaml:11 (errno(EPERM): ioctl)" in plan.skipped[0].reason
-    plan, new = refine_text(tmp_path, BASE, [rf.Observation("x86_64", NR["ioctl"], None, 4)],
+    plan, new = refine_text(tmp_path, BASE, [Denial("x86_64", NR["ioctl"], "errno", count=4)],
                             broad=True, name="b.yaml")
     assert added_rules(new) == ["- allow: ioctl"]
 
 
 def test_allowed_unknown_and_foreign_abi_denials_are_skipped(tmp_path):
-    seen = [obs("getpgrp"), rf.Observation("x86_64", 1000, (0,) * 6),
+    seen = [obs("getpgrp"), Denial("x86_64", 1000, "errno", args=(0,) * 6),
             obs("getppid", arch="i386"), obs("ioctl", 1, CONSTANTS["TCGETS"])]
     plan, new = refine_text(tmp_path, BASE, seen)
     reasons = {s.name: s.reason for s in plan.skipped}
@@ -290,9 +292,9 @@ def test_check_refined_catches_a_change_to_another_syscall(tmp_path):
 def test_monitor_json_lines_and_variants_are_read():
     line = json.dumps({"time": 1.5, "pid": 9, "tid": 9, "comm": "x", "arch": "x86_64", "nr": 41,
                        "syscall": "socket", "action": "errno", "errno": 13, "args": [16, 3, 0, 0, 0, 0]})
-    assert rf.parse_json_line(line) == rf.Observation("x86_64", 41, (16, 3, 0, 0, 0, 0), 1)
+    assert rf.parse_json_line(line) == Denial("x86_64", 41, "errno", args=(16, 3, 0, 0, 0, 0), errno=13)
     assert rf.parse_json_line('{"syscall": "ioctl", "args": [1, 21505], "count": 3}') == \
-        rf.Observation("x86_64", 16, (1, 21505, 0, 0, 0, 0), 3)
+        Denial("x86_64", 16, "errno", args=(1, 21505, 0, 0, 0, 0), count=3)
     assert rf.parse_json_line('{"arch": "x32", "nr": 1073741863}').nr == 39
     assert rf.parse_json_line('{"summary": true}') is None
     assert rf.parse_json_line("   ") is None
@@ -363,7 +365,7 @@ def test_refined_profiles_allow_exactly_what_they_cover(tmp_path_factory, profil
     base = load_profile(profile)
     text = open(base.path).read()
     old = lower(base)
-    observations = [rf.Observation("x86_64", X86.nr(n), tuple(a)) for n, a in seen]
+    observations = [Denial("x86_64", X86.nr(n), "errno", args=tuple(a)) for n, a in seen]
     plan = rf.plan_changes(old, observations, broad)
     new_path = tmp / os.path.basename(base.path)
     new_path.write_text(rf.apply_changes(text, plan))

@@ -20,12 +20,16 @@ SO_RCVBUFFORCE = 33
 RCVBUF_BYTES = 32 << 20
 
 
+# include/linux/proc_ns.h: the initial namespaces have fixed inode numbers
+PROC_NET_INIT_INO = 0xEFFFFFF9
+
+
 def in_initial_netns() -> bool:
     """The kernel multicasts audit records in the initial network namespace only."""
     try:
-        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+        return os.stat("/proc/self/ns/net").st_ino == PROC_NET_INIT_INO
     except OSError:
-        return True  # cannot tell (no /proc, or pid 1 not ours to stat): binding will show
+        return True  # cannot tell (no /proc): binding will show
 
 
 def open_audit_readlog(rcvbuf: int = RCVBUF_BYTES) -> int:

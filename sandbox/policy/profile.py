@@ -564,7 +564,10 @@ def confinement(prof: Profile):
         (word, text, pos.file.startswith(builtin + "/")) for word, text, pos in prof.fs]
     net = None if prof.net is None else {
         key: (ANY if val == ANY else [t for t, _p in val]) for key, val in prof.net.items()}
-    return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce", fs, net)
+    net_builtin = prof.net is not None and all(
+        p.file.startswith(builtin + "/") for val in prof.net.values() if val != ANY for _t, p in val)
+    return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce", fs, net,
+                net_builtin)
 
 
 def _apply_defaults(prof: Profile) -> None:

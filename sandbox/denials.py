@@ -1,0 +1,244 @@
+"""Denials, in one model: what the sandbox refused, which rule of the profile decided it, and how it is judged.
+
+Every channel that sees a denial turns it into a ``Denial``: audit records
+(``from_audit``: no arguments), events of the eBPF monitor (``from_event``:
+arguments and errno), and JSON lines written by ``sbx monitor --json`` and
+``sbx run --json``/``-o`` (``from_json``: what ``sbx refine`` reads).
+``attribute`` names the rule that decided a denial, through
+``Policy.origin_of``; ``summarize`` groups denials into rows for every report
+(``sbx run``, ``sbx verify``, ``sbx trace --verify``); ``judge`` is the one
+verdict of the verify paths: errno(ENOSYS) answered by a rule of the profile
+is a fallback by design (the caller retries the old way), anything else is a
+failure.
+
+Import-light at module level: ``sbx run`` loads it only after the command
+exited and something has to be explained.
+"""
+from __future__ import annotations
+
+ENOSYS = 38
+_KILL = ("kill-process", "kill-thread")
+
+
+class Denial:
+    """One refused syscall (or *count* of them, when counted in the kernel).
+
+    ``nr`` is the syscall number of ``arch`` as reports give it (x32 without
+    its 0x40000000 bit); ``action`` an action kind ("errno", "trap",
+    "kill-process", "kill-thread", "notify", "log" for complain mode);
+    ``args`` the six arguments when known; ``errno`` the errno the call got,
+    when known.
+    """
+
+    __slots__ = ("arch", "nr", "action", "pid", "comm", "args", "count", "errno")
+
+    def __init__(self, arch: str, nr: int, action: str, pid: int = 0, comm: str = "",
+                 args: tuple[int, ...] | None = None, count: int = 1, errno: int | None = None):
+        self.arch, self.nr, self.action, self.pid, self.comm = arch, nr, action, pid, comm
+        self.args, self.count, self.errno = args, count, errno
+
+    @property
+    def name(self) -> str | None:
+        from bpf_filters import syscalls
+        return syscalls.name_of(self.arch, self.nr)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"#{self.nr}"
+
+    @classmethod
+    def from_audit(cls, record) -> "Denial":
+        """An AUDIT_SECCOMP record (``kernel.audit.SeccompRecord``)."""
+        from bpf_filters import syscalls
+        from bpf_filters.ir import Action
+        arch, nr = syscalls.arch_of(record.arch, record.nr)
+        return cls(arch, nr, Action.from_ret(record.code).kind, record.pid, record.comm)
+
+    @classmethod
+    def from_event(cls, event, action: str | None = None) -> "Denial":
+        """An event of the eBPF monitor (``monitor.Event``). The probe cannot tell
+        kill-process from kill-thread: pass the policy's *action* to name it."""
+        kind = action or ("kill-process" if event.action == "kill" else event.action)
+        return cls(event.arch, event.nr, kind, event.pid, event.comm, event.args,
+                   errno=event.errno if event.action == "errno" else None)
+
+    def to_json(self) -> dict:
+        """The JSON form ``from_json`` reads back (``sbx run -o``, ``sbx monitor --json``)."""
+        out = {"arch": self.arch, "nr": self.nr, "syscall": self.name, "action": self.action,
+               "count": self.count}
+        if self.args is not None:
+            out["args"] = list(self.args)
+        if self.errno is not None:
+            out["errno"] = self.errno
+        if self.pid:
+            out["pid"], out["comm"] = self.pid, self.comm
+        return out
+
+    @classmethod
+    def from_json(cls, obj) -> "Denial | None":
+        """One JSON object with ``arch`` and ``nr`` or ``syscall``; None if it is no
+        denial (a counters line, say); ValueError with one clear line if malformed."""
+        from bpf_filters import syscalls
+        if not isinstance(obj, dict) or ("nr" not in obj and "syscall" not in obj):
+            return None
+        arch = obj.get("arch") or "x86_64"
+        if arch not in syscalls.ARCHES:
+            raise ValueError(f"unknown arch {arch!r}")
+        nr = obj.get("nr")
+        if not isinstance(nr, int) or isinstance(nr, bool):
+            nr = syscalls.table(arch).nr(str(obj.get("syscall")))
+            if nr is None:
+                raise ValueError(f"unknown syscall {obj.get('syscall')!r} on {arch}")
+        elif not 0 <= nr <= 0xFFFFFFFF:
+            raise ValueError(f"syscall number {nr} out of range")
+        nr = syscalls.reported_nr(arch, nr)
+        args = obj.get("args")
+        if args is not None:
+            if not (isinstance(args, list) and len(args) <= 6
+                    and all(isinstance(a, int) and not isinstance(a, bool) for a in args)):
+                raise ValueError("args must be a list of at most 6 integers")
+            if any(not -(1 << 63) <= a < (1 << 64) for a in args):
+                raise ValueError("an argument does not fit 64 bits")
+            args = tuple(a & 0xFFFF_FFFF_FFFF_FFFF for a in args) + (0,) * (6 - len(args))
+        count = obj.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError("count must be a positive integer")
+        action = obj.get("action") or "errno"
+        if not isinstance(action, str):
+            raise ValueError("action must be a string")
+        errno = obj.get("errno")
+        return cls(arch, nr, action, obj.get("pid") or 0, obj.get("comm") or "", args, count,
+                   errno if isinstance(errno, int) else None)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Denial) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple:
+        return (self.arch, self.nr, self.action, self.args, self.count, self.errno)
+
+    def __repr__(self) -> str:
+        return (f"Denial({self.arch} {self.label} {self.action} x{self.count}"
+                + (f" args={self.args}" if self.args else "") + ")")
+
+
+class Attribution:
+    """What the profile decided for a denial, and where it says so."""
+
+    __slots__ = ("decision", "action", "origin", "reason")
+
+    def __init__(self, decision, action, origin, reason: str):
+        self.decision, self.action, self.origin, self.reason = decision, action, origin, reason
+
+    @property
+    def fallback(self) -> bool:
+        """errno(ENOSYS) on purpose: callers such as glibc then use an older call."""
+        return self.action.kind == "errno" and self.action.data == ENOSYS
+
+    @classmethod
+    def of(cls, policy, decision) -> "Attribution":
+        """The attribution of a decision already made (``bpf_filters.ir.evaluate``)."""
+        return cls(decision, decision.action, policy.origin_of(decision), decision.reason)
+
+    def phrase(self) -> str:
+        """For a sentence: ``profiles/web.yaml:14 (errno(EPERM): socket)``, or
+        ``the profile default (profiles/web.yaml:3)``."""
+        from .paths import display_path
+        o = self.origin
+        if self.reason == "rule":
+            if o is None or not o.line:
+                return o.text if o is not None else "a built-in rule"
+            text = o.text[2:] if o.text.startswith("- ") else o.text
+            return f"{display_path(o.file)}:{o.line} ({text})"
+        at = f" ({display_path(o.file)}:{o.line})" if o is not None and o.line else ""
+        return f"the profile {self.reason}{at}"
+
+    def where(self, with_text: bool = True) -> str:
+        """``profiles/web.yaml:14: - errno(EPERM): socket``, or the profile-level
+        action (``default action, profiles/web.yaml:3: default: errno(EPERM)``)."""
+        from .paths import display_path
+        o = self.origin
+        at = (f"{display_path(o.file)}:{o.line}" + (f": {o.text}" if with_text and o.text else "")
+              if o is not None and o.line else (o.text if o is not None else "built-in"))
+        return at if self.reason == "rule" else f"{self.reason} action, {at}"
+
+
+def attribute(policy, arch: str, nr: int, args: tuple[int, ...] | None = None,
+              action: str | None = None) -> Attribution:
+    """The rule of *policy* behind a denial of syscall *nr* (reported numbering) of *arch*.
+
+    With *args* the decision is exact. Audit records carry no arguments: then
+    the decision of the zero-argument call is taken if its action is the one
+    the kernel reported (*action*), else the first rule of the syscall with that
+    action, else the profile-level action that has it.
+    """
+    from bpf_filters import syscalls
+    from bpf_filters.ir import Decision, evaluate
+    if arch not in syscalls.ARCHES:
+        return Attribution.of(policy, Decision(policy.bad_arch, None, "bad_arch"))
+    full = syscalls.seccomp_nr(arch, nr)
+    dec = evaluate(policy, syscalls.AUDIT_ARCH[arch], full, args or (0,) * 6)
+    if args is None and action is not None and not _same_kind(dec.action.kind, action):
+        ap = policy.arch(arch)
+        rule = next((r for r in (ap.rules.get(full, ()) if ap else ())
+                     if _same_kind(r.action.kind, action)), None)
+        if rule is not None:
+            dec = Decision(rule.action, rule, "rule")
+        else:
+            reason = next((k for k in ("default", "unknown", "bad_arch")
+                           if _same_kind(getattr(policy, k).kind, action)), None)
+            if reason is not None:
+                dec = Decision(getattr(policy, reason), None, reason)
+    return Attribution.of(policy, dec)
+
+
+def _same_kind(kind: str, reported: str) -> bool:
+    return kind == reported or (reported == "kill" and kind in _KILL)
+
+
+class Row:
+    """One line of a denial report: a distinct (ABI, syscall, action)."""
+
+    __slots__ = ("arch", "nr", "label", "count", "action", "attribution", "example")
+
+    def __init__(self, arch, nr, label, count, action, attribution, example):
+        self.arch, self.nr, self.label, self.count = arch, nr, label, count
+        self.action, self.attribution, self.example = action, attribution, example
+
+    @property
+    def fallback(self) -> bool:
+        return self.attribution.fallback
+
+    @property
+    def rule(self) -> str:
+        return self.attribution.where()
+
+
+def summarize(denials: list[Denial], policy, native: str) -> list[Row]:
+    """A row per distinct (arch, nr, action), most frequent first; each with an
+    example of its arguments when one is known, attributed with it."""
+    groups: dict[tuple, list[Denial]] = {}
+    for d in denials:
+        groups.setdefault((d.arch, d.nr, d.action), []).append(d)
+    rows = []
+    for (arch, nr, action), ds in groups.items():
+        example = next((d.args for d in ds if d.args is not None), None)
+        attribution = attribute(policy, arch, nr, example, action)
+        label = f"{ds[0].label} ({nr})" + ("" if arch == native else f" [{arch}]")
+        rows.append(Row(arch, nr, label, sum(d.count for d in ds), action, attribution, example))
+    rows.sort(key=lambda r: (-r.count, r.nr))
+    return rows
+
+
+def judge(rows: list[Row], strict: bool = False) -> tuple[list[Row], list[Row]]:
+    """(failing rows, fallback rows): errno(ENOSYS) answered by the profile on
+    purpose is a fallback, and fails only with *strict*; complain mode's "log"
+    rows let the call through and are no denial."""
+    rows = [r for r in rows if r.action != "log"]
+    fallbacks = [] if strict else [r for r in rows if r.fallback]
+    return [r for r in rows if r not in fallbacks], fallbacks
+
+
+__all__ = ["Attribution", "Denial", "Row", "attribute", "judge", "summarize"]
