@@ -115,9 +115,13 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
     """The eBPF tracer (root): the child waits on the launcher's go pipe while
     the probe loads, is tracked, then execs with no filter at all."""
     try:
-        child = spawn.start(spawn.prepare(argv, env, wait_go=True))
+        steps = observer_steps(argv, env)
+        child = spawn.start(spawn.prepare(argv, env, steps=steps.steps, wait_go=True))
     except LaunchError as err:
         raise TraceError(str(err), err.status) from err
+    finally:
+        if "steps" in locals():
+            steps.close()
     probe = _start_probe(child)
     with probe:
         began = time.monotonic()
@@ -132,6 +136,18 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
     calls = dict(counters["calls"])
     return Recording(argv, "ebpf", calls, values, status, seconds,
                      sum(counters["map_full"].values()))
+
+
+def observer_steps(argv: list[str], env: dict | None):
+    """What a traced command runs under: no syscall filter (it is being
+    observed, not confined) and every capability its user has, but sbx's own
+    Landlock layer like any run: no ptrace-mode access outside, scoped signals
+    and abstract Unix sockets, and no write to sbx's filter cache (a traced
+    command must not be able to decide what a later `sbx run` installs)."""
+    from . import cache, confine
+    from .kernel.caps import NAMES
+    env = dict(os.environ) if env is None else env
+    return confine.prepare(confine.Spec(caps=NAMES), argv[0], cache.location(), env)
 
 
 def _start_probe(child: spawn.Child):
@@ -195,7 +211,11 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
     quiet = {s: signal.signal(s, signal.SIG_IGN) for s in terminal}
     began = time.monotonic()
     try:
-        result = run_supervised(argv, env=env, on_record=note_child)
+        steps = observer_steps(argv, env)
+        try:
+            result = run_supervised(argv, env=env, on_record=note_child, steps=steps.steps)
+        finally:
+            steps.close()
     except LaunchError as err:
         raise TraceError(str(err), err.status) from err
     except NotifyError as err:

@@ -243,12 +243,13 @@ def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
 def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
                    on_record: Callable[[SyscallRecord], None] | None = None,
                    *, arg_specs: Mapping[tuple[str, int], Mapping[int, int]] | None = None,
-                   handoff_timeout: float = 5.0) -> TraceResult:
+                   handoff_timeout: float = 5.0, steps: tuple = ()) -> TraceResult:
     """Run *argv* with every syscall (its own, its threads', its children's)
     reported to this process, and return what it called.
 
     *arg_specs* ({(arch, nr): {argidx: mask}}, default ARG_SPECS, the same
-    shape as sandbox.monitor.ARG_SPECS) picks the argument values counted.
+    shape as sandbox.monitor.ARG_SPECS) picks the argument values counted;
+    *steps* the confinement steps before the filter (they must set no_new_privs).
     Waits until the last traced task exits (like ``strace -f``). Raises
     LaunchError (125 setup, 126/127 exec) if the command could not be
     started, NotifyError if the listener could not be handed over; in both
@@ -256,7 +257,7 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
     """
     tally = _Tally(ARG_SPECS if arg_specs is None else arg_specs)
     listen = seccomp.PreparedFilter(NOTIFY_PROGRAM, seccomp.SECCOMP_FILTER_FLAG_NEW_LISTENER)
-    child = spawn.start(spawn.prepare(argv, env, steps=(seccomp.NoNewPrivs(),),
+    child = spawn.start(spawn.prepare(argv, env, steps=tuple(steps) or (seccomp.NoNewPrivs(),),
                                       seccomp_filter=listen))
     pidfd = listener = -1
     status = None
