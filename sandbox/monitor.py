@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpf_filters.ebpf
+from bpf_filters.syscalls.arguments import counted
 from sandbox.kernel import libbpf
 from sandbox.kernel.libbpf import BpfError
 
@@ -46,43 +47,9 @@ SIGSYS = 31
 HOOKS = ("enter", "exit", "signal", "fork", "exec", "gone")
 FAMILIES = {"tp_btf": "btf", "raw_tp": "raw"}
 
-_INT = 0xFFFF_FFFF
-_LONG = 0xFFFF_FFFF_FFFF_FFFF
-_SOCK_TYPE = _INT & ~(0x800 | 0x80000)  # without SOCK_NONBLOCK | SOCK_CLOEXEC
-
-# Arguments whose values trace mode counts, as {argidx: mask} per syscall:
-# the ones a profile narrows with `when:` conditions.  Masks keep what the
-# kernel looks at (int arguments: the low 32 bits).
-_NARROWING = {
-    "socket": {0: _INT, 1: _SOCK_TYPE},
-    "socketpair": {0: _INT},
-    "ioctl": {1: _INT},
-    "prctl": {0: _INT},
-    "clone": {0: _LONG},
-    "mmap": {2: _LONG},
-    "mmap2": {2: _INT},
-    "mprotect": {2: _LONG},
-    "personality": {0: _INT},
-    "fcntl": {1: _INT},
-    "fcntl64": {1: _INT},
-    "setsockopt": {1: _INT, 2: _INT},
-}
-# Their numbers: x86_64 and i386 from the kernel's syscall_64/32.tbl; x32
-# shares the common x86_64 numbers except its own ioctl and setsockopt.
-_NUMBERS = {
-    "x86_64": {"socket": 41, "socketpair": 53, "ioctl": 16, "prctl": 157, "clone": 56,
-               "mmap": 9, "mprotect": 10, "personality": 135, "fcntl": 72,
-               "setsockopt": 54},
-    "i386": {"socket": 359, "socketpair": 360, "ioctl": 54, "prctl": 172, "clone": 120,
-             "mmap2": 192, "mprotect": 125, "personality": 136, "fcntl": 55,
-             "fcntl64": 221, "setsockopt": 366},
-    "x32": {"socket": 41, "socketpair": 53, "ioctl": 514, "prctl": 157, "clone": 56,
-            "mmap": 9, "mprotect": 10, "personality": 135, "fcntl": 72,
-            "setsockopt": 541},
-}
-ARG_SPECS: dict[tuple[str, int], dict[int, int]] = {
-    (arch, nr): _NARROWING[name] for arch, table in _NUMBERS.items() for name, nr in table.items()
-}
+# Arguments whose values trace mode counts, {(arch, nr): {argidx: mask}}: the
+# selectors profiles narrow, from the one table of argument knowledge.
+ARG_SPECS: dict[tuple[str, int], dict[int, int]] = counted()
 
 
 class ProbeUnavailable(Exception):

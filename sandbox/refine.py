@@ -24,45 +24,17 @@ import yaml
 from bpf_filters import syscalls
 from bpf_filters.ir import Decision, Policy, evaluate
 
+from bpf_filters.syscalls.arguments import selectors
 from bpf_filters.syscalls.signatures import arg_width, fits
 
 from .denials import Attribution, Denial
-from .policy.constants import CONSTANTS
+from .policy.emit import rule_lines
 from .policy.show import action_text
+from .policy.spell import value_text
 
 MAX_TUPLES = 8          # more distinct argument combinations than this: allow the name
 NONNULL = -1            # projection of a non-NULL pointer argument
 ZERO_ARGS = (0,) * 6
-
-# The argument that says *what* a call does, narrowed even when no rule tests it.
-SELECTORS: dict[str, tuple[int, ...]] = {
-    "socket": (0,), "socketpair": (0,), "ioctl": (1,), "prctl": (0,), "arch_prctl": (0,),
-    "fcntl": (1,), "fcntl64": (1,), "personality": (0,), "clone": (0,), "unshare": (0,),
-    "setns": (1,), "setsockopt": (1, 2), "getsockopt": (1, 2), "madvise": (2,),
-    "seccomp": (0,), "bpf": (0,), "ptrace": (0,), "keyctl": (0,), "mprotect": (2,),
-    "pkey_mprotect": (2,), "memfd_create": (1,), "kill": (1,), "tkill": (1,), "tgkill": (2,),
-}
-
-# How to spell values symbolically: ("enum", prefixes) picks a constant with
-# that value; ("flags", prefix) ORs single- and multi-bit constants.
-_ENUM, _FLAGS = "enum", "flags"
-_NAMING: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = {
-    ("socket", 0): (_ENUM, ("AF_",)), ("socketpair", 0): (_ENUM, ("AF_",)),
-    ("ioctl", 1): (_ENUM, ("TC", "TIOC", "FIO", "SIOC")),
-    ("prctl", 0): (_ENUM, ("PR_",)), ("arch_prctl", 0): (_ENUM, ("ARCH_",)),
-    ("fcntl", 1): (_ENUM, ("F_",)), ("fcntl64", 1): (_ENUM, ("F_",)),
-    ("personality", 0): (_ENUM, ("PER_", "UNAME26", "ADDR_", "READ_IMPLIES_EXEC")),
-    ("clone", 0): (_FLAGS, ("CLONE_",)), ("unshare", 0): (_FLAGS, ("CLONE_",)),
-    ("setns", 1): (_FLAGS, ("CLONE_",)),
-    ("mmap", 2): (_FLAGS, ("PROT_",)), ("mprotect", 2): (_FLAGS, ("PROT_",)),
-    ("pkey_mprotect", 2): (_FLAGS, ("PROT_",)), ("mmap", 3): (_FLAGS, ("MAP_",)),
-    ("madvise", 2): (_ENUM, ("MADV_",)), ("seccomp", 0): (_ENUM, ("SECCOMP_",)),
-    ("setsockopt", 1): (_ENUM, ("SOL_",)), ("getsockopt", 1): (_ENUM, ("SOL_",)),
-    ("open", 1): (_FLAGS, ("O_",)), ("openat", 2): (_FLAGS, ("O_",)),
-    ("memfd_create", 1): (_FLAGS, ("MFD_",)), ("getrandom", 2): (_FLAGS, ("GRND_",)),
-    ("kill", 1): (_ENUM, ("SIG",)), ("tkill", 1): (_ENUM, ("SIG",)), ("tgkill", 2): (_ENUM, ("SIG",)),
-}
-
 
 class RefineError(Exception):
     """The denials or the profile cannot be refined; str() is one clear line."""
@@ -121,81 +93,6 @@ def parse_json_line(text: str) -> Denial | None:
 
 
 # -- naming values ------------------------------------------------------------------
-
-def value_text(name: str, arg: int, value: int, context: dict[int, set[int]] | None = None) -> str:
-    """*value* of argument *arg* of syscall *name*, symbolic where a constant fits."""
-    context = context or {}
-    kind, prefixes = _naming(name, arg, context)
-    if name in ("socket", "socketpair") and arg == 1:
-        return _socket_type(value)
-    if kind == _ENUM:
-        found = _constant(value, prefixes)
-        return found or _hex(value)
-    if kind == _FLAGS:
-        return _flags(value, prefixes, signal_low_byte=(name == "clone"),
-                      access_mode=name in ("open", "openat"))
-    return _hex(value)
-
-
-def _naming(name: str, arg: int, context: dict[int, set[int]]):
-    if name == "socket" and arg == 2:
-        netlink = context.get(0) == {CONSTANTS["AF_NETLINK"]}
-        return _ENUM, ("NETLINK_",) if netlink else ("IPPROTO_",)
-    if name in ("setsockopt", "getsockopt") and arg == 2:
-        return (_ENUM, ("SO_",)) if context.get(1) == {CONSTANTS["SOL_SOCKET"]} else (None, ())
-    return _NAMING.get((name, arg), (None, ()))
-
-
-def _hex(value: int) -> str:
-    return hex(value) if value > 9 else str(value)
-
-
-def _constant(value: int, prefixes: tuple[str, ...]) -> str | None:
-    for cname, cval in CONSTANTS.items():
-        if cname.startswith(prefixes) and cval & 0xFFFF_FFFF_FFFF_FFFF == value:
-            return cname
-        if cname.startswith(prefixes) and cval < 0 and cval & 0xFFFF_FFFF == value:
-            return cname
-    return None
-
-
-def _flags(value: int, prefixes: tuple[str, ...], signal_low_byte=False, access_mode=False) -> str:
-    """OR of the constants whose bits are all set (widest first: O_SYNC before
-    O_DSYNC), in value order; open's access mode first, clone's signal last."""
-    head, tail, rest = [], [], value
-    if access_mode:
-        head.append({0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}.get(rest & 3, "3"))
-        rest &= ~3
-    if signal_low_byte and rest & 0xFF:             # clone: CSIGNAL, the exit signal
-        tail.append(_constant(rest & 0xFF, ("SIG",)) or _hex(rest & 0xFF))
-        rest &= ~0xFF
-    bits = sorted(((cname, cval) for cname, cval in CONSTANTS.items()
-                   if cname.startswith(prefixes) and cval > 0 and not (access_mode and cval & 3)),
-                  key=lambda kv: -bin(kv[1]).count("1"))
-    chosen = []
-    for cname, cval in bits:
-        if rest & cval == cval:
-            chosen.append((cval, cname))
-            rest &= ~cval
-    parts = head + [n for _, n in sorted(chosen)] + tail
-    if not parts:
-        return _constant(value, prefixes) or _hex(value)
-    if rest:
-        parts.append(_hex(rest))
-    return "|".join(parts)
-
-
-def _socket_type(value: int) -> str:
-    base, flags = value & 0xF, value & ~0xF
-    parts = [_constant(base, ("SOCK_",)) or _hex(base)]
-    for fname in ("SOCK_NONBLOCK", "SOCK_CLOEXEC"):
-        if flags & CONSTANTS[fname]:
-            parts.append(fname)
-            flags &= ~CONSTANTS[fname]
-    if flags:
-        parts.append(_hex(flags))
-    return "|".join(parts)
-
 
 # -- planning -----------------------------------------------------------------------
 
@@ -325,7 +222,7 @@ def _narrow(name: str, seen: list[Denial], rules) -> list[tuple[list[str], set[i
     if any(o.args is None for o in seen):
         return None
     tested = _tested_args(rules)
-    candidates = [sorted(set(tested) | set(SELECTORS.get(name, ()))), sorted(tested)]
+    candidates = [sorted(set(tested) | set(selectors(name))), sorted(tested)]
     for args in dict.fromkeys(tuple(c) for c in candidates):
         if not args:
             continue
@@ -408,10 +305,8 @@ def render_rules(plan: Plan, indent: int, source: str = "", detail: bool = True)
         if detail:
             lines += [f"{pad}# {w}" for w in c.why]
         lines += [f"{pad}# {'--broad: ' if detail else ''}overrides {o}" for o in c.overrides]
-        names = c.names[0] if len(c.names) == 1 else f"[{', '.join(c.names)}]"
-        lines.append(f"{pad}- allow: {names}")
-        if c.conds:
-            lines.append(f"{pad}  when: [{', '.join(json.dumps(t) for t in c.conds)}]")
+        lines += rule_lines("allow", [(n, None) for n in c.names], [(t, None) for t in c.conds],
+                            indent=indent)
     return lines
 
 

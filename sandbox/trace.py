@@ -25,7 +25,11 @@ from bpf_filters.ir import Action, Policy, evaluate
 from .errors import EXIT_SANDBOX, LaunchError
 from .kernel import spawn
 from .paths import builtin_dir
+from bpf_filters.syscalls.arguments import ARGUMENTS
+
 from .policy.constants import CONSTANTS
+from .policy.emit import quote, rule_lines
+from .policy.spell import value_text
 from bpf_filters.syscalls.signatures import arg_width
 
 BACKENDS = ("auto", "ebpf", "notify")
@@ -44,21 +48,18 @@ _KEPT = {"execve": "sbx run starts the command with it", "exit": "threads end wi
 # the notify recordings of /bin/true are equal.
 _MIN_BLOCK_WAIT = 0.005   # the spawned child blocks on its go pipe ~0.3 ms after fork
 
-# The arguments the writer narrows, with the constant prefixes that spell their values.
-NARROW: dict[str, dict[int, tuple[str, ...]]] = {
-    "socket": {0: ("AF_",), 1: ("SOCK_",)}, "socketpair": {0: ("AF_",)},
-    "ioctl": {1: ("TC", "TIOC", "FIO", "SIOC")}, "prctl": {0: ("PR_",)},
-    "personality": {0: ("PER_", "UNAME26")}, "fcntl": {1: ("F_",)},
-    "setsockopt": {1: ("SOL_",)}, "clone": {0: ("CLONE_",)},
-    "mmap": {2: ("PROT_",)}, "mprotect": {2: ("PROT_",)},
-}
+# The arguments the writer narrows: those the tracers count on the native ABI
+# (bpf_filters.syscalls.arguments), except setsockopt's option, whose names
+# depend on the level: the writer narrows setsockopt by level only.
+NARROW: dict[str, tuple[int, ...]] = {}
+for (_name, _idx), _m in ARGUMENTS.items():
+    if _m.traced and (_name, _idx) != ("setsockopt", 2) and _name not in ("mmap2", "fcntl64"):
+        NARROW.setdefault(_name, ())
+        NARROW[_name] += (_idx,)
 _SOCK_MASK_TEXT = "~(SOCK_NONBLOCK|SOCK_CLOEXEC)"
 PROT_WX = CONSTANTS["PROT_WRITE"] | CONSTANTS["PROT_EXEC"]
 CSIGNAL = 0xFF          # clone's low byte: the exit signal, not a flag
 NAMESPACE_FLAGS = tuple(f"CLONE_NEW{n}" for n in ("NS", "CGROUP", "UTS", "IPC", "USER", "PID", "NET"))
-_PERSONA_FLAGS = ("UNAME26", "ADDR_NO_RANDOMIZE", "FDPIC_FUNCPTRS", "MMAP_PAGE_ZERO",
-                  "ADDR_COMPAT_LAYOUT", "READ_IMPLIES_EXEC", "ADDR_LIMIT_32BIT", "SHORT_INODE",
-                  "WHOLE_SECONDS", "STICKY_TIMEOUTS", "ADDR_LIMIT_3GB")
 _ENOSYS = Action("errno", 38)
 BACKEND_TEXT = {"ebpf": "eBPF (tracepoints)", "notify": "seccomp user notification"}
 
@@ -373,18 +374,8 @@ def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native:
 # -- spelling values -----------------------------------------------------------------------
 
 def spell(name: str, idx: int, value: int) -> str:
-    """A value of a narrowed argument the way a person would write it."""
-    prefixes = NARROW.get(name, {}).get(idx, ())
-    for cname, cval in CONSTANTS.items():
-        if cval == value and cname.startswith(prefixes) and cname not in ("SOCK_NONBLOCK",
-                                                                          "SOCK_CLOEXEC"):
-            return cname
-    if name == "personality" and value != 0xFFFFFFFF:
-        base = spell(name, idx, value & 0xFF) if value & 0xFF else "PER_LINUX"
-        flags = _flag_names(value & ~0xFF, _PERSONA_FLAGS)
-        if flags is not None and not base.startswith("0x"):
-            return "|".join(([base] if value & 0xFF else []) + flags) or base
-    return hex(value)
+    """A value of a narrowed argument the way a person would write it (the one speller)."""
+    return value_text(name, idx, value)
 
 
 def _flag_names(value: int, names, hex_fallback: bool = False) -> list[str] | None:
@@ -593,10 +584,10 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
     out += [f"# note: {n}" for n in obs.notes]
     out += ["# The number after '#' counts the calls seen.  Widen the profile with another run:",
             "#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND", "",
-            f"name: {_yaml_str(name)}",
-            f"description: {_yaml_str(_description(obs))}"]
+            f"name: {quote(name)}",
+            f"description: {quote(_description(obs))}"]
     if base_ref is not None:
-        out.append(f"extends: [{_yaml_str(base_ref)}]")
+        out.append(f"extends: [{quote(base_ref)}]")
     else:
         out += ["default: errno(EPERM)", "unknown: errno(ENOSYS)", "bad_arch: kill-process",
                 "arches: [native]"]
@@ -610,34 +601,7 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
 
 
 def _render_rule(rule: _Rule) -> list[str]:
-    def name_text(n: str) -> str:
-        return _yaml_str(n) if n.startswith("@") else n
-    if len(rule.names) == 1:
-        n, c = rule.names[0]
-        lines = [_with_comment(f"  - {rule.action}: {name_text(n)}", c)]
-    elif not any(c for _, c in rule.names):
-        lines = [f"  - {rule.action}: [{', '.join(name_text(n) for n, _ in rule.names)}]"]
-    else:
-        lines = [f"  - {rule.action}:"]
-        lines += [_with_comment(f"      - {name_text(n)}", c) for n, c in rule.names]
-    if rule.conds:
-        lines.append("    when:")
-        lines += [_with_comment(f"      - {_yaml_str(t)}", c) for t, c in rule.conds]
-    if rule.comment:
-        lines.append(f"    comment: {_yaml_str(rule.comment)}")
-    return lines
-
-
-def _with_comment(text: str, comment: str) -> str:
-    return f"{text:<40} # {comment}" if comment else text
-
-
-def _yaml_str(text: str) -> str:
-    """Plain when YAML reads it back unchanged as a string, else double-quoted."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text) and \
-            yaml.safe_load(text) == text:
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return rule_lines(rule.action, rule.names, rule.conds, rule.comment)
 
 
 def _description(obs: Observed) -> str:

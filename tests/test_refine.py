@@ -18,6 +18,7 @@ from bpf_filters import syscalls
 from bpf_filters.ir import evaluate
 from sandbox import refine as rf
 from sandbox.denials import Denial
+from sandbox.policy.spell import value_text
 from sandbox.cli import cli
 from sandbox.policy import build_filter, builtin_names, load_profile, lower
 from sandbox.policy.conditions import parse_condition
@@ -237,7 +238,7 @@ NAMED = [
 @pytest.mark.parametrize("name,arg,value,context,text", NAMED,
                          ids=[f"{n} arg{a} {t}" for n, a, _, _, t in NAMED])
 def test_values_are_named_and_read_back_to_the_same_number(name, arg, value, context, text):
-    assert rf.value_text(name, arg, value, context) == text
+    assert value_text(name, arg, value, context) == text
     spec, diags = parse_condition(f"arg{arg} in [{text}]", Position("t", 1, 1))
     assert not diags and spec.values == (value,)
 

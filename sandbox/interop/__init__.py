@@ -23,4 +23,4 @@ from .analysis import (Analysis, Atom, Bdd, MAX_ENTRIES_PER_SYSCALL, OCI_ACTION,
 from .export import (K8S_GROUP, K8S_VERSIONS, export_k8s, export_oci, k8s_name, oci_entries)  # noqa: F401
 from .systemd import NAMESPACES, SYSTEMD_DEFAULT, export_systemd  # noqa: F401
 from .runtime import PRESET_PATH, load_preset, preset_note, with_runtime_preset  # noqa: F401
-from .importer import (DOCKER_CAPS, FROM_OCI, FROM_OCI_OP, GOARCH, ImportOptions, ImportedRule, SCMP_ARCHES, SCMP_TO_ARCH, SYMBOLS, import_oci, parse_kernel)  # noqa: F401
+from .importer import (DOCKER_CAPS, FROM_OCI, FROM_OCI_OP, GOARCH, ImportOptions, ImportedRule, SCMP_ARCHES, SCMP_TO_ARCH, import_oci, parse_kernel)  # noqa: F401

@@ -10,11 +10,14 @@ import yaml
 from bpf_filters import syscalls
 from bpf_filters.ir import M32, M64, Action
 
-from ..paths import display_path
-from ..policy.constants import CONSTANTS, ERRNO
-from ..policy.diagnostics import Diagnostic, PolicyError, Position, did_you_mean
 from bpf_filters.syscalls.signatures import arg_width
+
+from ..paths import display_path
+from ..policy.constants import ERRNO
+from ..policy.diagnostics import Diagnostic, PolicyError, Position, did_you_mean
+from ..policy.emit import rule_lines
 from ..policy.show import action_text
+from ..policy.spell import number, shared_text
 
 from .analysis import (Bdd, OCI_ARCH, PERMISSIVE)
 
@@ -38,23 +41,6 @@ FROM_OCI = {"SCMP_ACT_ALLOW": "allow", "SCMP_ACT_LOG": "log", "SCMP_ACT_ERRNO": 
 FROM_OCI_OP = {"SCMP_CMP_EQ": "==", "SCMP_CMP_NE": "!=", "SCMP_CMP_LT": "<", "SCMP_CMP_LE": "<=",
                "SCMP_CMP_GE": ">=", "SCMP_CMP_GT": ">", "SCMP_CMP_MASKED_EQ": "&=="}
 # Arguments whose values have well-known names: (syscall, arg) -> (bit flags?, name patterns)
-SYMBOLS = {("socket", 0): (False, "AF_*"), ("socketpair", 0): (False, "AF_*"),
-           ("socket", 1): (False, "SOCK_*"), ("clone", 0): (True, "CLONE_*"),
-           ("unshare", 0): (True, "CLONE_*"), ("setns", 1): (True, "CLONE_*"),
-           ("personality", 0): (True, "PER_LINUX PER_LINUX32 UNAME26 ADDR_NO_RANDOMIZE FDPIC_FUNCPTRS "
-                                      "MMAP_PAGE_ZERO ADDR_COMPAT_LAYOUT READ_IMPLIES_EXEC "
-                                      "ADDR_LIMIT_32BIT SHORT_INODE WHOLE_SECONDS STICKY_TIMEOUTS "
-                                      "ADDR_LIMIT_3GB"),
-           ("ioctl", 1): (False, "TC* TIOC* FIO* SIOC*"), ("prctl", 0): (False, "PR_*"),
-           ("fcntl", 1): (False, "F_*"), ("arch_prctl", 0): (False, "ARCH_*"),
-           ("mmap", 2): (True, "PROT_*"), ("mprotect", 2): (True, "PROT_*"), ("mmap", 3): (True, "MAP_*"),
-           ("madvise", 2): (False, "MADV_*"), ("futex", 1): (False, "FUTEX_*"),
-           ("kill", 1): (False, "SIG*"), ("tkill", 1): (False, "SIG*"), ("tgkill", 2): (False, "SIG*"),
-           ("open", 1): (True, "O_*"), ("openat", 2): (True, "O_*"), ("memfd_create", 1): (True, "MFD_*"),
-           ("getrandom", 2): (True, "GRND_*"), ("setsockopt", 1): (False, "SOL_*"),
-           ("getsockopt", 1): (False, "SOL_*"), ("seccomp", 0): (False, "SECCOMP_*")}
-
-
 @dataclass
 class ImportOptions:
     caps: frozenset[str] = frozenset()
@@ -349,54 +335,22 @@ def _as_libseccomp(j: _Json, rules: list[ImportedRule], default: Action) -> list
 
 
 def _symbol(names: list[str], arg: int, value: int) -> str:
-    spec = {SYMBOLS.get((n, arg)) for n in names}
-    plain = str(value) if value < 4096 else hex(value)
-    if len(spec) != 1 or None in spec:
-        return plain
-    flags, patterns = spec.pop()
-    pats = patterns.split()
-    named = [(k, v) for k, v in CONSTANTS.items() if v >= 0 and any(
-        k.startswith(p[:-1]) if p.endswith("*") else k == p for p in pats)]
-    for k, v in named:
-        if v == value:
-            return k
-    if flags and value:
-        bits: dict[int, str] = {}
-        for k, v in named:
-            if v and not v & (v - 1) and value & v:
-                bits.setdefault(v, k)
-        if sum(bits) == value:
-            return "|".join(bits[b] for b in sorted(bits))
-    return plain
+    """The value as the one speller writes it for these syscalls (sandbox.policy.spell)."""
+    return shared_text(names, arg, value)
 
 
 def _cond_text(names: list[str], cond: tuple[int, str, int, int]) -> str:
     arg, op, value, mask = cond
     if op == "&==":
         return f"arg{arg} & {_symbol(names, arg, mask)} == {_symbol(names, arg, value)}"
-    shown = _symbol(names, arg, value) if op in ("==", "!=") else (str(value) if value < 4096 else hex(value))
+    shown = _symbol(names, arg, value) if op in ("==", "!=") else number(value)
     return f"arg{arg} {op} {shown}"
 
 
 def _yaml_rule(r: ImportedRule, file: str) -> list[str]:
-    key = action_text(r.action)
     lines = [f"  # {file}:{r.line}" + (f" ({'; '.join(r.notes)})" if r.notes else "")]
-    if len(r.names) == 1:
-        lines.append(f"  - {key}: {r.names[0]}")
-    else:
-        lines.append(f"  - {key}: [")
-        cur = "     "
-        for n in r.names:
-            if len(cur) + len(n) > 98:
-                lines.append(cur.rstrip())
-                cur = "     "
-            cur += f" {n},"
-        lines += [cur.rstrip(","), "    ]"]
-    if r.conds:
-        lines.append(f"    when: [{', '.join(json.dumps(_cond_text(r.names, c)) for c in r.conds)}]")
-    if r.comment:
-        lines.append(f"    comment: {json.dumps(r.comment, ensure_ascii=False)}")
-    return lines
+    return lines + rule_lines(action_text(r.action), [(n, None) for n in r.names],
+                              [(_cond_text(r.names, c), None) for c in r.conds], r.comment)
 
 
 def _import_arches(j: _Json, top: dict, native: str) -> list[str]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from bpf_filters import insn, syscalls
+from bpf_filters.syscalls import arguments
 
 from . import libc, seccomp, spawn
 from ..errors import LaunchError
@@ -63,22 +64,9 @@ _NOTIF = struct.Struct("=QIIiIQ6Q")
 _RESP = struct.Struct("=QqiI")
 _ZERO_NOTIF = bytes(NOTIF_SIZE)  # RECV rejects a buffer that is not zeroed
 
-# Arguments whose values are counted, {(arch, nr): {argidx: mask}}: those a
-# profile narrows with `when:` conditions, masked as sandbox.monitor masks
-# them (int arguments: low 32 bits; socket type without SOCK_NONBLOCK and
-# SOCK_CLOEXEC) so both tracers report the same values. x32 numbers without
-# their 0x40000000 bit, as the tracers report them.
-_INT, _LONG = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
-_SOCK_TYPE = _INT & ~(0x800 | 0x80000)
-_SPEC = {"socket": {0: _INT, 1: _SOCK_TYPE}, "socketpair": {0: _INT}, "ioctl": {1: _INT},
-         "prctl": {0: _INT}, "clone": {0: _LONG}, "mmap": {2: _LONG}, "mmap2": {2: _INT},
-         "mprotect": {2: _LONG}, "personality": {0: _INT}, "fcntl": {1: _INT},
-         "fcntl64": {1: _INT}, "setsockopt": {1: _INT, 2: _INT}}
-ARG_SPECS: dict[tuple[str, int], dict[int, int]] = {
-    (arch, syscalls.reported_nr(arch, nr)): spec
-    for arch in ("x86_64", "x32", "i386") for name, spec in _SPEC.items()
-    # i386's mmap is old_mmap: one pointer to a struct, nothing to count
-    if (nr := syscalls.table(arch).nr(name)) is not None and (arch, name) != ("i386", "mmap")}
+# Arguments whose values are counted, {(arch, nr): {argidx: mask}}: the same
+# as the eBPF tracer's (bpf_filters.syscalls.arguments), so both report alike.
+ARG_SPECS: dict[tuple[str, int], dict[int, int]] = arguments.counted()
 
 # The whole filter: every syscall, of every arch, goes to the listener.
 NOTIFY_PROGRAM = insn.pack([insn.ret(insn.RET_USER_NOTIF)])

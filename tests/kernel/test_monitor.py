@@ -22,6 +22,10 @@ import time
 
 import pytest
 
+from bpf_filters.syscalls import table as _table
+
+NR = _table("x86_64").by_name
+
 from sandbox.kernel import libbpf
 from sandbox.monitor import DEFAULT_OBJECT, FAMILIES, Probe, ProbeUnavailable, available
 from tests.conftest import need
@@ -211,7 +215,7 @@ def test_i386_int80_and_x32_syscalls_are_told_apart(probe):
 def test_exec_from_a_non_leader_thread_keeps_the_task_tracked(probe):
     """The exec'ing thread takes over the leader's pid; its execve return is
     not a denial and the new program's denials are reported under the pid."""
-    code = "import ctypes; ctypes.CDLL(None).syscall(110, 5)"
+    code = f"import ctypes; ctypes.CDLL(None).syscall({NR['getppid']}, 5)"
 
     def body():
         sc.install(sc.filter_program({GETPPID: sc.RET_ERRNO | EPERM}))
@@ -230,7 +234,7 @@ def test_exec_from_a_non_leader_thread_keeps_the_task_tracked(probe):
 
 def test_vfork_spawned_programs_are_tracked(probe):
     """subprocess uses vfork + exec: the child's first return is not a denial."""
-    code = "import ctypes; ctypes.CDLL(None).syscall(110, 6)"
+    code = f"import ctypes; ctypes.CDLL(None).syscall({NR['getppid']}, 6)"
     read_fd, write_fd = os.pipe()
 
     def body():

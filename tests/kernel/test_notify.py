@@ -11,13 +11,15 @@ import textwrap
 
 import pytest
 
+from bpf_filters.syscalls import table
 from sandbox.errors import LaunchError
 from sandbox.kernel.notify import ARG_SPECS, SyscallRecord, run_supervised
 from tests.conftest import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-NR_UMASK, NR_GETPPID, NR_SOCKET, NR_EXECVE, NR_EXIT_GROUP = 95, 110, 41, 59, 231
+NR_UMASK, NR_GETPPID, NR_SOCKET, NR_EXECVE, NR_EXIT_GROUP = (
+    table("x86_64").nr(n) for n in ("umask", "getppid", "socket", "execve", "exit_group"))
 AF_INET, SOCK_STREAM, SOCK_CLOEXEC = 2, 1, 0o2000000
 
 

@@ -14,6 +14,10 @@ import urllib.request
 
 import pytest
 
+from bpf_filters.syscalls import table as _table
+
+NR = _table("x86_64").by_name
+
 from tests.conftest import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,7 +106,7 @@ def test_ptrace_kill_is_explained_with_the_rule(tmp_path):
     prof = tmp_path / "k.yaml"
     prof.write_text("name: k\nextends: default\nrules:\n  - kill-process: ptrace\n")
     r = sbx("run", "--profile", str(prof), "--", PY, "-c",
-            "import ctypes; ctypes.CDLL(None).syscall(101, 0, 0, 0, 0)")
+            f"import ctypes; ctypes.CDLL(None).syscall({NR['ptrace']}, 0, 0, 0, 0)")
     assert r.returncode == 159
     assert "syscall ptrace (101) is not allowed by profile k" in r.stderr
     assert "k.yaml:4" in r.stderr

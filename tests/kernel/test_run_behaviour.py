@@ -12,6 +12,10 @@ import time
 
 import pytest
 
+from bpf_filters.syscalls import table as _table
+
+NR = _table("x86_64").by_name
+
 from tests.conftest import need
 
 pytestmark = pytest.mark.kernel
@@ -97,7 +101,7 @@ def test_log_in_another_network_namespace_keeps_the_status_and_says_why():
 
 
 def test_a_plain_run_with_denials_says_how_many_in_one_line():
-    code = "import ctypes; [ctypes.CDLL(None).syscall(101, 16, 1, 0, 0) for _ in range(3)]"  # ptrace
+    code = f"import ctypes; [ctypes.CDLL(None).syscall({NR['ptrace']}, 16, 1, 0, 0) for _ in range(3)]"  # ptrace
     r = subprocess.run(SBX + ["--", PY, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr
@@ -133,7 +137,7 @@ def test_run_output_feeds_refine_without_copy_and_paste(tmp_path):
 
 def test_json_summary(tmp_path):
     r = subprocess.run(SBX + ["--log", "--json", "--", PY, "-c",
-                              "import ctypes; ctypes.CDLL(None).syscall(101, 16, 1, 0, 0)"],
+                              f"import ctypes; ctypes.CDLL(None).syscall({NR['ptrace']}, 16, 1, 0, 0)"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     doc = json.loads(r.stderr.strip().splitlines()[-1])
     assert doc["profile"] == "default"

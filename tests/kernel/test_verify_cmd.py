@@ -11,11 +11,15 @@ import sys
 
 import pytest
 
+from bpf_filters.syscalls import table as _table
+
+NR = _table("x86_64").by_name
+
 from tests.conftest import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = os.path.realpath(sys.executable)
-PTRACE = "import ctypes; ctypes.CDLL(None).syscall(101, 0, 0, 0, 0)"          # x86_64 ptrace
+PTRACE = f"import ctypes; ctypes.CDLL(None).syscall({NR['ptrace']}, 0, 0, 0, 0)"          # x86_64 ptrace
 CLONE3 = "import ctypes; ctypes.CDLL(None).syscall(435, 0, 0)"                 # x86_64 clone3
 
 
@@ -61,7 +65,7 @@ def test_enosys_fallback_is_listed_but_fails_only_with_strict():
 
 
 def test_kill_process_denial():
-    r = verify("--profile", "default", "--", PY, "-c", "import ctypes; ctypes.CDLL(None).syscall(175, 0, 0, 0)")
+    r = verify("--profile", "default", "--", PY, "-c", f"import ctypes; ctypes.CDLL(None).syscall({NR['init_module']}, 0, 0, 0)")
     assert r.returncode == 1, r.stderr
     assert re.search(r"init_module \(175\)\s+1  kill-process\s+profiles/default\.yaml:\d+", r.stderr)
 
