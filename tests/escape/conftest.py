@@ -5,6 +5,7 @@ a test asks for an outcome; each test then judges its own cell.
 """
 import os
 import platform
+import pwd
 import shutil
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import need
 from tests.escape.attacks import ATTACKS, applies
 from tests.escape.harness import Victim, Workspace, builtin_profiles, run, run_chain, run_many, sbx_argv
+from tests.escape.users import Users
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +27,22 @@ def workspace():
         yield ws
     finally:
         ws.remove()
+
+
+@pytest.fixture(scope="session")
+def users(workspace):
+    """root and nobody (see tests/escape/users.py), with their directories and test profiles."""
+    need(shutil.which("setpriv") is not None, "setpriv (util-linux) is needed to run as nobody")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        need(False, "no 'nobody' user")
+    u = Users()
+    try:
+        need(bool(u.nobody.python), "no Python that nobody can run imports sandbox (PYTHONPATH=REPO)")
+        yield u
+    finally:
+        u.close()
 
 
 @pytest.fixture(scope="session")
