@@ -6,7 +6,9 @@
  *   escape NAME                   one attempt
  *   escape chain NAME...          the attempts one after another, each in a fresh
  *                                 image (execve), "START NAME" before each; stops
- *                                 after an escape (the harness runs the rest anew)
+ *                                 after an escape (the harness runs the rest anew),
+ *                                 unless SBX_ESCAPE_KEEP_GOING is set (for attempts
+ *                                 that change nothing about the process)
  *   escape victim                 a sibling to aim at (see victim())
  *   escape parent-wrap NAME       unconfined control for attacks on the parent:
  *                                 fork, the child runs NAME against this process,
@@ -177,7 +179,7 @@ static int chain(int argc, char **argv)
     fflush(stdout);
     r = attempt(argv[2]);
     fflush(stdout);
-    if (r != 0 || escaped || argc == 3)
+    if (r != 0 || (escaped && !getenv("SBX_ESCAPE_KEEP_GOING")) || argc == 3)
         return r;
     argv[2] = argv[1];                  /* argv+1 becomes: prog chain rest... */
     argv[1] = argv[0];

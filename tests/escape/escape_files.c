@@ -1,8 +1,9 @@
 /*
  * Files and ports (Landlock's filesystem: and network: rules). Parameters:
- * SBX_ESCAPE_SECRET (a dummy key below $HOME/.ssh, or /etc/shadow) and
- * SBX_ESCAPE_SECRET_TEXT (what reading it must show), SBX_ESCAPE_SYMLINK (a link
- * to it the test made in $TMPDIR), SBX_ESCAPE_OUTSIDE (a file of the running
+ * SBX_ESCAPE_SECRET (a dummy key below $HOME/.ssh) and SBX_ESCAPE_SECRET_TEXT
+ * (what reading it must show), SBX_ESCAPE_SYMLINK and SBX_ESCAPE_HARDLINK (a
+ * symbolic and a hard link to it the test made in $TMPDIR), SBX_ESCAPE_FD (a
+ * descriptor of it the test passed down), SBX_ESCAPE_OUTSIDE (a file of the running
  * user outside every write grant), SBX_ESCAPE_PORT (a TCP listener outside, on
  * a port no profile lists), SBX_ESCAPE_BINDPORT (a free port no profile lists).
  * A read escapes when it returns the secret's text.
@@ -130,9 +131,20 @@ int files_attempt(const char *name)
         return read_secret("openat2(RESOLVE_NO_SYMLINKS|NO_MAGICLINKS|NO_XDEV)",
                            (int)openat2_secret(AT_FDCWD, secret, RESOLVE_NO_SYMLINKS |
                                                RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV));
-    if (!strcmp(name, "fs-read-inherited")) {
-        /* descriptor 3, opened by the test before sbx started */
-        return read_secret("read an inherited descriptor", dup(3));
+    if (!strcmp(name, "fs-read-inherited"))         /* opened by the test before sbx started */
+        return read_secret("read an inherited descriptor", dup((int)param_num("FD")));
+    if (!strcmp(name, "fs-read-old-hardlink"))      /* made by the test in $TMPDIR before the run */
+        return read_secret("read a hard link that existed before the run",
+                           open(param("HARDLINK"), O_RDONLY | O_CLOEXEC));
+    if (!strcmp(name, "fs-read-shadow")) {
+        char buf[4096];
+        fd = open("/etc/shadow", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return report("open /etc/shadow", -1);
+        long n = read_some(fd, buf, sizeof buf);
+        if (n > 0 && !strstr(buf, "root:"))
+            return blocked(0, "read /etc/shadow, but there is no root entry in it");
+        return report("read /etc/shadow", n > 0 ? n : -1);
     }
     if (!strcmp(name, "fs-truncate-outside")) {
         struct stat st;

@@ -2,7 +2,8 @@
 
 Every escape class is tried as both, confined and unconfined. nobody runs sbx
 with a Python it can start (sys.executable or /usr/bin/python3) and
-PYTHONPATH=REPO, in a home and a temporary directory of its own; root keeps
+PYTHONPATH=REPO, in a home (below /home, outside every write grant, like a
+real one) and a temporary directory of its own; root keeps
 HOME=/root, where root's secrets are. sbx keeps nobody's filter cache in
 /run/user/65534/sbx (``sandbox.cache.location``): that runtime directory is
 made for the session (nobody's, mode 0700) when it is missing, and removed
@@ -60,11 +61,12 @@ class User:
     def run(self, argv: list[str], env: dict, **kw) -> Outcome:
         return run(argv, env=env, cwd=Path(self.tmp), **kw)
 
-    def chain(self, program: Path, profile: str | None, names: list[str], env: dict) -> dict[str, Outcome]:
+    def chain(self, program: Path, profile: str | None, names: list[str], env: dict,
+              **kw) -> dict[str, Outcome]:
         """``program chain NAMES``, under sbx with *profile*, or unconfined (None)."""
         command = [str(program), "chain"]
         argv = self.confined(profile, command) if profile else self.direct(command)
-        return run_chain(argv, names, env=env, cwd=Path(self.tmp))
+        return run_chain(argv, names, env=env, cwd=Path(self.tmp), **kw)
 
     def give(self, path, mode: int) -> None:
         """Make *path* this user's, with *mode*."""
@@ -114,7 +116,8 @@ class Users:
         self.made.append(root_tmp)
         self.root = User("root", 0, 0, [], sys.executable, "/root", root_tmp)
         prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--"]
-        home = tempfile.mkdtemp(prefix="sbx-escape-nobody-home-")
+        # not below /tmp: a home must lie outside the profiles' write grants, as a real one does
+        home = tempfile.mkdtemp(prefix="sbx-escape-nobody-", dir="/home" if os.path.isdir("/home") else "/var")
         tmp = tempfile.mkdtemp(prefix="sbx-escape-nobody-tmp-")
         self.made += [home, tmp]
         self.nobody = User("nobody", nobody.pw_uid, nobody.pw_gid, prefix, "", home, tmp)
