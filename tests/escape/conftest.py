@@ -1,4 +1,5 @@
-"""Fixtures for the escape suite: the compiled attacks, a sibling victim, a pty, and the run matrix.
+"""Fixtures for the escape suite: the compiled attacks, the users who run them (root, nobody),
+a sibling victim, a pty, and the run matrix of test_escape_syscalls.py.
 
 Every confined run of the suite is started once, concurrently, the first time
 a test asks for an outcome; each test then judges its own cell.

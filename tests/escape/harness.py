@@ -1,11 +1,15 @@
 """Runs escape attempts under sbx (or unconfined, as a control) and judges what they report.
 
-The attempts are subcommands of ``attack.c``, compiled once per session. An
-attempt prints ``ESCAPED ...`` or ``BLOCKED errno=N NAME`` and exits 0, or is
-killed by SIGSYS (sbx then exits 128+31). ``judge`` turns that into a verdict:
-an attempt is contained when it was killed, or failed with an errno that is
-not the one the kernel itself gives these (deliberately harmless) arguments,
-so a call the filter let through is caught even when it did nothing.
+The attempts are subcommands of two programs compiled once per session:
+``attack`` (attack.c: the seccomp filter) and ``escape`` (escape*.c: the
+launcher, capabilities, Landlock, the filter cache). An attempt prints
+``ESCAPED ...`` or ``BLOCKED errno=N NAME`` and exits 0, or is killed by SIGSYS
+(sbx then exits 128+31). ``judge`` turns that into a verdict: an attempt is
+contained when it was killed, or failed with an errno that is not the one the
+kernel itself gives these (deliberately harmless) arguments, so a call the
+filter let through is caught even when it did nothing; where an attack says
+which errnos containment means (``expect``), any other failure is a broken
+attempt, not a contained one.
 """
 from __future__ import annotations
 
@@ -216,22 +220,29 @@ def builtin_profiles() -> list[str]:
 
 
 class Victim:
-    """A sibling process (``attack victim``) for the cross-process attacks to aim at."""
+    """A sibling process for the cross-process attacks to aim at: ``attack victim`` by
+    default, or *argv* (``escape victim``, run as another user) with *env*. It prints
+    ``VICTIM PID ADDR`` (ADDR: its marker buffer), then one line per ``ask``."""
 
-    def __init__(self, workspace: Workspace):
-        self.proc = subprocess.Popen([str(workspace.attack), "victim"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+    def __init__(self, workspace: Workspace, argv: list[str] | None = None, env: dict | None = None,
+                 cwd: str | None = None):
+        self.proc = subprocess.Popen(argv or [str(workspace.attack), "victim"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
         words = self.proc.stdout.readline().split()
         if len(words) != 3 or words[0] != "VICTIM":
             self.stop()
             raise RuntimeError(f"victim did not start: {words}")
         self.pid, self.addr = int(words[1]), int(words[2], 16)
 
-    def buffer(self) -> str:
-        """The victim's marker buffer, which a successful process_vm_writev overwrites."""
+    def ask(self) -> str:
+        """The victim's report on itself (its buffer; the escape victim also its signals)."""
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip().removeprefix("BUFFER ")
+        return self.proc.stdout.readline().strip()
+
+    def buffer(self) -> str:
+        """The victim's marker buffer, which a successful process_vm_writev overwrites."""
+        return self.ask().removeprefix("BUFFER ")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

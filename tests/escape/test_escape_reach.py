@@ -12,11 +12,10 @@ also rests on what arrived on the other side.
 """
 import os
 import socket
-import subprocess
 
 import pytest
 
-from tests.escape.harness import Attack, builtin_profiles, judge, run_many
+from tests.escape.harness import Attack, Victim, builtin_profiles, judge, run_many
 from tests.escape.users import USERS, judge_control, token
 
 PROFILES = builtin_profiles()
@@ -65,32 +64,18 @@ def applies(attack, profile):
     return attack.only is None or profile is None or profile in attack.only
 
 
-class Victim:
-    """``escape victim`` as *user*, with a secret in its environment."""
+def start_victim(ws, user) -> Victim:
+    """``escape victim`` as *user*, with a secret (``.secret``) in its environment."""
+    secret = token()
+    victim = Victim(ws, user.direct([str(ws.escape), "victim"]),
+                    env={"PATH": "/usr/bin:/bin", "SBX_VICTIM_SECRET": secret}, cwd=user.tmp)
+    victim.secret = secret
+    return victim
 
-    def __init__(self, ws, user):
-        self.secret = token()
-        env = {"PATH": "/usr/bin:/bin", "SBX_VICTIM_SECRET": self.secret}
-        self.proc = subprocess.Popen(user.direct([str(ws.escape), "victim"]), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=user.tmp)
-        words = self.proc.stdout.readline().split()
-        if len(words) != 3 or words[0] != "VICTIM":
-            self.stop()
-            raise RuntimeError(f"victim did not start: {words}")
-        self.pid, self.addr = int(words[1]), words[2]
 
-    def state(self) -> dict:
-        self.proc.stdin.write("\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline().split()
-        return dict(w.split("=", 1) for w in line[1:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdin.close()
-        self.proc.stdout.close()
+def victim_state(victim: Victim) -> dict:
+    """{"buffer": ..., "usr1": "N", "usr2": "N", "io": "N"} from its STATE line."""
+    return dict(w.split("=", 1) for w in victim.ask().split()[1:])
 
 
 class Listeners:
@@ -137,9 +122,9 @@ class Listeners:
 def _cell(ws, user, profile):
     """Outcomes of every attempt in one (profile or unconfined, user) cell, the victim's
     state afterwards and what reached the listeners."""
-    victim, listeners = Victim(ws, user), Listeners(user)
+    victim, listeners = start_victim(ws, user), Listeners(user)
     try:
-        env = user.env(VICTIM=victim.pid, VICTIM_ADDR=victim.addr, ABSTRACT=listeners.abstract,
+        env = user.env(VICTIM=victim.pid, VICTIM_ADDR=hex(victim.addr), ABSTRACT=listeners.abstract,
                        UNIX_PATH=listeners.path)
         names = [a.name for a in ATTACKS if applies(a, profile) and a not in PARENT and a.name != LIMIT]
         names.append(LIMIT)                   # last: where it is a limit it escapes, ending the chain
@@ -149,7 +134,7 @@ def _cell(ws, user, profile):
                 results[a.name] = user.run(user.direct([str(ws.escape), "parent-wrap", a.name]), env)
         else:
             results = user.chain(ws.escape, profile, [a.name for a in PARENT] + names, env)
-        return results, victim.state(), listeners.received()
+        return results, victim_state(victim), listeners.received(), victim.secret
     finally:
         victim.stop()
         listeners.close()
@@ -182,7 +167,7 @@ CONTROLS = [pytest.param(u, a, id=f"{u}:{a.name}") for u in USERS for a in ATTAC
 @pytest.mark.parametrize("user, attack", CONTROLS)
 def test_unconfined_attack_works(cells, users, user, attack):
     """Control: without sbx the attack reaches its target (same user, no Yama)."""
-    results, state, received = cells[(None, user)]
+    results, state, received, secret = cells[(None, user)]
     out = results[attack.name]
     if attack.name == "victim-fsetown":
         assert out.result()[0] == "OK" and int(state["usr1"]) > 0, \
@@ -192,6 +177,8 @@ def test_unconfined_attack_works(cells, users, user, attack):
     assert verdict is None, f"{attack.doc}: {verdict}"
     if attack.name == "ppid-mem-write":
         assert "PARENT-BUFFER PWNED" in out.stdout, out.describe()
+    if attack.name == "victim-environ":
+        assert f"SBX_VICTIM_SECRET={secret}" in out.stdout, out.describe()
     if attack.name in SEEN_BY_VICTIM:
         key, untouched = SEEN_BY_VICTIM[attack.name]
         assert state[key] != untouched, f"the sibling shows nothing of {attack.name}: {state}"
@@ -202,7 +189,7 @@ def test_unconfined_attack_works(cells, users, user, attack):
 @pytest.mark.parametrize("user, profile, attack", CONTAINED)
 def test_attack_is_contained(cells, user, profile, attack):
     """The attack fails under the profile, and nothing of it shows on the other side."""
-    results, state, received = cells[(profile, user)]
+    results, state, received, _secret = cells[(profile, user)]
     out = results[attack.name]
     if attack.name == "victim-fsetown":
         kind, err = out.result()
@@ -222,6 +209,6 @@ def test_documented_limit_named_unix_sockets_are_reachable(cells, user, profile)
     """Limit (docs/profiles.md, Landlock ABI 7 scopes only abstract sockets): where a profile
     allows Unix sockets, a named socket outside is reachable. strict-net and minimal refuse
     every socket (tested above)."""
-    results, _state, received = cells[(profile, user)]
+    results, _state, received, _secret = cells[(profile, user)]
     out = results[LIMIT]
     assert out.result()[0] == "ESCAPED" and LIMIT in received, out.describe()

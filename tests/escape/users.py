@@ -21,8 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.escape.harness import (REPO, Attack, Outcome, judge_unconfined, run, run_chain,
-                                  sbx_argv)
+from tests.escape.harness import REPO, Attack, Outcome, judge_unconfined, run, run_chain, sbx_argv
 
 USERS = ("root", "nobody")
 NOBODY_PYTHONS = (sys.executable, "/usr/bin/python3")

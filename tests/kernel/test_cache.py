@@ -15,7 +15,6 @@ timeout and a memory limit.
 import hashlib
 import os
 import pwd
-import resource
 import shutil
 import stat
 import struct
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -49,13 +47,18 @@ int main(void)
     return 0;
 }
 """
+# sbx with its cache at argv[1]; argv[2] a umask ("-": unchanged), argv[3] an RLIMIT_FSIZE ("-": none)
 REDIRECT = textwrap.dedent("""
-    import sys
+    import os, resource, sys
     import sandbox.cache as cache
-    where = sys.argv[1]
+    where, umask, fsize = sys.argv[1:4]
     cache.location = lambda uid=None: where
+    if umask != "-":
+        os.umask(int(umask, 8))
+    if fsize != "-":
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(fsize), int(fsize)))
     from sandbox.entry import main
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(main(sys.argv[4:]))
 """)
 READ_ENTRY = textwrap.dedent("""
     import resource, sys
@@ -143,12 +146,13 @@ def forged(path: str) -> str:
     return "".join(line + "\n" for line in lines + [f"digest {digest(lines)}"])
 
 
-def redirected(where: str, prof: str, preexec=None, env=None, timeout=60):
-    """A real `sbx run --profile PROF -- probe` with the cache at *where*."""
-    argv = [sys.executable, "-c", REDIRECT, where, "run", "--profile", prof, "--",
+def redirected(where: str, prof: str, umask: str = "-", fsize: str = "-", timeout=60):
+    """A real `sbx run --profile PROF -- probe` with the cache at *where* (and sbx started
+    under *umask* or an RLIMIT_FSIZE of *fsize* bytes)."""
+    argv = [sys.executable, "-c", REDIRECT, where, umask, fsize, "run", "--profile", prof, "--",
             _PROBE[0]]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec, env=env or dict(os.environ, PYTHONPATH=ROOT))
+                          env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def behaves(res, err="EXDEV") -> None:
@@ -230,10 +234,10 @@ def test_umask_000_still_makes_a_private_directory_and_entries(tmp_path):
     d = str(tmp_path / "cache" / "sbx")
     os.makedirs(os.path.dirname(d), mode=0o700)
     prof = profile(tmp_path)
-    behaves(redirected(d, prof, preexec=lambda: os.umask(0)))
+    behaves(redirected(d, prof, umask="000"))
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(entry_of(d, prof)).st_mode) == 0o600
-    behaves(redirected(d, prof, preexec=lambda: os.umask(0)))
+    behaves(redirected(d, prof, umask="000"))
 
 
 # -- entries ----------------------------------------------------------------------------------
@@ -380,11 +384,7 @@ def test_a_full_disk_leaves_no_temporary_file(tmp_path):
     d = str(tmp_path / "cache" / "sbx")
     os.makedirs(os.path.dirname(d), mode=0o700)
     prof = profile(tmp_path)
-
-    def small_files():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
-
-    behaves(redirected(d, prof, preexec=small_files))
+    behaves(redirected(d, prof, fsize="512"))
     assert os.path.isdir(d) and os.listdir(d) == [], os.listdir(d)
     behaves(redirected(d, prof))
     assert os.listdir(d) == [os.path.basename(entry_of(d, prof))]
@@ -412,47 +412,36 @@ def test_home_does_not_decide_where_the_cache_is(tmp_path, root, home):
 
 
 @pytest.fixture
-def nobody(tmp_path, root):
-    """(argv prefix, python, env, nobody's real cache location) for runs as nobody."""
-    from tests.escape.users import find_python
+def nobody(root):
+    """nobody (tests/escape/users.py), with a directory it can read for its profile."""
+    from tests.escape.users import Users
     need(shutil.which("setpriv") is not None, "setpriv (util-linux) is needed to run as nobody")
-    pw = pwd.getpwnam("nobody")
-    prefix = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": ROOT}
-    python = find_python(prefix, env)
-    need(python is not None, "no Python that nobody can run imports sandbox")
-    run_dir = f"/run/user/{pw.pw_uid}"
-    made = not os.path.lexists(run_dir)
-    if made:
-        os.mkdir(run_dir, 0o700)
-        os.chown(run_dir, pw.pw_uid, pw.pw_gid)
-    shared = tempfile.mkdtemp(prefix="sbx-cache-test-")       # pytest's own directories are root's, 0700
-    os.chmod(shared, 0o755)
+    users = Users()
     try:
-        yield prefix, python, env, cache.location(pw.pw_uid), pw.pw_uid, Path(shared)
+        need(bool(users.nobody.python), "no Python that nobody can run imports sandbox")
+        yield users
     finally:
-        shutil.rmtree(shared, ignore_errors=True)
-        if made:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        users.close()
 
 
 def test_nobody_does_not_use_a_cache_directory_it_does_not_own(tmp_path, nobody):
-    """nobody's /run/user/65534/sbx owned by root, holding a valid forged entry: not used."""
-    prefix, python, env, where, uid, shared = nobody
-    prof = profile(shared)
-    os.chmod(prof, 0o644)
-    argv = prefix + [python, "-m", "sandbox", "run", "--profile", prof, "--", _PROBE[0]]
-    run = lambda: subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # noqa: E731
+    """nobody's /run/user/65534/sbx owned by root, or open to all, holding a valid forged
+    entry: not used. (Control: in the sound directory the same forgery is used, which is why
+    the command must never be able to write there: test_escape_cache.py.)"""
+    user, where, uid = nobody.nobody, nobody.nobody.cache, nobody.nobody.uid
+    prof = nobody.profile("cached", PROFILE.format(err="EXDEV"))
+
+    def run():
+        out = user.run(user.confined(prof, [_PROBE[0]]), user.env())
+        return subprocess.CompletedProcess([], out.status, out.stdout, out.stderr)
+
     behaves(run())
     entry = entry_of(where, prof)
     assert os.path.isfile(entry) and os.stat(entry).st_uid == uid
     assert stat.S_IMODE(os.stat(where).st_mode) == 0o700
-    with open(entry) as fh:
-        text = fh.read()
-    lines = text.split("\n")[:-2]
-    lines = [f"filter {ALLOW_ALL.hex()}" if x.startswith("filter ") else x for x in lines]
+    text = forged(entry)
     with open(entry, "w") as fh:
-        fh.write("".join(x + "\n" for x in lines + [f"digest {digest(lines)}"]))
+        fh.write(text)
     mode = os.stat(where).st_mode
     try:
         os.chown(where, 0, 0)
@@ -461,6 +450,8 @@ def test_nobody_does_not_use_a_cache_directory_it_does_not_own(tmp_path, nobody)
         os.chown(where, uid, -1)
         os.chmod(where, 0o777)
         behaves(run())
+        os.chmod(where, stat.S_IMODE(mode))
+        assert run().stdout.split() == ["ran"], "control: in nobody's own private directory the forgery is used"
     finally:
         os.chown(where, uid, -1)
         os.chmod(where, stat.S_IMODE(mode))
