@@ -1,10 +1,12 @@
-"""Fixtures for the escape suite: the compiled attacks, a sibling victim, a pty, and the run matrix.
+"""Fixtures for the escape suite: the compiled attacks, the users who run them (root, nobody),
+a sibling victim, a pty, and the run matrix of test_escape_syscalls.py.
 
 Every confined run of the suite is started once, concurrently, the first time
 a test asks for an outcome; each test then judges its own cell.
 """
 import os
 import platform
+import pwd
 import shutil
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from tests.conftest import need
 from tests.escape.attacks import ATTACKS, applies
 from tests.escape.harness import Victim, Workspace, builtin_profiles, run, run_chain, run_many, sbx_argv
+from tests.escape.users import Users
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +28,22 @@ def workspace():
         yield ws
     finally:
         ws.remove()
+
+
+@pytest.fixture(scope="session")
+def users(workspace):
+    """root and nobody (see tests/escape/users.py), with their directories and test profiles."""
+    need(shutil.which("setpriv") is not None, "setpriv (util-linux) is needed to run as nobody")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        need(False, "no 'nobody' user")
+    u = Users()
+    try:
+        need(bool(u.nobody.python), "no Python that nobody can run imports sandbox (PYTHONPATH=REPO)")
+        yield u
+    finally:
+        u.close()
 
 
 @pytest.fixture(scope="session")

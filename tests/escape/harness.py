@@ -1,11 +1,15 @@
 """Runs escape attempts under sbx (or unconfined, as a control) and judges what they report.
 
-The attempts are subcommands of ``attack.c``, compiled once per session. An
-attempt prints ``ESCAPED ...`` or ``BLOCKED errno=N NAME`` and exits 0, or is
-killed by SIGSYS (sbx then exits 128+31). ``judge`` turns that into a verdict:
-an attempt is contained when it was killed, or failed with an errno that is
-not the one the kernel itself gives these (deliberately harmless) arguments,
-so a call the filter let through is caught even when it did nothing.
+The attempts are subcommands of two programs compiled once per session:
+``attack`` (attack.c: the seccomp filter) and ``escape`` (escape*.c: the
+launcher, capabilities, Landlock, the filter cache). An attempt prints
+``ESCAPED ...`` or ``BLOCKED errno=N NAME`` and exits 0, or is killed by SIGSYS
+(sbx then exits 128+31). ``judge`` turns that into a verdict: an attempt is
+contained when it was killed, or failed with an errno that is not the one the
+kernel itself gives these (deliberately harmless) arguments, so a call the
+filter let through is caught even when it did nothing; where an attack says
+which errnos containment means (``expect``), any other failure is a broken
+attempt, not a contained one.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 KILLED_BY_SIGSYS = 128 + signal.SIGSYS
 RUN_TIMEOUT = 20
+# the `escape` program: its main file and one file per family of attempts
+ESCAPE_SOURCES = ("escape.c", "escape_reach.c", "escape_root.c", "escape_cache.c", "escape_profiles.c",
+                  "escape_files.c")
 _LINE = re.compile(r"^(ESCAPED|BLOCKED|OK)\b(?: errno=(\d+) (\S+))?.*$", re.M)
 _START = re.compile(r"^START (\S+)\n", re.M)
 
@@ -39,7 +46,10 @@ class Attack:
     absent: str = ""                 # errno of a kernel built without it (unconfined only)
     only: tuple[str, ...] | None = None   # profiles the attack applies to (None: all)
     needs: str = ""                  # "" | "tty" (stdin is a pty) | "victim" (sibling pid, addr)
-    program: str = "attack"          # attack | i386-elf
+    program: str = "attack"          # attack | i386-elf | escape
+    expect: tuple[str, ...] = ()     # the errnos (NONE: no errno) a contained attempt fails with;
+                                     # any other failure means it went wrong before the layer under test
+    unprivileged: str = ""           # why it cannot work for an unprivileged user even unconfined
 
 
 @dataclass
@@ -79,6 +89,9 @@ def judge(attack: Attack, out: Outcome) -> str | None:
         return f"attack did not report an outcome: {out.describe()}"
     if kind == "ESCAPED":
         return f"ESCAPED: {out.stdout.strip()}"
+    if attack.expect and err not in attack.expect:
+        return (f"failed with {err or 'no errno'}, not with {'/'.join(attack.expect)}: the attempt went "
+                f"wrong before reaching what it tests: {out.stdout.strip()}")
     if attack.must == "kill":
         return f"expected SIGSYS (bad_arch kill-process), got {err}: {out.describe()}"
     if attack.must == "enosys" and err != "ENOSYS":
@@ -124,13 +137,19 @@ class Workspace:
         os.chmod(self.dir, 0o755)
         self.attack = self.dir / "attack"
         self.i386 = self.dir / "i386-elf"
+        self.escape = self.dir / "escape"
         self.cache = self.dir / "cache"
 
     def build(self) -> None:
-        cmd = ["gcc", "-O1", "-Wall", "-Werror", "-static", "-o", str(self.attack), str(HERE / "attack.c")]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode:
-            raise RuntimeError(f"gcc failed: {' '.join(cmd)}\n{res.stderr}")
+        cc = ["gcc", "-O1", "-Wall", "-Werror", "-static"]
+        cmds = [cc + ["-o", str(self.attack), str(HERE / "attack.c")],
+                cc + ["-pthread", "-o", str(self.escape)] + [str(HERE / f) for f in ESCAPE_SOURCES]]
+        builds = [(cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                  for cmd in cmds]
+        for cmd, proc in builds:
+            output, _ = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"gcc failed: {' '.join(cmd)}\n{output}")
         self.i386.write_bytes(i386_elf())
         os.chmod(self.i386, 0o755)
 
@@ -140,6 +159,8 @@ class Workspace:
     def argv(self, attack: Attack, victim: tuple[int, int] | None) -> list[str]:
         if attack.program == "i386-elf":
             return [str(self.i386)]
+        if attack.program == "escape":
+            return [str(self.escape), attack.name]
         extra = [str(victim[0]), hex(victim[1])] if attack.needs == "victim" and victim else []
         return [str(self.attack), attack.name, *extra]
 
@@ -149,9 +170,9 @@ def sbx_argv(profile: str, command: list[str], python: str = sys.executable) -> 
 
 
 def run(argv: list[str], *, stdin=subprocess.DEVNULL, env: dict | None = None,
-        cwd: Path = REPO) -> Outcome:
+        cwd: Path = REPO, pass_fds=()) -> Outcome:
     res = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, env=env,
-                         cwd=cwd, timeout=RUN_TIMEOUT)
+                         cwd=cwd, timeout=RUN_TIMEOUT, pass_fds=pass_fds)
     return Outcome(res.returncode, res.stdout, res.stderr)
 
 
@@ -164,7 +185,7 @@ def split_chain(stdout: str) -> list[tuple[str, str]]:
 def run_chain(command: list[str], names: list[str], **kw) -> dict[str, Outcome]:
     """Outcome of each attempt in *names*, run as ``command + names`` chains.
 
-    *command* ends with ``attack chain PID ADDR``. A chain that is killed, or
+    *command* ends with ``attack chain PID ADDR`` or ``escape chain``. A chain that is killed, or
     stops after an escape, is restarted with the attempts it did not reach,
     so every attempt gets its own verdict from as few sbx runs as possible.
     """
@@ -199,22 +220,29 @@ def builtin_profiles() -> list[str]:
 
 
 class Victim:
-    """A sibling process (``attack victim``) for the cross-process attacks to aim at."""
+    """A sibling process for the cross-process attacks to aim at: ``attack victim`` by
+    default, or *argv* (``escape victim``, run as another user) with *env*. It prints
+    ``VICTIM PID ADDR`` (ADDR: its marker buffer), then one line per ``ask``."""
 
-    def __init__(self, workspace: Workspace):
-        self.proc = subprocess.Popen([str(workspace.attack), "victim"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+    def __init__(self, workspace: Workspace, argv: list[str] | None = None, env: dict | None = None,
+                 cwd: str | None = None):
+        self.proc = subprocess.Popen(argv or [str(workspace.attack), "victim"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)
         words = self.proc.stdout.readline().split()
         if len(words) != 3 or words[0] != "VICTIM":
             self.stop()
             raise RuntimeError(f"victim did not start: {words}")
         self.pid, self.addr = int(words[1]), int(words[2], 16)
 
-    def buffer(self) -> str:
-        """The victim's marker buffer, which a successful process_vm_writev overwrites."""
+    def ask(self) -> str:
+        """The victim's report on itself (its buffer; the escape victim also its signals)."""
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip().removeprefix("BUFFER ")
+        return self.proc.stdout.readline().strip()
+
+    def buffer(self) -> str:
+        """The victim's marker buffer, which a successful process_vm_writev overwrites."""
+        return self.ask().removeprefix("BUFFER ")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
