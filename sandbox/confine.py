@@ -50,6 +50,7 @@ RIGHT_WORDS = {
             "make_sym", "refer", "truncate", "ioctl_dev"),
 }
 FS_KEYS = tuple(RIGHT_WORDS) + ("deny",)
+ALL_RIGHTS = (1 << 16) - 1           # every Landlock file-system right (kernel.landlock.FS_RIGHTS)
 NET_KEYS = ("bind", "connect")
 ANY = "any"
 
@@ -200,37 +201,39 @@ def expand(template: str, env: dict) -> tuple[str | None, str | None]:
     return text, None
 
 
-def fs_rules(entries: list[tuple[int, str]], denies: list[str],
+def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
              listdir=None) -> list[tuple[str, int, bool]]:
     """The Landlock rules, (path, rights granted beneath it, is_dir), for *entries*
-    ((rights, real path) grants) less *denies* (real paths), the most specific
-    path deciding (see the module docstring). Pure but for ``listdir``, which
-    lists a directory as [(name, is_dir)] (default: the real file system)."""
+    ((rights, real path) grants) less *denies* (real path -> the rights it takes
+    away), the most specific path deciding (see the module docstring). Pure but
+    for ``listdir``, which lists a directory as [(name, is_dir)] (default: the
+    real file system)."""
     from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS
     listdir = listdir or _listdir
     read_dir = FS_RIGHTS["read_dir"][0]
-    denied = set(denies)
-    between = set()                          # proper ancestors of a denied path
-    for d in denied:
+    between: dict[str, int] = {}            # proper ancestors of denied paths -> rights denied below
+    for d, mask in denies.items():
         parent = os.path.dirname(d)
-        while parent not in between:
-            between.add(parent)
+        while True:
+            between[parent] = between.get(parent, 0) | mask
             if parent == "/":
                 break
             parent = os.path.dirname(parent)
     rules: list[tuple[str, int, bool]] = []
 
     def grant(path: str, rights: int, is_dir: bool) -> None:
-        if path in denied:
+        rights &= ~denies.get(path, 0)
+        below = between.get(path, 0) & rights
+        keep = rights & ~below
+        if below & read_dir:
+            keep |= read_dir                  # the way down stays listable
+        if keep:
+            rules.append((path, keep if is_dir else keep & FILE_RIGHTS, is_dir))
+        if not below:
             return
-        if path not in between:
-            rules.append((path, rights if is_dir else rights & FILE_RIGHTS, is_dir))
-            return
-        if rights & read_dir:
-            rules.append((path, read_dir, True))      # the way down stays listable
         for name, child_is_dir in listdir(path):
             if child_is_dir is not None:
-                grant(os.path.join(path, name), rights, child_is_dir)
+                grant(os.path.join(path, name), below, child_is_dir)
 
     merged: dict[str, int] = {}
     for rights, path in entries:            # one grant per path: read / and exec / split once
@@ -298,12 +301,12 @@ class Prepared:
 
 
 def _fs_entry(word: str, path: str, optional: bool, dac_bypass: bool, grants: list,
-              denies: list, notes: list[str]) -> None:
+              denies: dict, notes: list[str]) -> None:
     from .kernel import landlock
     real = os.path.realpath(path)
     if word == "deny":
         if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
-            denies.append(real)
+            denies[real] = ALL_RIGHTS
         return
     if not os.path.exists(real):
         if not optional:
@@ -313,14 +316,15 @@ def _fs_entry(word: str, path: str, optional: bool, dac_bypass: bool, grants: li
 
 
 def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, ...],
-                   notes: list[str], missing: list[str], exe: str | None = None):
+                   notes: list[str], missing: list[str], exe: str | None = None,
+                   protected: tuple[str, ...] = ()):
     """The Landlock ruleset of the profile's filesystem: and network: sections, or None."""
     from .kernel import landlock
     if spec.fs is None and spec.net is None:
         return None
     fs_handled = net_handled = 0
     grants: list[tuple[int, str]] = []
-    denies: list[str] = []
+    denies: dict[str, int] = {}
     if spec.fs is not None:
         dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
         want = sum(bit for bit, _ in landlock.FS_RIGHTS.values())
@@ -335,6 +339,12 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
                 notes.append(f"filesystem path {template} skipped: {why}")
             for path in paths:
                 _fs_entry(word, path, optional, dac_bypass, grants, denies, notes)
+        for path in protected:
+            # what decides later runs (the built-in profiles) is never writable by the
+            # command, even below a directory the profile lets it write
+            real = os.path.realpath(path)
+            if os.path.exists(real):
+                denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     bind = connect = None
     if spec.net is not None:
         if version < 4:
@@ -367,7 +377,8 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
 
 
 def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = None,
-            extra_ports: tuple[int, ...] = (), exe: str | None = None) -> Prepared:
+            extra_ports: tuple[int, ...] = (), exe: str | None = None,
+            protected: tuple[str, ...] = ()) -> Prepared:
     """The child's confinement steps for *spec*; LaunchError (125) if the kernel
     cannot enforce what *spec* asks and it does not say ``best-effort``.
 
@@ -375,7 +386,9 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
     there is none to protect); *env* the command's environment (variables in
     paths and ports); *extra_ports* TCP ports to allow for bind and connect on top
     of the profile's (``sbx run --allow-port``), where it restricts them; *exe*
-    the command's file (``$EXEC_ROOT``).
+    the command's file (``$EXEC_ROOT``); *protected* paths the profile's file
+    rules must never let the command write (the built-in profiles: a command
+    run from a checkout of sbx must not rewrite what later runs install).
     """
     from .errors import LaunchError
     from .kernel import caps, landlock, seccomp
@@ -404,7 +417,7 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
                 layers.append(base)
                 if fs:
                     landlock.protect_from_writes(base, cache_dir)
-            layer = _profile_layer(spec, env, version, extra_ports, notes, missing, exe)
+            layer = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected)
             if layer is not None:
                 layers.append(layer)
         if missing and spec.mode != "best-effort":

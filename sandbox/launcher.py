@@ -74,7 +74,8 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     prog = flt.encode()
     spec = confinement(prof)
     if use_cache:
-        cache.store(key, fp, prof.digests, cache.Entry(prog, prof.name, spec.lines()))
+        deps = {os.path.abspath(f): digest for f, digest in prof.digests.items()}
+        cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines()))
     return Compiled(prog, prof.name, prof.path, spec)
 
 
@@ -98,8 +99,9 @@ def run(opts: RunOptions) -> int:
     from .report import Reporter                      # audit/monitor channels, import-light
     env = dict(os.environ) if opts.env is None else opts.env
     exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
+    from .paths import builtin_dir
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
-                                  opts.allow_ports, exe)
+                                  opts.allow_ports, exe, protected=(builtin_dir(),))
     if not opts.quiet:
         if confinement.unenforced:
             _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this "

@@ -89,13 +89,21 @@ class Profile:
         return h.hexdigest()
 
 
+def _is_file(p: Path) -> bool:
+    """A file, or a path sbx may not look at (then reading it says why, with its position)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return True
+
+
 def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
     """A profile reference is a path (has '/' or ends in .yaml) or a built-in name."""
     if "/" in ref or ref.endswith((".yaml", ".yml")):
         p = Path(ref)
         if not p.is_absolute() and relative_to is not None:
             p = relative_to / p
-        return p if p.is_file() else None
+        return p if _is_file(p) else None
     p = builtin_dir() / f"{ref}.yaml"
     return p if p.is_file() and ref != "groups" else None
 
@@ -391,7 +399,7 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
 
 def load_profile(ref: str | Path) -> Profile:
     """Load a profile by built-in name or path; raise PolicyError with every problem."""
-    path = find_profile(str(ref)) if not isinstance(ref, Path) else (ref if ref.is_file() else None)
+    path = find_profile(str(ref)) if not isinstance(ref, Path) else (ref if _is_file(ref) else None)
     if path is None:
         hint = did_you_mean(str(ref), builtin_names())
         names = ", ".join(builtin_names())

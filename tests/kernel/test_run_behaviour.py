@@ -161,3 +161,18 @@ def test_monitor_that_cannot_start_does_not_run_the_command(tmp_path):
     assert r.returncode == 125, r.stderr
     assert not marker.exists()
     assert "cannot start the eBPF monitor" in r.stderr
+
+
+def test_a_command_run_from_a_checkout_cannot_rewrite_the_built_in_profiles():
+    """default lets the command write its working directory; when that is a checkout of
+    sbx, the built-in profiles in it decide what later runs install: they stay read-only."""
+    target = os.path.join(ROOT, "profiles", "default.yaml")
+    probe = f"import os; os.close(os.open({target!r}, os.O_WRONLY | os.O_APPEND)); print('opened')"
+    assert subprocess.run([PY, "-c", probe], capture_output=True, text=True).stdout == "opened\n"
+    r = subprocess.run(SBX + ["--", PY, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "PermissionError" in r.stderr, r.stdout + r.stderr
+    r = subprocess.run(SBX + ["--", "sh", "-c", "echo x > sandbox/.sbx-write-probe && "
+                              "cat sandbox/.sbx-write-probe && rm sandbox/.sbx-write-probe"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.stdout == "x\n", "the rest of the working directory stays writable"

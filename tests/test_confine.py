@@ -1,0 +1,142 @@
+"""The non-seccomp part of a profile: its text form, variable expansion, and the Landlock rules
+that spell "the most specific path decides" with allow-only rules.
+
+``fs_rules`` is checked against the meaning it must have, over random trees,
+grants and denies (hypothesis): for every path and right, the rules Landlock
+would apply (a rule holds beneath its path) allow exactly what the most
+specific grant or deny says.
+"""
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from sandbox.confine import ALL_RIGHTS, Spec, expand, expand_all, exec_roots, fs_rules
+from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
+
+READ_FILE, READ_DIR = FS_RIGHTS["read_file"][0], FS_RIGHTS["read_dir"][0]
+WRITE_FILE = FS_RIGHTS["write_file"][0]
+
+
+def test_spec_lines_round_trip():
+    spec = Spec(["NET_BIND_SERVICE"], ["signals"], "best-effort",
+                [("read", "/usr", True), ("deny", "$HOME/.ssh", False)],
+                {"bind": ["8000", "${PORT}"], "connect": "any"}, net_builtin=True)
+    assert Spec.from_lines(spec.lines()) == spec
+    assert Spec.from_lines(Spec().lines()) == Spec()
+
+
+@pytest.mark.parametrize("lines", [
+    ["caps -", "scope -"], ["caps BOGUS", "scope -", "landlock enforce"],
+    ["caps -", "scope -", "landlock sometimes"], ["caps -", "scope -", "landlock enforce", "fs read /x"],
+    ["caps -", "caps -", "scope -", "landlock enforce"]])
+def test_a_damaged_spec_is_refused(lines):
+    with pytest.raises(ValueError):
+        Spec.from_lines(lines)
+
+
+def test_variables_expand_from_the_environment():
+    env = {"HOME": "/home/u", "PORT": "8080"}
+    assert expand("$HOME/.ssh", env) == ("/home/u/.ssh", None)
+    assert expand("${HOME}x", env) == ("/home/ux", None)
+    assert expand("$TMPDIR", env) == ("/tmp", None)
+    assert expand("$CWD/a", env) == (os.getcwd() + "/a", None)
+    assert expand("${PORT}", env) == ("8080", None)
+    assert expand("$NOPE/x", env) == (None, "$NOPE is not set")
+
+
+def test_exec_root_names_the_installation_of_the_command(tmp_path):
+    real = tmp_path / "opt" / "py" / "bin" / "python3"
+    real.parent.mkdir(parents=True)
+    real.write_text("")
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").symlink_to(real)
+    assert exec_roots(str(venv / "python")) == [str(tmp_path / "venv"), str(tmp_path / "opt" / "py")]
+    assert exec_roots("/bin/true") != ["/"] and "/" not in exec_roots("/true")
+    assert expand_all("$EXEC_ROOT/lib", {}, str(real)) == ([str(tmp_path / "opt" / "py") + "/lib"], None)
+
+
+# -- the rules, against their meaning ---------------------------------------------------
+
+NAMES = ("a", "b", "c")
+
+
+def tree_paths(depth=3):
+    out = ["/"]
+    frontier = ["/"]
+    for _ in range(depth):
+        frontier = [os.path.join(p, n) for p in frontier for n in NAMES]
+        out += frontier
+    return out
+
+
+PATHS = tree_paths()
+
+
+FILES = [p for p in PATHS if p.count("/") == 3]
+
+
+def listdir(path):
+    """Directories down to depth 2, files at depth 3."""
+    if path in FILES:
+        return []
+    return [(n, path.count("/") < 2 or path == "/") for n in NAMES]
+
+
+def meaning(entries, denies, path, right):
+    """The most specific grant or deny at or above *path* that speaks of *right* decides."""
+    best, allowed = -1, False
+    for rights, p in entries:
+        if (path == p or path.startswith(p.rstrip("/") + "/")) and rights & right:
+            depth = 0 if p == "/" else p.count("/")
+            if depth > best:
+                best, allowed = depth, True
+    for p, mask in denies.items():
+        if (path == p or path.startswith(p.rstrip("/") + "/")) and mask & right:
+            depth = 0 if p == "/" else p.count("/")
+            if depth >= best:                # a deny at the same path as a grant wins
+                best, allowed = depth, False
+    return allowed
+
+
+def landlock(rules, path, right):
+    return any((path == p or path.startswith(p.rstrip("/") + "/")) and r & right for p, r, _ in rules)
+
+
+def _exists(monkeypatch):
+    monkeypatch.setattr(os.path, "isdir", lambda p: p in PATHS and p not in FILES)
+    monkeypatch.setattr(os.path, "exists", lambda p: p in PATHS)
+
+
+rights = st.sampled_from([READ_FILE | READ_DIR, WRITE_RIGHTS, READ_FILE | WRITE_FILE, ALL_RIGHTS])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(rights, st.sampled_from(PATHS)), max_size=4),
+       st.dictionaries(st.sampled_from(PATHS), st.sampled_from([ALL_RIGHTS, WRITE_RIGHTS]), max_size=3))
+def test_rules_allow_exactly_what_the_most_specific_path_says(entries, denies):
+    with pytest.MonkeyPatch.context() as mp:
+        _exists(mp)
+        rules = fs_rules(entries, denies, listdir)
+    for path in FILES:
+        for right in (READ_FILE, WRITE_FILE):
+            want = meaning(entries, denies, path, right)
+            assert landlock(rules, path, right) == want, (path, right, entries, denies, rules)
+
+
+def test_a_deny_keeps_the_way_down_listable(monkeypatch):
+    _exists(monkeypatch)
+    rules = fs_rules([(READ_FILE | READ_DIR, "/")], {"/a/b": ALL_RIGHTS}, listdir)
+    assert landlock(rules, "/a", READ_DIR) and landlock(rules, "/a/c/a", READ_FILE)
+    assert not landlock(rules, "/a/b/c", READ_FILE)
+    assert landlock(rules, "/a/b", READ_DIR)       # names below a denied path stay listable
+
+
+def test_a_write_deny_leaves_reading_alone(monkeypatch):
+    _exists(monkeypatch)
+    rules = fs_rules([(READ_FILE | WRITE_RIGHTS, "/a")], {"/a/b": WRITE_RIGHTS}, listdir)
+    assert landlock(rules, "/a/b/c", READ_FILE) and not landlock(rules, "/a/b/c", WRITE_FILE)
+    assert landlock(rules, "/a/c", WRITE_FILE)
+    # the price: nothing is created directly in /a (that could replace /a/b)
+    assert not any(p == "/a" and r & FS_RIGHTS["make_reg"][0] for p, r, _ in rules)
