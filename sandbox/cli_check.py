@@ -219,9 +219,16 @@ class _TreeAudit:
             _say(f"no audit session ({e}): denials of processes that exit before their parent "
                  "may be missed")
 
+    def watch(self, pid: int) -> None:
+        """The command's pid: its Landlock domain's records name it, not the session."""
+        if self.reader is not None:
+            self.reader.watch(pid)
+
     def denials(self) -> list:
         from .denials import Denial
-        return [Denial.from_audit(r) for r in self.reader.sync(timeout=5.0)]
+        from .kernel.audit import LandlockRecord
+        return [Denial.from_landlock(r) if isinstance(r, LandlockRecord) else Denial.from_audit(r)
+                for r in self.reader.sync(timeout=5.0)]
 
     def close(self) -> None:
         if self.reader is not None:
@@ -314,7 +321,8 @@ def verify(profile, timeout, allow_unobserved, strict, command):
     try:
         with deadline.armed():
             status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
-                                    on_denials=child_denials.extend, on_spawn=deadline.started))
+                                    on_denials=child_denials.extend,
+                                    on_spawn=lambda pid: (deadline.started(pid), tree and tree.watch(pid))))
         denials = tree.denials() if tree is not None and tree.reader is not None else child_denials
     except LaunchError as e:
         _say(str(e))
@@ -336,9 +344,16 @@ def _print_rows(rows) -> None:
 
 
 def _verdict(command, profile, policy, denials, status, expired, timeout, observed, strict) -> int:
-    from .denials import judge, summarize
+    from .denials import judge, landlock_groups, summarize
     cmd = os.path.basename(command[0])
     failing, fallbacks = judge(summarize(denials, policy, _native()), strict)
+    refused = landlock_groups(denials)
+    if refused:
+        n = sum(k for _b, _t, k in refused)
+        _say(f"FAIL: {n} file, port or process access{'es' if n != 1 else ''} refused by the "
+             f"profile's Landlock rules ({cmd} exited with status {status}):")
+        for blockers, target, k in refused:
+            click.echo(f"  {','.join(blockers):28} {k:>6}  {target or '-'}", err=True)
     if fallbacks:
         n = sum(r.count for r in fallbacks)
         _say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "
@@ -349,6 +364,8 @@ def _verdict(command, profile, policy, denials, status, expired, timeout, observ
         _say(f"FAIL: {total} denied syscall{'s' if total != 1 else ''} under profile {profile} "
              f"({cmd} exited with status {status}):")
         _print_rows(failing)
+        return EXIT_FINDINGS
+    if refused:
         return EXIT_FINDINGS
     if expired:
         _say(f"FAIL: {cmd} timed out after {timeout:g} s (no denials)")

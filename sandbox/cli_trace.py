@@ -151,12 +151,19 @@ def trace(output, backend, merges, base, name, verify, command):
 def _verify(command: list[str], output: str, native: str) -> int:
     """The same verdict as ``sbx verify``: errno(ENOSYS) answered by a rule of the
     profile is a fallback by design, every other denial fails."""
-    from .denials import judge, summarize
+    from .denials import judge, landlock_groups, summarize
     from .policy import load_profile, lower
     _say(f"verifying: running {command[0]} under {display_path(output)}")
     code, denials = verify_profile(command, os.path.abspath(output))
     failing, fallbacks = judge(summarize(denials, lower(load_profile(os.path.abspath(output)), native),
                                          native))
+    refused = landlock_groups(denials)
+    if refused:
+        _say(f"verify: {sum(k for _b, _t, k in refused)} accesses refused by the generated "
+             "profile's file and port rules:")
+        for blockers, target, k in refused:
+            click.echo(f"  {','.join(blockers)}: {k} x {target or '-'}", err=True)
+        return 1
     by_design = sum(r.count for r in fallbacks)
     extra = (f" (and {by_design} answered ENOSYS by design: "
              f"{', '.join(r.label for r in fallbacks)})" if by_design else "")

@@ -340,7 +340,7 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
             for path in paths:
                 _fs_entry(word, path, optional, dac_bypass, grants, denies, notes)
         for path in protected:
-            # what decides later runs (the built-in profiles) is never writable by the
+            # what later runs load (sbx's code and profiles) is never writable by the
             # command, even below a directory the profile lets it write
             real = os.path.realpath(path)
             if os.path.exists(real):
@@ -387,8 +387,11 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
     paths and ports); *extra_ports* TCP ports to allow for bind and connect on top
     of the profile's (``sbx run --allow-port``), where it restricts them; *exe*
     the command's file (``$EXEC_ROOT``); *protected* paths the profile's file
-    rules must never let the command write (the built-in profiles: a command
-    run from a checkout of sbx must not rewrite what later runs install).
+    rules must never let the command write (sbx's own code, profiles and
+    site-packages: a command run from a checkout of sbx must not rewrite what
+    later runs load). Where a write grant covers them, the directories between
+    the grant and them lose the right to gain or lose entries (a checkout's
+    top directory, for instance).
     """
     from .errors import LaunchError
     from .kernel import caps, landlock, seccomp

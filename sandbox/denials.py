@@ -1,9 +1,12 @@
 """Denials, in one model: what the sandbox refused, which rule of the profile decided it, and how it is judged.
 
 Every channel that sees a denial turns it into a ``Denial``: audit records
-(``from_audit``: no arguments), events of the eBPF monitor (``from_event``:
+(``from_audit``: no arguments; ``from_landlock``: a file, port or process the
+Landlock rules refused), events of the eBPF monitor (``from_event``:
 arguments and errno), and JSON lines written by ``sbx monitor --json`` and
 ``sbx run --json``/``-o`` (``from_json``: what ``sbx refine`` reads).
+``explain_landlock`` says in plain words what a Landlock denial was and which
+part of the profile decided it.
 ``attribute`` names the rule that decided a denial, through
 ``Policy.origin_of``; ``summarize`` groups denials into rows for every report
 (``sbx run``, ``sbx verify``, ``sbx trace --verify``); ``judge`` is the one
@@ -30,12 +33,21 @@ class Denial:
     when known.
     """
 
-    __slots__ = ("arch", "nr", "action", "pid", "comm", "args", "count", "errno")
+    __slots__ = ("arch", "nr", "action", "pid", "comm", "args", "count", "errno", "blockers",
+                 "target")
 
     def __init__(self, arch: str, nr: int, action: str, pid: int = 0, comm: str = "",
-                 args: tuple[int, ...] | None = None, count: int = 1, errno: int | None = None):
+                 args: tuple[int, ...] | None = None, count: int = 1, errno: int | None = None,
+                 blockers: tuple[str, ...] = (), target: str | None = None):
         self.arch, self.nr, self.action, self.pid, self.comm = arch, nr, action, pid, comm
         self.args, self.count, self.errno = args, count, errno
+        # Landlock (action "landlock"): what was refused ("fs.write_file", "net.connect_tcp",
+        # "scope.signal") and to what (a path, "port 8080", "pid 123 (comm)")
+        self.blockers, self.target = blockers, target
+
+    @property
+    def landlock(self) -> bool:
+        return self.action == "landlock"
 
     @property
     def name(self) -> str | None:
@@ -55,6 +67,19 @@ class Denial:
         return cls(arch, nr, Action.from_ret(record.code).kind, record.pid, record.comm)
 
     @classmethod
+    def from_landlock(cls, record) -> "Denial":
+        """A Landlock denial record (``kernel.audit.LandlockRecord`` of kind "access")."""
+        if record.path is not None:
+            target = record.path
+        elif record.port is not None:
+            target = f"port {record.port}"
+        elif record.opid is not None:
+            target = f"pid {record.opid}" + (f" ({record.comm})" if record.comm else "")
+        else:
+            target = None
+        return cls("", -1, "landlock", blockers=record.blockers, target=target)
+
+    @classmethod
     def from_event(cls, event, action: str | None = None) -> "Denial":
         """An event of the eBPF monitor (``monitor.Event``). The probe cannot tell
         kill-process from kill-thread: pass the policy's *action* to name it."""
@@ -64,6 +89,9 @@ class Denial:
 
     def to_json(self) -> dict:
         """The JSON form ``from_json`` reads back (``sbx run -o``, ``sbx monitor --json``)."""
+        if self.landlock:
+            return {"action": "landlock", "blockers": list(self.blockers), "target": self.target,
+                    "count": self.count}
         out = {"arch": self.arch, "nr": self.nr, "syscall": self.name, "action": self.action,
                "count": self.count}
         if self.args is not None:
@@ -79,6 +107,16 @@ class Denial:
         """One JSON object with ``arch`` and ``nr`` or ``syscall``; None if it is no
         denial (a counters line, say); ValueError with one clear line if malformed."""
         from bpf_filters import syscalls
+        if isinstance(obj, dict) and obj.get("action") == "landlock":
+            blockers = obj.get("blockers")
+            if not (isinstance(blockers, list) and all(isinstance(b, str) for b in blockers)):
+                raise ValueError("blockers must be a list of strings")
+            count = obj.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError("count must be a positive integer")
+            target = obj.get("target")
+            return cls("", -1, "landlock", count=count, blockers=tuple(blockers),
+                       target=target if isinstance(target, str) else None)
         if not isinstance(obj, dict) or ("nr" not in obj and "syscall" not in obj):
             return None
         arch = obj.get("arch") or "x86_64"
@@ -117,7 +155,8 @@ class Denial:
         return hash(self._key())
 
     def _key(self) -> tuple:
-        return (self.arch, self.nr, self.action, self.args, self.count, self.errno)
+        return (self.arch, self.nr, self.action, self.args, self.count, self.errno, self.blockers,
+                self.target)
 
     def __repr__(self) -> str:
         return (f"Denial({self.arch} {self.label} {self.action} x{self.count}"
@@ -217,10 +256,13 @@ class Row:
 
 
 def summarize(denials: list[Denial], policy, native: str) -> list[Row]:
-    """A row per distinct (arch, nr, action), most frequent first; each with an
-    example of its arguments when one is known, attributed with it."""
+    """A row per distinct (arch, nr, action) of the seccomp denials, most frequent
+    first; each with an example of its arguments when one is known, attributed
+    with it. (Landlock denials are told by ``explain_landlock``.)"""
     groups: dict[tuple, list[Denial]] = {}
     for d in denials:
+        if d.landlock:
+            continue
         groups.setdefault((d.arch, d.nr, d.action), []).append(d)
     rows = []
     for (arch, nr, action), ds in groups.items():
@@ -241,4 +283,78 @@ def judge(rows: list[Row], strict: bool = False) -> tuple[list[Row], list[Row]]:
     return [r for r in rows if r not in fallbacks], fallbacks
 
 
-__all__ = ["Attribution", "Denial", "Row", "attribute", "judge", "summarize"]
+# -- Landlock denials, in plain words --------------------------------------------------
+
+# right -> (what was refused, the profile word that grants it)
+_VERBS = {"read_file": ("read access to", "read"), "read_dir": ("listing", "list"),
+          "write_file": ("write access to", "write"), "truncate": ("truncating", "write"),
+          "execute": ("running", "exec"),
+          "make_reg": ("creating a file in", "create"), "make_dir": ("creating a directory in", "create"),
+          "make_sym": ("creating a symlink in", "create"), "make_sock": ("creating a socket in", "create"),
+          "make_fifo": ("creating a FIFO in", "create"), "make_char": ("creating a device in", "make-device"),
+          "make_block": ("creating a device in", "make-device"),
+          "remove_file": ("removing a file from", "remove"),
+          "remove_dir": ("removing a directory from", "remove"),
+          "refer": ("moving or linking a file across directories at", "refer"),
+          "ioctl_dev": ("device ioctls on", "ioctl-dev")}
+
+
+def landlock_groups(denials: list[Denial]) -> list[tuple[tuple[str, ...], str | None, int]]:
+    """(blockers, target, count) per distinct Landlock denial, in first-seen order."""
+    counts: dict[tuple, int] = {}
+    for d in denials:
+        if d.landlock:
+            key = (d.blockers, d.target)
+            counts[key] = counts.get(key, 0) + d.count
+    return [(b, t, n) for (b, t), n in counts.items()]
+
+
+def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profile: str,
+                     env: dict, exe: str | None, cache_dir: str | None, protected: tuple[str, ...]) -> str:
+    """Why the command was refused, naming the part of the profile that decided:
+    ``was refused write access to /root/.bashrc: profile web allows write only
+    under /srv/site, /tmp``."""
+    import os
+    from .confine import RIGHT_WORDS, expand_all
+    blocker = blockers[0] if blockers else "?"
+    family, _, right = blocker.partition(".")
+    if family == "scope":
+        what = "sending a signal to" if right == "signal" else "connecting to an abstract Unix socket of"
+        return (f"was refused {what} {target or 'a process'} outside the sandbox: profile {profile} "
+                f"keeps {'signals' if right == 'signal' else 'abstract-unix'} within it "
+                f"(scope: {{{'signals' if right == 'signal' else 'abstract-unix'}: any}} lets it out)")
+    if family == "net":
+        from .confine import expand
+        key = "bind" if right == "bind_tcp" else "connect"
+        ports = (spec.net or {}).get(key, "any")
+        shown = [t for t in (expand(p, env)[0] for p in (ports if ports != "any" else ())) if t]
+        what = "binding" if key == "bind" else "a TCP connection to"
+        return (f"was refused {what} {'TCP ' if key == 'bind' else ''}{target or 'a port'}: profile "
+                f"{profile} allows {key} only on ports {', '.join(shown) or 'none'} "
+                "(sbx run --allow-port PORT adds one)")
+    verb, word = _VERBS.get(right, (right.replace("_", " "), right))
+    path = target or "a path"
+    real = os.path.realpath(path) if target else None
+
+    def under(p: str) -> bool:
+        return real is not None and (real == p or real.startswith(p.rstrip("/") + "/"))
+    if cache_dir and under(os.path.realpath(cache_dir)):
+        return (f"was refused {verb} {path}: sbx keeps its filter cache out of every "
+                "command's reach")
+    if any(under(os.path.realpath(p)) for p in protected) and right not in ("read_file", "read_dir", "execute"):
+        return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
+    grants, denied = [], []
+    for w, template, _optional in spec.fs or ():
+        for p in expand_all(template, env, exe)[0]:
+            if w == "deny" and under(os.path.realpath(p)):
+                denied.append(p)
+            elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
+                grants.append(p)
+    if denied:
+        return f"was refused {verb} {path}: profile {profile} denies {max(denied, key=len)}"
+    where = ", ".join(grants) if grants else "nowhere"
+    return f"was refused {verb} {path}: profile {profile} allows {word} only under {where}"
+
+
+__all__ = ["Attribution", "Denial", "Row", "attribute", "explain_landlock", "judge", "landlock_groups",
+           "summarize"]

@@ -99,9 +99,10 @@ def run(opts: RunOptions) -> int:
     from .report import Reporter                      # audit/monitor channels, import-light
     env = dict(os.environ) if opts.env is None else opts.env
     exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
-    from .paths import builtin_dir
+    from .paths import installation_dirs
+    protected = installation_dirs()
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
-                                  opts.allow_ports, exe, protected=(builtin_dir(),))
+                                  opts.allow_ports, exe, protected=protected)
     if not opts.quiet:
         if confinement.unenforced:
             _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this "
@@ -111,7 +112,9 @@ def run(opts: RunOptions) -> int:
     reporter = Reporter(compiled, opts.argv[0], mode=opts.mode,
                         summary=opts.log or opts.mode == "complain", monitor=opts.monitor,
                         quiet=opts.quiet, as_json=opts.json, output=opts.output,
-                        on_denials=opts.on_denials)
+                        on_denials=opts.on_denials,
+                        context={"env": env, "exe": exe, "cache_dir": cache.location(),
+                                 "protected": protected})
     try:
         reporter.start()
         # As root, the kernel is asked to log every denial (audit type 1326), so

@@ -15,6 +15,19 @@ def builtin_dir() -> str:
     return os.path.join(os.path.dirname(_HERE), "profiles")
 
 
+def installation_dirs() -> tuple[str, ...]:
+    """What a later sbx run loads: its own packages, the built-in profiles and the
+    site-packages it imports from. A command must never be able to change them,
+    whatever its profile lets it write (see ``confine.prepare``'s *protected*)."""
+    import sys
+    out = [_HERE, builtin_dir()]
+    bpf = sys.modules.get("bpf_filters")
+    if bpf is not None and getattr(bpf, "__file__", None):
+        out.append(os.path.dirname(os.path.abspath(bpf.__file__)))
+    out += [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
+
+
 def display_path(path: str) -> str:
     """profiles/web.yaml for built-ins (and profiles/presets/...), a path relative to the cwd below it,
     else absolute."""

@@ -44,8 +44,10 @@ class Reporter:
 
     def __init__(self, compiled, argv0: str, *, mode: str = "enforce", summary: bool = False,
                  monitor: bool = False, quiet: bool = False, as_json: bool = False,
-                 output: str | None = None, on_denials=None):
+                 output: str | None = None, on_denials=None, context: dict | None = None):
         self.compiled, self.argv0, self.mode = compiled, argv0, mode
+        # for Landlock denials in plain words: env, exe, cache_dir, protected (see denials)
+        self.context = context or {}
         self.summary, self.monitor, self.quiet = summary or monitor, monitor, quiet
         self.as_json, self.output, self.on_denials = as_json, output, on_denials
         self.audit_fd = -1
@@ -68,12 +70,14 @@ class Reporter:
         """Open the channels; raises LaunchError when --monitor cannot be set up
         (the command must not start unmonitored when monitoring was asked for)."""
         if os.geteuid() == 0:
-            from .kernel.netlink import open_audit_readlog
+            from .kernel.netlink import ensure_audit_enabled, open_audit_readlog
             try:
                 self.audit_fd = open_audit_readlog()
+                # Landlock logs its denials only while audit is on (seccomp logs either way)
+                ensure_audit_enabled()
             except OSError as err:
                 if self.summary and not self.monitor:
-                    _say(f"cannot read seccomp audit records ({err.strerror}); denials will not "
+                    _say(f"cannot read audit records ({err.strerror}); denials will not "
                          "be listed")
         if self.monitor:
             from .errors import LaunchError
@@ -127,10 +131,11 @@ class Reporter:
             self._explain_kill(denials)
         if self.quiet:
             return
+        self._explain_landlock(denials)
         if self.summary:
             self._summary(denials)
         elif denials and not killed:
-            n = sum(d.count for d in denials if d.action != "log")
+            n = sum(d.count for d in denials if d.action != "log" and not d.landlock)
             if n:
                 _say(f"{n} syscall{'s' if n != 1 else ''} {'was' if n == 1 else 'were'} denied under "
                      f"profile {self.compiled.name}; rerun with --log (or --monitor) to list them, "
@@ -154,7 +159,9 @@ class Reporter:
             records = reader.sync(timeout=2.0)
         finally:
             reader.close()
-        return [Denial.from_audit(r) for r in records]
+        from .kernel.audit import LandlockRecord
+        return [Denial.from_landlock(r) if isinstance(r, LandlockRecord) else Denial.from_audit(r)
+                for r in records]
 
     # -- the eBPF monitor (--monitor) ---------------------------------------
     def _probe_denials(self) -> list:
@@ -180,8 +187,9 @@ class Reporter:
             if missing > 0:
                 kind = "kill-process" if action == "kill" else action
                 out.append(Denial(arch, nr, kind, self.pid or 0, "", None, missing))
-        if self.audit_fd >= 0 and self.mode == "complain":
-            out += [d for d in self._audit_denials() if d.action == "log"]   # RET_LOG: not denied
+        if self.audit_fd >= 0:       # RET_LOG (complain mode) and Landlock come from audit
+            out += [d for d in self._audit_denials()
+                    if d.landlock or (d.action == "log" and self.mode == "complain")]
         return out
 
     def _policy(self):
@@ -208,10 +216,29 @@ class Reporter:
         _say(f"{cmd} was {what}: syscall {d.name or '?'} ({d.nr}){abi} is not allowed by profile "
              f"{self.compiled.name} ({where})")
 
+    MAX_LANDLOCK_LINES = 8
+
+    def _explain_landlock(self, denials: list) -> None:
+        """One line per distinct file, port or process the Landlock rules refused."""
+        from .denials import explain_landlock, landlock_groups
+        groups = landlock_groups(denials)
+        if not groups:
+            return
+        cmd = os.path.basename(self.argv0)
+        c = self.context
+        for blockers, target, n in groups[:self.MAX_LANDLOCK_LINES]:
+            why = explain_landlock(blockers, target, self.compiled.spec, self.compiled.name,
+                                   c.get("env", {}), c.get("exe"), c.get("cache_dir"),
+                                   c.get("protected", ()))
+            _say(f"{cmd} {why}" + (f" ({n} times)" if n > 1 else ""))
+        if len(groups) > self.MAX_LANDLOCK_LINES:
+            _say(f"... and {len(groups) - self.MAX_LANDLOCK_LINES} more files, ports or processes "
+                 "refused; -o FILE saves them all")
+
     def _summary(self, denials: list) -> None:
         from .denials import summarize
         native = seccomp.native_arch()
-        if not denials:
+        if not [d for d in denials if not d.landlock]:
             if self._listened:          # else start() said that denials cannot be listed
                 if self.as_json:
                     self._json([], native)

@@ -41,6 +41,10 @@ from . import libc, netlink, seccomp
 from .netlink import NETLINK_AUDIT, RCVBUF_BYTES
 
 AUDIT_SECCOMP = 1326
+AUDIT_LANDLOCK_ACCESS = 1423   # one denial: domain, blockers, the object (path, port, pid)
+AUDIT_LANDLOCK_DOMAIN = 1424   # a domain's first logged denial (status=allocated: who made it), its end
+_TYPES = {AUDIT_SECCOMP: "SECCOMP", AUDIT_LANDLOCK_ACCESS: "LANDLOCK_ACCESS",
+          AUDIT_LANDLOCK_DOMAIN: "LANDLOCK_DOMAIN"}
 ACTIONS_LOGGED = "/proc/sys/kernel/seccomp/actions_logged"
 _NLMSGHDR = struct.Struct("=IHHII")
 _MARKER_ARG = 0x5EC0A0D17  # marker calls carry it in arg0
@@ -89,6 +93,29 @@ class SeccompRecord:
         return syscalls.arch_of(self.arch, self.nr)[0]
 
 
+@dataclass(frozen=True)
+class LandlockRecord:
+    """One Landlock audit record (Linux 6.15+, domains restricted with a LOG flag).
+
+    ``kind`` "access" (type 1423: a denial; ``blockers`` such as
+    ("fs.write_file",) and the object: ``path``, or ``port`` for
+    net.bind_tcp/net.connect_tcp, or ``opid`` for scope.signal) or "domain"
+    (type 1424: ``status`` "allocated" names the task that made the domain,
+    ``pid``, "deallocated" counts its ``denials``). ``domain`` is the
+    domain's id (hex text), shared by every task it confines.
+    """
+    kind: str
+    domain: str
+    serial: int
+    blockers: tuple[str, ...] = ()
+    path: str | None = None
+    port: int | None = None
+    opid: int | None = None
+    status: str | None = None
+    pid: int | None = None
+    comm: str = ""
+
+
 _STAMP = re.compile(r"audit\((\d+)\.(\d+):(\d+)\):\s*")
 _TYPE = re.compile(r"type=(\w+)")
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -106,21 +133,27 @@ def _untrusted(value: str) -> str | None:
     return value
 
 
-def parse_record(text: str) -> SeccompRecord | None:
-    """Parse one seccomp audit record; None if *text* is not one.
+def parse_record(text: str, rtype: int | None = None) -> SeccompRecord | LandlockRecord | None:
+    """Parse one seccomp or Landlock audit record; None if *text* is neither.
 
-    Accepts the netlink payload (``audit(1.2:3): auid=...``), a /dev/kmsg
-    line (``6,9,7,-;audit: type=1326 audit(...): ...``) and an auditd log
-    line (``type=SECCOMP msg=audit(...): ...``, enriched part ignored).
+    Accepts the netlink payload (``audit(1.2:3): auid=...``, its type given
+    as *rtype*), a /dev/kmsg line (``6,9,7,-;audit: type=1326 audit(...): ...``)
+    and an auditd log line (``type=SECCOMP msg=audit(...): ...``, enriched part
+    ignored). A netlink payload of unknown type is taken as seccomp.
     """
     text = text.split("\x1d", 1)[0]
     stamp = _STAMP.search(text)
     if stamp is None:
         return None
     declared = _TYPE.search(text, 0, stamp.start())
-    if declared and declared.group(1) not in (str(AUDIT_SECCOMP), "SECCOMP"):
-        return None
+    kind = rtype if rtype is not None else AUDIT_SECCOMP
+    if declared:
+        kind = next((k for k, n in _TYPES.items() if declared.group(1) in (str(k), n)), None)
+        if kind is None:
+            return None
     fields = dict(_FIELD.findall(text, stamp.end()))
+    if kind != AUDIT_SECCOMP:
+        return _landlock(kind, fields, int(stamp.group(3)))
     try:
         return SeccompRecord(
             pid=int(fields["pid"]),
@@ -140,6 +173,21 @@ def parse_record(text: str) -> SeccompRecord | None:
         )
     except (KeyError, ValueError):
         return None
+
+
+def _landlock(kind: int, fields: dict[str, str], serial: int) -> LandlockRecord | None:
+    domain = fields.get("domain")
+    if not domain:
+        return None
+    if kind == AUDIT_LANDLOCK_DOMAIN:
+        return LandlockRecord("domain", domain, serial, status=fields.get("status"),
+                              pid=_opt_int(fields.get("pid")),
+                              comm=_untrusted(fields.get("comm", '""')) or "")
+    blockers = tuple(b for b in fields.get("blockers", "").split(",") if b)
+    path = _untrusted(fields["path"]) if "path" in fields else None
+    port = _opt_int(fields.get("dest") or fields.get("src"))
+    return LandlockRecord("access", domain, serial, blockers, path, port,
+                          _opt_int(fields.get("opid")), comm=_untrusted(fields.get("ocomm", '""')) or "")
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -258,6 +306,8 @@ class AuditReader:
         self.source: str | None = None
         self.lossy: str | None = None
         self.overflows = 0
+        self._domains: set[str] = set()          # Landlock domains of the watched tasks
+        self._held: list[LandlockRecord] = []     # Landlock denials of domains not known yet
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> "AuditReader":
@@ -412,7 +462,7 @@ class AuditReader:
         """Record texts in *raw*: netlink datagrams or /dev/kmsg records."""
         if self._sock is None:
             for line in raw:
-                yield line.split(b"\n", 1)[0].decode("utf-8", "backslashreplace")
+                yield None, line.split(b"\n", 1)[0].decode("utf-8", "backslashreplace")
             return
         for data in raw:
             off = 0
@@ -420,9 +470,9 @@ class AuditReader:
                 length, mtype = _NLMSGHDR.unpack_from(data, off)[:2]
                 if length < _NLMSGHDR.size:
                     break
-                if mtype == AUDIT_SECCOMP:
+                if mtype in _TYPES:
                     payload = data[off + _NLMSGHDR.size:off + length]
-                    yield payload.rstrip(b"\0").decode("utf-8", "backslashreplace")
+                    yield mtype, payload.rstrip(b"\0").decode("utf-8", "backslashreplace")
                 off += (length + 3) & ~3
 
     def read(self, timeout: float = 0.0) -> list[SeccompRecord]:
@@ -431,11 +481,11 @@ class AuditReader:
         if self._thread is None:
             raise AuditUnavailable("reader is not open")
         out = []
-        for text in self._texts(self._take(timeout)):
-            rec = parse_record(text)
+        for rtype, text in self._texts(self._take(timeout)):
+            rec = parse_record(text, rtype)
             if rec is not None and self._selected(rec):
                 out.append(rec)
-        return out
+        return out + self._landlock_selected()
 
     def sync(self, timeout: float = 5.0) -> list[SeccompRecord]:
         """Return the selected records logged before this call, all of them.
@@ -456,20 +506,37 @@ class AuditReader:
         while (remaining := deadline - time.monotonic()) > 0:
             raw = self._take(remaining)
             for i, item in enumerate(raw):
-                for text in self._texts([item]):
-                    rec = parse_record(text)
+                for rtype, text in self._texts([item]):
+                    rec = parse_record(text, rtype)
                     if rec is None:
                         continue
-                    if is_marker(rec):
+                    if isinstance(rec, SeccompRecord) and is_marker(rec):
                         with self._cond:  # keep what came after the marker
                             self._pending[:0] = raw[i + 1:]
-                        return out
+                        return out + self._landlock_selected()
                     if self._selected(rec):
                         out.append(rec)
         raise AuditUnavailable(f"the sync marker did not arrive within {timeout} s "
                                f"({self.overflows} overflows)")
 
-    def _selected(self, rec: SeccompRecord) -> bool:
+    def _landlock_selected(self) -> list[LandlockRecord]:
+        """The held Landlock denials of domains known by now to be the watched tasks'."""
+        mine = [r for r in self._held if r.domain in self._domains]
+        self._held = [r for r in self._held if r.domain not in self._domains]
+        return mine
+
+    def _selected(self, rec) -> bool:
+        if isinstance(rec, LandlockRecord):
+            # a denial names only its domain; the domain record of the first one names the
+            # task that made it (the command, before it exec'd): held until it is known
+            if rec.kind == "domain":
+                if rec.status == "allocated" and rec.pid is not None and (
+                        self._pids is None and self._sessions is None
+                        or self._pids is not None and self._descends(rec.pid)):
+                    self._domains.add(rec.domain)
+                return False
+            self._held.append(rec)
+            return False
         if rec.pid == os.getpid():  # our own: sync() markers
             return False
         if self._pids is not None or self._sessions is not None:

@@ -7,6 +7,7 @@ adopts the descriptor to parse records.
 from __future__ import annotations
 
 import _socket
+import _struct
 import errno
 import os
 
@@ -58,3 +59,56 @@ def open_audit_readlog(rcvbuf: int = RCVBUF_BYTES) -> int:
             why += " (reading audit records needs CAP_AUDIT_READ)"
         raise OSError(err.errno, f"audit netlink: {why}") from err
     return sock.detach()
+
+
+_NLMSGHDR = "=IHHII"
+AUDIT_GET, AUDIT_SET = 1000, 1001
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK = 1, 4
+AUDIT_STATUS_ENABLED = 1
+AUDIT_FAIL_PANIC = 2
+# struct audit_status: mask, enabled, failure, pid, rate_limit, backlog_limit, lost, backlog, ...
+_STATUS = "=11I"
+
+
+def _audit_request(mtype: int, body: bytes = b"") -> bytes:
+    """Send one audit control message; the reply's payload (AUDIT_GET) or b"" (an ack).
+    Raises OSError (EPERM without CAP_AUDIT_CONTROL)."""
+    hdr = _struct.calcsize(_NLMSGHDR)
+    sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, NETLINK_AUDIT)
+    try:
+        sock.settimeout(2.0)
+        sock.bind((0, 0))
+        sock.send(_struct.pack(_NLMSGHDR, hdr + len(body), mtype, NLM_F_REQUEST | NLM_F_ACK, 1, 0)
+                  + body)
+        while True:
+            data = sock.recv(1 << 16)
+            length, rtype = _struct.unpack_from(_NLMSGHDR, data)[:2]
+            if rtype == NLMSG_ERROR:
+                code = -_struct.unpack_from("=i", data, hdr)[0]
+                if code:
+                    raise OSError(code, os.strerror(code))
+                if mtype != AUDIT_GET:
+                    return b""
+                continue
+            if rtype == mtype:
+                return data[hdr:length]
+    finally:
+        sock.close()
+
+
+def ensure_audit_enabled() -> bool:
+    """Turn the kernel's audit on if it is off (needs CAP_AUDIT_CONTROL): Landlock
+    logs its denials only then (seccomp logs either way). Returns True if it is on.
+    Never on a kernel set to panic when audit records are lost (failure mode 2):
+    that trade-off is the administrator's. Raises OSError when audit cannot be
+    asked (no permission, another network namespace)."""
+    size = _struct.calcsize(_STATUS)
+    status = _struct.unpack(_STATUS, _audit_request(AUDIT_GET).ljust(size, b"\0")[:size])
+    enabled, failure = status[1], status[2]
+    if enabled:
+        return True
+    if failure == AUDIT_FAIL_PANIC:
+        return False
+    _audit_request(AUDIT_SET, _struct.pack(_STATUS, AUDIT_STATUS_ENABLED, 1, *([0] * 9)))
+    return True

@@ -9,6 +9,7 @@ under the python profile and needs root (audit log): a kernel test.
 """
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -29,14 +30,21 @@ def installed(tmp_path_factory):
     src = tmp / "repo"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".venv", ".git", "__pycache__", "*.egg-info", "build", ".hypothesis", ".pytest_cache"))
-    subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
-    bin_dir = tmp / "venv" / "bin"
+    # The venv lives outside /tmp, like a runner's Python: sbx keeps its own installation
+    # read-only for the commands it confines, and a write grant (the profiles' /tmp) above
+    # it would lose the right to create entries directly in it.
+    venv = pathlib.Path(ROOT) / "build" / f"ci-venv-{os.getpid()}"
+    shutil.rmtree(venv, ignore_errors=True)
+    venv.parent.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bin_dir = venv / "bin"
     shim = tmp / "shim"
     shim.mkdir()
     if shutil.which("sudo") is None:        # runners have sudo; as root here it is the identity
         (shim / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
         (shim / "sudo").chmod(0o755)
-    return src, f"{bin_dir}:{shim}:{os.environ['PATH']}"
+    yield src, f"{bin_dir}:{shim}:{os.environ['PATH']}"
+    shutil.rmtree(venv, ignore_errors=True)
 
 
 def steps(job: str) -> list[dict]:

@@ -163,16 +163,20 @@ def test_monitor_that_cannot_start_does_not_run_the_command(tmp_path):
     assert "cannot start the eBPF monitor" in r.stderr
 
 
-def test_a_command_run_from_a_checkout_cannot_rewrite_the_built_in_profiles():
+def test_a_command_run_from_a_checkout_cannot_rewrite_sbx():
     """default lets the command write its working directory; when that is a checkout of
-    sbx, the built-in profiles in it decide what later runs install: they stay read-only."""
+    sbx, its code and built-in profiles decide what later runs install: they stay read-only."""
     target = os.path.join(ROOT, "profiles", "default.yaml")
     probe = f"import os; os.close(os.open({target!r}, os.O_WRONLY | os.O_APPEND)); print('opened')"
     assert subprocess.run([PY, "-c", probe], capture_output=True, text=True).stdout == "opened\n"
     r = subprocess.run(SBX + ["--", PY, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 1 and "PermissionError" in r.stderr, r.stdout + r.stderr
-    r = subprocess.run(SBX + ["--", "sh", "-c", "echo x > sandbox/.sbx-write-probe && "
-                              "cat sandbox/.sbx-write-probe && rm sandbox/.sbx-write-probe"],
+    for code in ("sandbox/launcher.py", "bpf_filters/compiler.py"):
+        r = subprocess.run(SBX + ["--", "sh", "-c", f"echo >> {code}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "cannot create" in r.stderr, (code, r.stderr)
+    r = subprocess.run(SBX + ["--", "sh", "-c", "echo x > docs/.sbx-write-probe && "
+                              "cat docs/.sbx-write-probe && rm docs/.sbx-write-probe"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.stdout == "x\n", "the rest of the working directory stays writable"
