@@ -150,6 +150,22 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "way when the kernel does not have them, most only when it answers ENOSYS; another denial, "
      "or a kill, makes the call fail instead (the table of probes is docs/syscall-ages.md).",
      "answer errno(ENOSYS) for it, or give the profile a baseline older than the syscall"),
+    ("SBX140", "widened", "error", "The profile lets through what its baseline denied",
+     "Compared with the earlier profile given to sbx check --baseline, some syscall and argument "
+     "region that was denied is now allowed, logged or handed to a notify listener: the sandbox "
+     "got wider.", "if the program needs it, say so in review and update the baseline; else "
+     "restore the denial"),
+    ("SBX141", "narrowed", "info", "The profile denies what its baseline let through",
+     "Compared with the earlier profile, some syscall and argument region that passed is now "
+     "denied: the sandbox got narrower, and a program that relied on it fails (try it under sbx "
+     "verify)."),
+    ("SBX142", "denial-changed", "note", "The profile denies differently from its baseline",
+     "Compared with the earlier profile, a denial now answers differently (kill-process became "
+     "errno(EPERM), EPERM became ENOSYS) or an allow became log: what the caller sees changes, "
+     "nothing new gets through."),
+    ("SBX143", "layer-changed", "warning", "Another confinement layer differs from its baseline",
+     "Capabilities, scope, Landlock, filesystem or network rules differ from the earlier "
+     "profile; these are compared as written, not by what they let through, so review them."),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 

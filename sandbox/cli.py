@@ -20,6 +20,7 @@ LAZY_COMMANDS = {
     "trace": "sandbox.cli_trace:trace",
     "monitor": "sandbox.cli_monitor:monitor",
     "refine": "sandbox.cli_monitor:refine",
+    "diff": "sandbox.cli_lifecycle:diff",
 }
 
 
