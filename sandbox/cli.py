@@ -21,6 +21,7 @@ LAZY_COMMANDS = {
     "monitor": "sandbox.cli_monitor:monitor",
     "refine": "sandbox.cli_monitor:refine",
     "diff": "sandbox.cli_lifecycle:diff",
+    "profile": "sandbox.cli_lifecycle:profile",
 }
 
 

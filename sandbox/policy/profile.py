@@ -448,35 +448,38 @@ def _redefined(reader: _Reader, group: str, pos: Position, first: Position) -> N
 ENOSYS = Action("errno", 38)
 
 
-def _read_baseline(reader: _Reader, file: str, node) -> str | None:
-    """``baseline: "5.10"``: the oldest kernel release the profile is meant for.
-
-    Written MAJOR.MINOR (YAML reads an unquoted 5.10 as the number 5.1, but the
-    node keeps the text as written, so both spellings mean 5.10), no newer than
-    the syscall tables and no older than where their ages start.
-    """
-    text = reader.scalar(file, node, "baseline")
-    if text is None:
-        return None
-    pos = reader.pos(file, node)
-    hint = 'write the oldest kernel release to run on, such as baseline: "5.10"'
-    try:
-        version = syscalls.parse_version(text)
-    except syscalls.BadVersionError as err:
-        reader.error(pos, str(err), hint)
-        return None
+def check_baseline(text: str) -> str:
+    """A ``baseline:`` value as MAJOR.MINOR, or BadVersionError: not written MAJOR.MINOR,
+    newer than the syscall tables, or older than where their ages start."""
+    version = syscalls.parse_version(text)
     if version > syscalls.parse_version(syscalls.KERNEL):
-        reader.error(pos, f"baseline {text} is newer than the syscall tables (Linux "
-                          f"{syscalls.KERNEL})", f"use {syscalls.KERNEL} or older")
-        return None
+        raise syscalls.BadVersionError(f"baseline {text} is newer than the syscall tables "
+                                       f"(Linux {syscalls.KERNEL}); use {syscalls.KERNEL} or older")
     for arch in syscalls.ARCHES:
         try:
             syscalls.newer_than(arch, text)
         except syscalls.BadVersionError as err:
-            reader.error(pos, f"baseline {text}: {err}",
-                         f"use {syscalls.table(arch).history_floor} or newer")
-            return None
+            raise syscalls.BadVersionError(
+                f"baseline {text}: {err}; use {syscalls.table(arch).history_floor} or newer") from err
     return f"{version[0]}.{version[1]}"
+
+
+def _read_baseline(reader: _Reader, file: str, node) -> str | None:
+    """``baseline: "5.10"``: the oldest kernel release the profile is meant for.
+
+    Written MAJOR.MINOR (YAML reads an unquoted 5.10 as the number 5.1, but the
+    node keeps the text as written, so both spellings mean 5.10).
+    """
+    text = reader.scalar(file, node, "baseline")
+    if text is None:
+        return None
+    try:
+        return check_baseline(text)
+    except syscalls.BadVersionError as err:
+        hint = None if "; use" in str(err) else \
+            'write the oldest kernel release to run on, such as baseline: "5.10"'
+        reader.error(reader.pos(file, node), str(err), hint)
+        return None
 
 
 def baseline_spec(prof: Profile) -> RuleSpec | None:
