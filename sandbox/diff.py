@@ -294,8 +294,8 @@ def _label(c: Change, native: str) -> str:
 
 def render_text(d: Diff, old_label: str, new_label: str) -> str:
     out = [f"sbx diff: {old_label} -> {new_label} (native {d.native})",
-           f"widens {d.count('widening')} syscall(s), narrows {d.count('narrowing')}, "
-           f"changes the denial of {d.count('change')}"]
+           f"syscalls widened: {d.count('widening')}, narrowed: {d.count('narrowing')}, "
+           f"answered differently: {d.count('change')}"]
     width = max(len(old_label), len(new_label))
     name = None
     for c in d.changes:
