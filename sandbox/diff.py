@@ -286,7 +286,7 @@ def _ports(v) -> str:
 
 # --------------------------------------------------------------------------- text and JSON
 
-def _label(c: Change, native: str) -> str:
+def _label(c: Change) -> str:
     if c.nr is None:
         return c.arch
     return f"{c.arch} {syscalls.reported_nr(c.arch, c.nr)}" if c.arch != "other" else "other"
@@ -303,7 +303,7 @@ def render_text(d: Diff, old_label: str, new_label: str) -> str:
             name = c.name
             out.append("")
             out.append(name)
-        out.append(f"  {c.kind:9} {_label(c, d.native)}: {region_text(d.bdd, c.region)}")
+        out.append(f"  {c.kind:9} {_label(c)}: {region_text(d.bdd, c.region)}")
         out.append(f"    {old_label:<{width}}  {action_text(c.old):22} "
                    + "; ".join(w.text() for w in c.old_by))
         out.append(f"    {new_label:<{width}}  {action_text(c.new):22} "
@@ -349,6 +349,6 @@ def to_json(d: Diff, old_label: str, new_label: str) -> dict:
             "changes": changes, "confinement": [line for _s, line in d.confinement]}
 
 
-__all__ = ["Change", "Diff", "M64", "OTHER", "UNKNOWN", "Where", "contains", "decide",
+__all__ = ["Change", "Diff", "OTHER", "UNKNOWN", "Where", "contains", "decide",
            "diff_policies", "diff_profiles", "region_terms", "region_text", "render_text",
            "to_json", "witness"]

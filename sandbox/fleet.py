@@ -144,6 +144,7 @@ def _needed(recs: set, hosts: set) -> str:
 
 def _annotate(rules: list, prov: dict, calls: dict[str, int], native: str) -> None:
     """Rule comments say how many recordings and hosts needed each name."""
+    members = None
     for rule in rules:
         if rule.action != "allow":
             continue                       # a denial was not needed by anything
@@ -158,7 +159,7 @@ def _annotate(rules: list, prov: dict, calls: dict[str, int], native: str) -> No
         rule.names = names
         groups = [n[1:] for n, _ in rule.names if n.startswith("@")]
         if groups and not rule.comment:
-            members = tr._groups(syscalls.table(native))
+            members = members or tr._groups(syscalls.table(native))
             recs, hosts = set(), set()
             for g in groups:
                 for m in members.get(g, ()):

@@ -165,7 +165,8 @@ def _check_header(out: _Lines, obj: dict) -> Provenance | None:
                      f"({VERSION})", "version", hint="upgrade sbx")
         return None
     ok = _check_keys(out, 1, obj, HEADER_KEYS)
-    checks = (("host", lambda v: isinstance(v, str) and v), ("kernel", lambda v: isinstance(v, str)),
+    checks = (("host", lambda v: isinstance(v, str) and v),
+              ("kernel", lambda v: isinstance(v, str) and re.match(r"\d+\.\d+", v)),
               ("libc", lambda v: isinstance(v, str)), ("arch", lambda v: v in syscalls.ARCHES),
               ("command", lambda v: isinstance(v, list) and v and all(isinstance(w, str) for w in v)),
               ("started", _is_time), ("seconds", lambda v: isinstance(v, (int, float))
@@ -186,6 +187,7 @@ def _check_header(out: _Lines, obj: dict) -> Provenance | None:
 
 
 _HEADER_HINTS = {"arch": f"one of {', '.join(syscalls.ARCHES)}",
+                 "kernel": "the host's uname -r, such as 6.1.0-18-amd64",
                  "started": "ISO 8601 in UTC, such as 2026-01-31T12:00:00Z",
                  "command": "the traced command as a list of strings"}
 

@@ -643,7 +643,12 @@ def kernel_baseline(release: str | None = None) -> str:
     if m is None:
         raise TraceError(f"cannot read a kernel release from {release!r}", 2)
     found, top = (int(m.group(1)), int(m.group(2))), syscalls.parse_version(syscalls.KERNEL)
-    return syscalls.KERNEL if found > top else f"{found[0]}.{found[1]}"
+    floor = max(syscalls.table(a).history_floor for a in syscalls.ARCHES
+                if not syscalls.table(a).floor_exact)
+    if found > top:
+        return syscalls.KERNEL
+    # older than the ages reach (sbx itself needs newer): the oldest release they can judge
+    return floor if found < syscalls.parse_version(floor) else f"{found[0]}.{found[1]}"
 
 
 def default_name(argv: list[str]) -> str:
