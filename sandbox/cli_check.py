@@ -1,4 +1,5 @@
-"""``sbx check`` (hardening lint: text, JSON, SARIF) and ``sbx verify`` (run a command as a CI gate)."""
+"""``sbx check`` (hardening lint and, with --baseline, the drift gate: text, JSON, SARIF) and
+``sbx verify`` (run a command as a CI gate)."""
 from __future__ import annotations
 
 import json

@@ -42,11 +42,10 @@ class Where:
         from .paths import display_path
         if self.origin is None:
             return f"{self.reason} action (built-in)"
-        where = f"{display_path(self.origin.file)}:{self.origin.line}"
-        if self.origin.file == "built-in":
-            where = "built-in"
         label = "" if self.reason == "rule" else f"{self.reason} action, "
-        return f"{label}{where}: {self.origin.text}"
+        if self.origin.file == "built-in":        # a guard lowering adds (notify, i386)
+            return label + self.origin.text
+        return f"{label}{display_path(self.origin.file)}:{self.origin.line}: {self.origin.text}"
 
 
 @dataclass

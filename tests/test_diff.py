@@ -11,7 +11,6 @@ import os
 import textwrap
 
 import jsonschema
-import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
@@ -19,8 +18,8 @@ from bpf_filters.interp import SeccompData, run
 from bpf_filters.ir import Action, evaluate
 from bpf_filters.syscalls import AUDIT_ARCH, X32_SYSCALL_BIT, table
 from sandbox.cli import cli
-from sandbox.paths import display_path
 from sandbox.diff import OTHER, UNKNOWN, contains, diff_policies, diff_profiles, witness
+from sandbox.paths import display_path
 from sandbox.policy import build_filter, load_profile
 from tests.policies import arg_vectors, numbers, policies
 

@@ -1,6 +1,5 @@
 """Recordings: written and read back unchanged; bad or foreign lines are file:line:col errors."""
 import json
-import textwrap
 
 import pytest
 from click.testing import CliRunner

@@ -93,6 +93,23 @@ def test_a_baseline_below_5_8_lets_the_faccessat2_probe_fall_back_and_eperm_brea
     assert newest.read_text().splitlines()[line - 1].startswith("default: errno(EPERM)")
 
 
+def test_run_and_verify_reports_name_the_baseline_when_it_decided(access_probe, tmp_path):
+    need(os.geteuid() == 0, "needs root: denials are read from audit records")
+    traced = tmp_path / "traced.yaml"
+    res = sbx("trace", "-o", str(traced), "--baseline", "5.4", "--", str(access_probe), "legacy",
+              "/etc/passwd")
+    assert res.returncode == 0, res.stderr
+    line = traced.read_text().splitlines().index('baseline: "5.4"') + 1
+    rule = f'{traced}:{line}: baseline: "5.4" (a syscall newer than Linux 5.4 answers ENOSYS)'
+    run = sbx("run", "--log", "--profile", str(traced), "--", str(access_probe), "probe", "/etc/passwd")
+    assert run.returncode == 0 and run.stdout == "faccessat\n"
+    row = next(l for l in run.stderr.splitlines() if l.strip().startswith("faccessat2 (439)"))
+    assert row.endswith(rule.replace(f"{line}: ", f"{line} ", 1)), run.stderr
+    verify = sbx("verify", "--profile", str(traced), "--", str(access_probe), "probe", "/etc/passwd")
+    assert verify.returncode == 0, verify.stderr
+    assert "answered ENOSYS by design" in verify.stderr and rule in verify.stderr
+
+
 WORKLOADS = ("files", "net", "child")
 
 
