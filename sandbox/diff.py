@@ -152,7 +152,7 @@ def diff_profiles(old: Profile, new: Profile, native: str = "x86_64") -> Diff:
     worst = {}
     for c in changes:
         worst[c.name] = min(worst.get(c.name, 3), order[c.kind])
-    arch_order = {a: i for i, a in enumerate((native,) + syscalls.ARCHES + ("other",))}
+    arch_order = {a: i for i, a in enumerate(dict.fromkeys((native,) + syscalls.ARCHES + ("other",)))}
     changes.sort(key=lambda c: (worst[c.name], c.name.startswith("("), c.name, order[c.kind],
                                 arch_order[c.arch]))
     return Diff(old, new, native, changes, bdd, confinement_changes(old, new))

@@ -36,16 +36,11 @@ def _pos(prof: Profile, by: list[Where], name: str) -> Position:
     return Position(prof.path, 1, 1)
 
 
-def _what(c: Change) -> str:
-    if c.nr is None:
-        return f"{c.name} on {c.arch}" if c.arch != "other" else c.name
-    return c.name
-
-
 def _grouped(d: Diff) -> dict[tuple, list[Change]]:
     groups: dict[tuple, list[Change]] = {}
     for c in d.changes:
-        key = (c.kind, _what(c) if c.nr is None else c.name, region_text(d.bdd, c.region),
+        # a class of numbers (unknown, other arches) is one per ABI; a syscall merges ABIs
+        key = (c.kind, c.name if c.nr is not None else (c.name, c.arch), region_text(d.bdd, c.region),
                c.old, c.new, tuple(c.old_by), tuple(c.new_by))
         groups.setdefault(key, []).append(c)
     return groups
@@ -54,12 +49,12 @@ def _grouped(d: Diff) -> dict[tuple, list[Change]]:
 def findings(d: Diff, old_label: str = "the baseline") -> list[Finding]:
     """The findings of *d* (new profile against *old_label*), widenings first."""
     out: list[Finding] = []
-    for (kind, what, region, old, new, old_by, new_by), changes in _grouped(d).items():
+    for (kind, _name, region, old, new, old_by, new_by), changes in _grouped(d).items():
         arches = list(dict.fromkeys(c.arch for c in changes))
         pos = _pos(d.new, list(new_by), changes[0].name)
         was = _pos(d.old, list(old_by), changes[0].name)
         where = "" if region == "any arguments" else f" where {region}"
-        msg = (f"{what} {VERB[kind]} on {', '.join(arches)}{where}: {action_text(new)} "
+        msg = (f"{changes[0].name} {VERB[kind]} on {', '.join(arches)}{where}: {action_text(new)} "
                f"({'; '.join(w.text() for w in new_by)}), was {action_text(old)} in "
                f"{old_label} ({'; '.join(w.text() for w in old_by)})")
         note = Diagnostic(was, f"{old_label} decided it here: {action_text(old)}", severity="note")
