@@ -429,22 +429,29 @@ def _falls_back(probe, action) -> bool:
 
 
 def check_probed(ctx: _Ctx) -> None:
-    """SBX138: a syscall of the fallback table (bpf_filters.syscalls.fallbacks) denied with
-    an answer some library does not fall back from; clone3 is SBX130's."""
+    """SBX138: a syscall of the fallback table (bpf_filters.syscalls.fallbacks) denied, for
+    every argument, with an answer some library does not fall back from; clone3 is SBX130's.
+
+    A denial of some argument values only (``errno(EPERM): fchmodat2 when arg2 &
+    S_ISUID``) refuses an operation of a syscall that plainly exists, as the kernel
+    refuses operations: the caller is meant to see that error, not to fall back."""
     grouped: dict[tuple, list[str]] = {}
     for name in sorted(fallbacks.probed() - {"clone3"}):
         for arch in ctx.arches:
             nr = syscalls.table(arch).nr(name)
             probes = [f for f in fallbacks.for_syscall(name) if arch in f.arches]
+            decided = list(decisions(ctx.policy, arch, nr)) if nr is not None and probes else []
+            if any(not dec.action.denies or dec.action.kind == "notify" for _a, dec in decided):
+                continue
             seen = set()
-            for _args, dec in (decisions(ctx.policy, arch, nr) if nr is not None and probes else ()):
-                a = dec.action
-                if not a.denies or a.kind == "notify" or a in seen:
+            for _args, dec in decided:
+                if dec.action in seen:
                     continue
-                seen.add(a)
-                broken = tuple(f for f in probes if not _falls_back(f, a))
+                seen.add(dec.action)
+                broken = tuple(f for f in probes if not _falls_back(f, dec.action))
                 if broken:
-                    grouped.setdefault((name, a, broken) + ctx.where(dec, name), []).append(arch)
+                    grouped.setdefault((name, dec.action, broken) + ctx.where(dec, name),
+                                       []).append(arch)
     for (name, action, broken, pos, how), arches in grouped.items():
         by_errors: dict[tuple, list[str]] = {}
         for f in broken:

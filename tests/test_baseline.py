@@ -114,7 +114,7 @@ def test_a_bad_baseline_is_an_error_at_its_position(tmp_path, value, message):
 def test_explain_names_the_baseline_line_and_the_syscall_s_age(tmp_path):
     path = profile(tmp_path, '"5.4"', extra="")
     out = CliRunner().invoke(cli, ["explain", path, "faccessat2", "--arch", "x86_64"]).output
-    assert "decision: errno(38)" in out
+    assert "decision: errno(ENOSYS)" in out
     assert f'{path}:3: baseline: "5.4"' in out
     assert "faccessat2 is in Linux 5.8 on x86_64, newer than the baseline 5.4" in out
     out = CliRunner().invoke(cli, ["explain", path, "statx", "--arch", "x86_64"]).output
@@ -159,6 +159,13 @@ def test_sbx138_flags_a_probed_syscall_denied_with_an_answer_some_library_does_n
     path = profile(tmp_path, None, rule + allow, "")
     name = rule.split(": ")[1].strip()
     assert (((name,), 4) in probe_findings(path)) is flagged
+
+
+def test_sbx138_leaves_a_denial_of_some_arguments_alone(tmp_path):
+    # refusing setuid bits is an operation the caller must see refused, not a missing syscall
+    rule = ('  - errno(EPERM): fchmodat2\n    when: ["arg2 & S_ISUID|S_ISGID != 0"]\n'
+            "  - allow: [fchmodat2, statx, getrandom, preadv2, pwritev2, faccessat2]\n")
+    assert probe_findings(profile(tmp_path, None, rule, "")) == set()
 
 
 def test_sbx138_points_at_the_default_when_the_default_denies_and_a_baseline_clears_it(tmp_path):

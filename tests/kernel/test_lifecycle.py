@@ -68,7 +68,7 @@ def test_a_baseline_below_5_8_lets_the_faccessat2_probe_fall_back_and_eperm_brea
     run = sbx("run", "--profile", str(traced), "--", str(access_probe), "probe", target)
     assert (run.returncode, run.stdout) == (0, "faccessat\n"), run.stderr
     explain = sbx("explain", str(traced), "faccessat2")
-    assert 'baseline: "5.4"' in explain.stdout and "decision: errno(38)" in explain.stdout
+    assert 'baseline: "5.4"' in explain.stdout and "decision: errno(ENOSYS)" in explain.stdout
     # the same profile answering EPERM: the probe does not fall back
     eperm = with_rule(traced, tmp_path / "eperm.yaml", "- errno(EPERM): faccessat2")
     run = sbx("run", "--profile", str(eperm), "--", str(access_probe), "probe", target)
