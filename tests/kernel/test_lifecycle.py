@@ -104,7 +104,7 @@ def test_run_and_verify_reports_name_the_baseline_when_it_decided(access_probe, 
     run = sbx("run", "--log", "--profile", str(traced), "--", str(access_probe), "probe", "/etc/passwd")
     assert run.returncode == 0 and run.stdout == "faccessat\n"
     row = next(l for l in run.stderr.splitlines() if l.strip().startswith("faccessat2 (439)"))
-    assert row.endswith(rule.replace(f"{line}: ", f"{line} ", 1)), run.stderr
+    assert row.endswith(rule), run.stderr
     verify = sbx("verify", "--profile", str(traced), "--", str(access_probe), "probe", "/etc/passwd")
     assert verify.returncode == 0, verify.stderr
     assert "answered ENOSYS by design" in verify.stderr and rule in verify.stderr
