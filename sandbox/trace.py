@@ -643,8 +643,8 @@ def kernel_baseline(release: str | None = None) -> str:
     if m is None:
         raise TraceError(f"cannot read a kernel release from {release!r}", 2)
     found, top = (int(m.group(1)), int(m.group(2))), syscalls.parse_version(syscalls.KERNEL)
-    floor = max(syscalls.table(a).history_floor for a in syscalls.ARCHES
-                if not syscalls.table(a).floor_exact)
+    floor = max((syscalls.table(a).history_floor for a in syscalls.ARCHES
+                 if not syscalls.table(a).floor_exact), key=syscalls.parse_version)
     if found > top:
         return syscalls.KERNEL
     # older than the ages reach (sbx itself needs newer): the oldest release they can judge
