@@ -23,6 +23,7 @@ TITLES = {
     5: "Real syscall cost (ns per call)",
     6: "Monitor overhead (eBPF, ns per syscall)",
     7: "Trace overhead",
+    8: "Profile life cycle: semantic diff, drift gate, fleet build",
 }
 TARGET = 0.7            # sbx mean and max <= 0.7 x libseccomp's binary tree on Docker's default
 STARTUP_TARGET_MS = 5.0
@@ -305,3 +306,8 @@ def trace_overhead(args, settings, state) -> Section:
         sec.text("```\n" + proc.stdout.rstrip() + "\n```")
     sec.data = {"json": data, "stdout": None if data else proc.stdout}
     return sec
+
+
+def lifecycle(args, settings, state) -> Section:
+    from bench_lifecycle import lifecycle as measure
+    return measure(args, settings, state)

@@ -12,6 +12,7 @@ The rule table and the score formula are documented in docs/checks.md.
 """
 from __future__ import annotations
 
+import errno as _errno
 import itertools
 import math
 import random
@@ -21,13 +22,14 @@ from typing import Callable, Iterator
 
 from bpf_filters import syscalls
 from bpf_filters.ir import M32, M64, Decision, Policy, evaluate
+from bpf_filters.syscalls import fallbacks
 from bpf_filters.syscalls.signatures import signature
 
 from .paths import display_path
 from .policy.constants import CONSTANTS
 from .policy.diagnostics import Diagnostic, Position
 from .policy.lower import lower, resolve_arches
-from .policy.profile import Profile, RuleSpec
+from .policy.profile import Profile, RuleSpec, baseline_spec
 from .policy.show import action_text
 
 SEVERITIES = ("error", "warning", "note", "info")          # most severe first
@@ -143,6 +145,27 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "in a profile meant for several native ABIs."),
     ("SBX137", "matches-nothing", "warning", "A syscall exists on none of the profile's ABIs",
      "The rule names a syscall that none of the listed architectures has: it has no effect."),
+    ("SBX138", "probe-not-enosys", "warning", "A syscall libraries probe is denied without ENOSYS",
+     "C libraries and language runtimes call some newer syscalls first and fall back to an older "
+     "way when the kernel does not have them, most only when it answers ENOSYS; another denial, "
+     "or a kill, makes the call fail instead (the table of probes is docs/syscall-ages.md).",
+     "answer errno(ENOSYS) for it, or give the profile a baseline older than the syscall"),
+    ("SBX140", "widened", "error", "The profile lets through what its baseline denied",
+     "Compared with the earlier profile given to sbx check --baseline, some syscall and argument "
+     "region that was denied is now allowed, logged or handed to a notify listener: the sandbox "
+     "got wider.", "if the program needs it, say so in review and update the baseline; else "
+     "restore the denial"),
+    ("SBX141", "narrowed", "info", "The profile denies what its baseline let through",
+     "Compared with the earlier profile, some syscall and argument region that passed is now "
+     "denied: the sandbox got narrower, and a program that relied on it fails (try it under sbx "
+     "verify)."),
+    ("SBX142", "denial-changed", "note", "The profile denies differently from its baseline",
+     "Compared with the earlier profile, a denial now answers differently (kill-process became "
+     "errno(EPERM), EPERM became ENOSYS) or an allow became log: what the caller sees changes, "
+     "nothing new gets through."),
+    ("SBX143", "layer-changed", "warning", "Another confinement layer differs from its baseline",
+     "Capabilities, scope, Landlock, filesystem or network rules differ from the earlier "
+     "profile; these are compared as written, not by what they let through, so review them."),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 
@@ -245,6 +268,9 @@ class _Ctx:
         self.profile, self.policy, self.native = profile, policy, native
         self.arches = [ap.arch for ap in policy.arches]
         self.specs = {(r.pos.file, r.pos.line, r.pos.col): r for r in profile.rules}
+        base = baseline_spec(profile)           # the rules ``baseline:`` stands for
+        if base is not None:
+            self.specs[(base.pos.file, base.pos.line, base.pos.col)] = base
         self.out: list[Finding] = []
         self.via_default: dict[str, tuple] = {}     # what -> (check, syscall) the default lets in
 
@@ -393,6 +419,54 @@ def check_clone3(ctx: _Ctx) -> None:
             "SBX130", pos, f"clone3 is denied with {act} {how}{ctx.on(arches)}: glibc falls back to "
             "clone only on ENOSYS, so thread and process creation fail", names=["clone3"],
             arches=arches))
+
+
+def _falls_back(probe, action) -> bool:
+    """Does the library of *probe* fall back when the syscall is answered *action*?"""
+    if action.kind != "errno":
+        return False                   # a kill or a SIGSYS leaves nothing to fall back from
+    return fallbacks.ANY_ERROR in probe.on or _errno.errorcode.get(action.data) in probe.on
+
+
+def check_probed(ctx: _Ctx) -> None:
+    """SBX138: a syscall of the fallback table (bpf_filters.syscalls.fallbacks) denied, for
+    every argument, with an answer some library does not fall back from; clone3 is SBX130's.
+
+    A denial of some argument values only (``errno(EPERM): fchmodat2 when arg2 &
+    S_ISUID``) refuses an operation of a syscall that plainly exists, as the kernel
+    refuses operations: the caller is meant to see that error, not to fall back."""
+    grouped: dict[tuple, list[str]] = {}
+    for name in sorted(fallbacks.probed() - {"clone3"}):
+        for arch in ctx.arches:
+            nr = syscalls.table(arch).nr(name)
+            probes = [f for f in fallbacks.for_syscall(name) if arch in f.arches]
+            decided = list(decisions(ctx.policy, arch, nr)) if nr is not None and probes else []
+            if any(not dec.action.denies or dec.action.kind == "notify" for _a, dec in decided):
+                continue
+            seen = set()
+            for _args, dec in decided:
+                if dec.action in seen:
+                    continue
+                seen.add(dec.action)
+                broken = tuple(f for f in probes if not _falls_back(f, dec.action))
+                if broken:
+                    grouped.setdefault((name, dec.action, broken) + ctx.where(dec, name),
+                                       []).append(arch)
+    for (name, action, broken, pos, how), arches in grouped.items():
+        by_errors: dict[tuple, list[str]] = {}
+        for f in broken:
+            by_errors.setdefault(f.on, []).append(f.library)
+        why = "; ".join(f"{_and(libs)} fall{'s' if len(libs) == 1 else ''} back "
+                        + ("on an error, not a kill or SIGSYS" if fallbacks.ANY_ERROR in on
+                           else f"only on {_and(list(on))}") for on, libs in by_errors.items())
+        ctx.out.append(finding(
+            "SBX138", pos, f"{name} is denied with {action_text(action)} {how}{ctx.on(arches)}: "
+            f"{why}, so the call fails instead", f"answer errno(ENOSYS): {name}",
+            names=[name], arches=arches))
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 # --------------------------------------------------------------------------- profile-level actions
@@ -576,7 +650,7 @@ def check_names(ctx: _Ctx) -> None:
 # --------------------------------------------------------------------------- driver
 
 CHECKERS = (check_dangerous, check_default_and_abis, check_unknown_and_kill_thread, check_clone3,
-            check_pointers, check_shadowing, check_names)
+            check_probed, check_pointers, check_shadowing, check_names)
 
 
 @dataclass

@@ -20,6 +20,8 @@ LAZY_COMMANDS = {
     "trace": "sandbox.cli_trace:trace",
     "monitor": "sandbox.cli_monitor:monitor",
     "refine": "sandbox.cli_monitor:refine",
+    "diff": "sandbox.cli_lifecycle:diff",
+    "profile": "sandbox.cli_lifecycle:profile",
 }
 
 
@@ -176,15 +178,29 @@ def explain(profile, syscall, args, arch, as_json):
         click.echo(f"  rule:     {where.where()}")
         if d.rule is not None and d.rule.conds:
             click.echo(f"            when {' and '.join(str(c) for c in d.rule.conds)}")
+        if d.rule is not None:
+            _explain_baseline(prof, d.rule, name, arch)
         click.echo(f"  cost:     {ex.result.executed} BPF instructions executed (of {len(flt.insns)})")
     if not ex.consistent:
         click.echo("  error: the compiled filter disagrees with the policy; please report this", err=True)
         sys.exit(1)
 
 
+def _explain_baseline(prof, rule, name: str, arch: str) -> None:
+    """Say why the ``baseline:`` rule decided: the syscall's age against the baseline."""
+    from bpf_filters import syscalls
+    from .policy.profile import baseline_spec
+    spec = baseline_spec(prof)
+    if spec is None or rule.origin != spec.origin:
+        return
+    since = syscalls.table(arch).introduced(name)
+    click.echo(f"            {name} is in Linux {since} on {arch}, newer than the baseline "
+               f"{prof.baseline.value}, and no rule names it: ENOSYS, so that callers fall back")
+
+
 @cli.group()
 def profiles():
-    """List and show built-in profiles."""
+    """List and show built-in profiles (to build one from recordings: sbx profile build)."""
 
 
 @profiles.command("list")

@@ -1,4 +1,5 @@
-"""``sbx check`` (hardening lint: text, JSON, SARIF) and ``sbx verify`` (run a command as a CI gate)."""
+"""``sbx check`` (hardening lint and, with --baseline, the drift gate: text, JSON, SARIF) and
+``sbx verify`` (run a command as a CI gate)."""
 from __future__ import annotations
 
 import json
@@ -111,9 +112,12 @@ def _comparison_text(cmp: dict) -> str:
 @click.option("--fail-on", type=click.Choice(["error", "warning", "note", "never"]), default="error",
               show_default=True, help="lowest severity that makes the exit status 1")
 @click.option("--against", metavar="OTHER", help="also compare with this profile (name or file)")
+@click.option("--baseline", "baseline", metavar="OLD",
+              help="drift gate: also report what each profile decides differently from OLD "
+                   "(SBX140 widened: an error; SBX141 narrowed: info)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="write the report here instead of stdout")
-def check(profiles, fmt, fail_on, against, output):
+def check(profiles, fmt, fail_on, against, baseline, output):
     """Lint PROFILE... for hardening problems, with stable rule ids (SBX101...) and a score.
 
     Each finding points at the rule (file:line:col) that allows the risky call.
@@ -130,6 +134,7 @@ def check(profiles, fmt, fail_on, against, output):
     if against:
         loaded = _load(against, native, errors, err_out)
         other = checks.check_profile(loaded[0], native, loaded[1]) if loaded else None
+    old = _load(baseline, native, errors, err_out) if baseline else None
     reports = []
     for ref in profiles:
         if is_group_file(ref):
@@ -142,6 +147,8 @@ def check(profiles, fmt, fail_on, against, output):
             rep = checks.check_profile(loaded[0], native, loaded[1])
             if other is not None:
                 rep.comparison = checks.compare(rep, other)
+            if old is not None:
+                rep.findings += _drift(old[0], loaded[0], baseline, native)
             reports.append(rep)
     failing = [f for r in reports for f in checks.at_or_above(r.findings, fail_on)]
     code = EXIT_BAD_INPUT if err_out else EXIT_FINDINGS if failing else EXIT_OK
@@ -159,6 +166,15 @@ def check(profiles, fmt, fail_on, against, output):
     for e in err_out:
         click.echo(e, err=True)
     sys.exit(code)
+
+
+def _drift(old_prof, new_prof, old_ref: str, native: str) -> list:
+    """The drift findings of *new_prof* against *old_prof* (sandbox.drift); not scored."""
+    from . import drift
+    from .diff import diff_profiles
+    from .paths import display_path
+    label = display_path(old_ref) if os.path.exists(old_ref) else old_ref
+    return drift.findings(diff_profiles(old_prof, new_prof, native), label)
 
 
 def _version() -> str:

@@ -82,10 +82,15 @@ def _write(path: str, text: str) -> None:
         raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
 
 
-def _record(command: list[str], backend: str, native: str) -> tr.Observed:
+def _record(command: list[str], backend: str, native: str, record_to: str | None = None
+            ) -> tr.Observed:
+    import time
     chosen, why = tr.choose_backend(backend)
     _say(f"tracing with {tr.BACKEND_TEXT[chosen]}" + ("" if chosen == "ebpf" else f" ({why})"))
+    started = time.time()
     rec = tr.record(command, chosen)
+    if record_to:
+        _write_recording(record_to, rec, started, native)
     from .errors import wait_status_code as exit_code
     status = exit_code(rec.exit_status)
     if status:
@@ -96,9 +101,43 @@ def _record(command: list[str], backend: str, native: str) -> tr.Observed:
     return obs
 
 
+def _write_recording(path: str, rec: tr.Recording, started: float, native: str) -> None:
+    """sbx trace --record: the run's raw recording with this host's provenance."""
+    from . import recording
+    from .errors import wait_status_code
+    prov = recording.host_provenance(rec.argv, rec.backend, started, rec.seconds,
+                                     wait_status_code(rec.exit_status), rec.lost, native)
+    try:
+        recording.write_recording(path, prov, rec.calls, rec.arg_values)
+    except OSError as err:
+        raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
+    _say(f"recorded to {display_path(path)} ({len(rec.calls)} syscalls, host {prov.host}, "
+         f"Linux {prov.kernel}, {prov.libc})")
+
+
+def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
+    """--baseline, else the oldest of the running kernel (when a command is traced) and
+    the merged profiles' baselines: the profile must serve the oldest kernel it was made on."""
+    from bpf_filters.syscalls import BadVersionError, parse_version
+    from .policy.profile import check_baseline
+    if given is not None:
+        try:
+            return check_baseline(given)
+        except BadVersionError as err:
+            raise tr.TraceError(f"--baseline: {err}", 2) from err
+    found = ([tr.kernel_baseline()] if traced else []) + \
+        [p.baseline.value for p in previous if p.baseline.value is not None]
+    return min(found, key=parse_version) if found else None
+
+
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="the profile to write (YAML)")
+@click.option("--record", "record_to", type=click.Path(dir_okay=False), metavar="OUT.jsonl",
+              help="also write the raw recording, with this host's provenance (for sbx profile "
+                   "build)")
+@click.option("--baseline", metavar="MAJOR.MINOR",
+              help="the profile's baseline (default: the running kernel's release)")
 @click.option("--backend", type=click.Choice(tr.BACKENDS), default="auto", show_default=True,
               help="ebpf: tracepoints (root); notify: seccomp user notification (any user)")
 @click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -109,10 +148,12 @@ def _record(command: list[str], backend: str, native: str) -> tr.Observed:
 @click.option("--verify", is_flag=True,
               help="run COMMAND again under the new profile and fail on any denial (root)")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def trace(output, backend, merges, base, name, verify, command):
+def trace(output, record_to, baseline, backend, merges, base, name, verify, command):
     """Record what COMMAND does and write the tightest profile that lets it run.
 
     Example: sbx trace -o git.yaml -- git status
+    (or --record git.jsonl: the raw recording, to build one profile from many runs
+    and hosts with sbx profile build)
     """
     from .kernel.seccomp import native_arch
     from .policy import build_filter, load_profile
@@ -121,22 +162,32 @@ def trace(output, backend, merges, base, name, verify, command):
         raise click.UsageError("give a COMMAND to trace, or --merge profiles to combine")
     if verify and not command:
         raise click.UsageError("--verify needs a COMMAND to run")
+    if not output and not record_to:
+        raise click.UsageError("give -o PROFILE.yaml, --record OUT.jsonl, or both")
+    if record_to and not command:
+        raise click.UsageError("--record needs a COMMAND to trace")
+    if verify and not output:
+        raise click.UsageError("--verify needs -o PROFILE.yaml")
     native = native_arch()
     try:
         if verify and os.geteuid() != 0:
             raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
-        where = os.path.dirname(os.path.abspath(output))
-        if not os.access(where, os.W_OK):
-            raise tr.TraceError(f"cannot write {output}: {where} is not a writable directory", 2)
+        for target in (output, record_to):
+            where = os.path.dirname(os.path.abspath(target)) if target else None
+            if where and not os.access(where, os.W_OK):
+                raise tr.TraceError(f"cannot write {target}: {where} is not a writable directory", 2)
         previous = [load_profile(os.path.abspath(m)) for m in merges]
         base_prof = load_profile(base) if base else None
         parts = [tr.observed_from_profile(p, native) for p in previous]
+        chosen_baseline = _baseline(baseline, bool(command), previous)
         if command:
-            parts.append(_record(command, backend, native))
+            parts.append(_record(command, backend, native, record_to))
+        if not output:
+            return
         obs = tr.merge(parts)
         title = name or (previous[0].name if previous else tr.default_name(command))
         text = tr.write_profile(obs, title, native, base_prof,
-                                _base_ref(base, output) if base else None)
+                                _base_ref(base, output) if base else None, chosen_baseline)
         _write(output, text)
         build_filter(load_profile(os.path.abspath(output)), native=native)
         n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)

@@ -103,6 +103,20 @@ def to_sarif(reports: list[Report], load_errors: list[tuple[str, Diagnostic]],
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
+def findings_log(findings: list[Diagnostic], profiles: list[str], version: str = "0",
+                 properties: dict | None = None) -> dict:
+    """A SARIF log of *findings* about *profiles* (``sbx diff --format sarif``)."""
+    index = {c.id: i for i, c in enumerate(CHECKS)}
+    run = {
+        "tool": {"driver": {"name": "sbx", "version": version,
+                            "rules": [_rule(c) for c in CHECKS]}},
+        "columnKind": "unicodeCodePoints",
+        "results": [_result(f, index, profiles) for f in findings],
+        "properties": properties or {},
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
 def _key(d: Diagnostic) -> tuple:
     return (d.rule_id, d.pos.file if d.pos else "", d.pos.line if d.pos else 0,
             d.pos.col if d.pos else 0, d.message)

@@ -575,22 +575,19 @@ def _count_text(name: str, calls: dict[str, int]) -> str:
 
 
 def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
-           base_ref: str | None = None) -> str:
-    """The profile text: header comment, settings, rules; no timestamps."""
-    out = ["# sbx trace: the syscalls these commands made while traced, and nothing else."]
-    out += [f"#   $ {c}" for c in obs.commands]
-    if obs.backends:
-        out.append("# recorded with: " + ", ".join(BACKEND_TEXT.get(b, b) for b in obs.backends))
-    out += [f"# note: {n}" for n in obs.notes]
-    out += ["# The number after '#' counts the calls seen.  Widen the profile with another run:",
-            "#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND", "",
-            f"name: {quote(name)}",
-            f"description: {quote(_description(obs))}"]
+           base_ref: str | None = None, baseline: str | None = None,
+           header: list[str] | None = None) -> str:
+    """The profile text: header comment (*header*, or sbx trace's), settings, rules; no
+    timestamps. *baseline* ("5.10"): the oldest kernel the traced runs ran on."""
+    out = list(header) if header is not None else _trace_header(obs)
+    out += ["", f"name: {quote(name)}", f"description: {quote(_description(obs))}"]
     if base_ref is not None:
         out.append(f"extends: [{quote(base_ref)}]")
     else:
         out += ["default: errno(EPERM)", "unknown: errno(ENOSYS)", "bad_arch: kill-process",
                 "arches: [native]"]
+    if baseline is not None:
+        out.append(f'baseline: "{baseline}"')
     out += ["", "rules:" if denials or allows else "rules: []"]
     for title, rules in (("denials", denials), ("allows", allows)):
         if rules:
@@ -598,6 +595,16 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
             for rule in rules:
                 out += _render_rule(rule)
     return "\n".join(out) + "\n"
+
+
+def _trace_header(obs: Observed) -> list[str]:
+    out = ["# sbx trace: the syscalls these commands made while traced, and nothing else."]
+    out += [f"#   $ {c}" for c in obs.commands]
+    if obs.backends:
+        out.append("# recorded with: " + ", ".join(BACKEND_TEXT.get(b, b) for b in obs.backends))
+    out += [f"# note: {n}" for n in obs.notes]
+    return out + ["# The number after '#' counts the calls seen.  Widen the profile with another run:",
+                  "#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND"]
 
 
 def _render_rule(rule: _Rule) -> list[str]:
@@ -618,12 +625,30 @@ def _description(obs: Observed) -> str:
 
 
 def write_profile(obs: Observed, name: str, native: str = "x86_64", base=None,
-                  base_ref: str | None = None) -> str:
-    """The profile for *obs*; with *base* (a loaded Profile), only what it lacks."""
+                  base_ref: str | None = None, baseline: str | None = None) -> str:
+    """The profile for *obs*; with *base* (a loaded Profile), only what it lacks; with
+    *baseline*, a ``baseline:`` line (see ``kernel_baseline``)."""
     from .policy import lower
     base_policy = lower(base, native) if base is not None else None
     denials, allows = plan_rules(obs, native, base_policy)
-    return render(obs, name, denials, allows, base_ref if base is not None else None)
+    return render(obs, name, denials, allows, base_ref if base is not None else None, baseline)
+
+
+def kernel_baseline(release: str | None = None) -> str:
+    """The running kernel (``uname -r``, or *release*) as a profile's baseline, MAJOR.MINOR:
+    what the traced program met there. A kernel newer than the syscall tables gives the
+    tables' release: syscalls newer than those are numbers the tables do not name, which
+    the profile's ``unknown:`` answers anyway."""
+    m = re.match(r"(\d+)\.(\d+)", release if release is not None else os.uname().release)
+    if m is None:
+        raise TraceError(f"cannot read a kernel release from {release!r}", 2)
+    found, top = (int(m.group(1)), int(m.group(2))), syscalls.parse_version(syscalls.KERNEL)
+    floor = max((syscalls.table(a).history_floor for a in syscalls.ARCHES
+                 if not syscalls.table(a).floor_exact), key=syscalls.parse_version)
+    if found > top:
+        return syscalls.KERNEL
+    # older than the ages reach (sbx itself needs newer): the oldest release they can judge
+    return floor if found < syscalls.parse_version(floor) else f"{found[0]}.{found[1]}"
 
 
 def default_name(argv: list[str]) -> str:

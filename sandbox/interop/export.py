@@ -10,6 +10,7 @@ from bpf_filters.ir import Action
 from ..paths import display_path
 from ..policy import Profile
 from ..policy.diagnostics import Diagnostic, PolicyError
+from ..policy.profile import baseline_spec
 from ..policy.show import action_text
 
 from .analysis import Analysis, MAX_ENTRIES_PER_SYSCALL, OCI_ACTION, OCI_ARCH, render_region
@@ -24,7 +25,11 @@ def _oci_action(a: Action) -> dict:
 
 
 def _spec_index(profile: Profile) -> dict:
-    return {spec.origin: (i, spec) for i, spec in enumerate(profile.rules)}
+    index = {spec.origin: (i, spec) for i, spec in enumerate(profile.rules)}
+    baseline = baseline_spec(profile)          # its rules come after every written one
+    if baseline is not None:
+        index[baseline.origin] = (len(profile.rules), baseline)
+    return index
 
 
 def _check_actions(an: Analysis, diags: list[Diagnostic]) -> None:
@@ -103,7 +108,7 @@ def oci_entries(an: Analysis, comments: bool = True, int64: bool = False) -> lis
             entry["args"] = [{"index": i, "value": v, "valueTwo": v2, "op": op} if op == "SCMP_CMP_MASKED_EQ"
                              else {"index": i, "value": v, "op": op} for i, (op, v, v2) in args]
         if comments:
-            spec = an.profile.rules[idx]
+            spec = an.profile.rules[idx] if idx < len(an.profile.rules) else baseline_spec(an.profile)
             text = spec.comment or f"{action_text(spec.action)} rule"
             note = " (where no earlier rule decides)" if shadowed else ""
             note += " (32-bit argument: low word)" if exact and args else ""

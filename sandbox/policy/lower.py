@@ -6,6 +6,11 @@ they test, the bits the kernel really reads (``signatures.arg_width``: a
 32-bit argument compares its low word only, a 16-bit one the low word under
 a 0xffff mask; every i386 argument is 32-bit).
 
+A profile's ``baseline:`` ("5.10") adds, per ABI, ``errno(ENOSYS)`` for each
+syscall the tables date after that release and no rule names
+(``_baseline_rules``), after all the profile's rules: a C library that probes
+such a syscall gets the answer an older kernel gives, and falls back.
+
 Two kinds of rules are added here, because a profile cannot be safe without
 them:
 - on i386, the multiplexers ``socketcall`` and ``ipc`` reach socket and
@@ -22,7 +27,7 @@ from bpf_filters.ir import M32, M64, Action, ArchPolicy, Cond, Origin, Policy, R
 from bpf_filters.syscalls.signatures import arg_width, fits
 
 from .diagnostics import Diagnostic, PolicyError
-from .profile import Profile
+from .profile import Profile, baseline_spec
 
 
 def _fit(value: int, width: int) -> int | None:
@@ -126,6 +131,20 @@ def _notify_guard(profile: Profile) -> bool:
     return any(a is not None and a.kind == "notify" for a in actions)
 
 
+def _baseline_rules(profile: Profile, rules: dict, table) -> None:
+    """Append errno(ENOSYS) for the syscalls of *table* newer than the profile's
+    baseline that no rule of the profile names (a named one keeps its rules, so
+    a profile can still allow or deny a new syscall on purpose). The rules carry
+    no conditions: they deny, so allows stay cacheable by the kernel."""
+    spec = baseline_spec(profile)
+    if spec is None:
+        return
+    named = {n for s in profile.rules for n, _ in s.names}
+    rule = Rule(spec.action, (), spec.origin)
+    for name in sorted(syscalls.newer_than(table.arch, profile.baseline.value) - named):
+        rules.setdefault(table.nr(name), []).append(rule)
+
+
 def lower(profile: Profile, native: str = "x86_64") -> Policy:
     """Build the IR; raises PolicyError for values that do not fit their argument."""
     diags: list[Diagnostic] = []
@@ -147,6 +166,7 @@ def lower(profile: Profile, native: str = "x86_64") -> Policy:
                         continue
                     conds.append(cond)
                 rules.setdefault(nr, []).append(Rule(spec.action, tuple(conds), spec.origin))
+        _baseline_rules(profile, rules, table)
         if arch == "i386":
             where = profile.arches.pos
             origin = Origin(where.file if where else "built-in", where.line if where else 0, 1,

@@ -23,7 +23,7 @@ from .conditions import CondSpec, parse_condition
 from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
-            "rules", "groups", "capabilities", "scope", "landlock", "filesystem", "network")
+            "baseline", "rules", "groups", "capabilities", "scope", "landlock", "filesystem", "network")
 SCOPE_VALUES = ("sandbox", "any")
 ACTION_NAMES = ("allow", "log", "errno", "trap", "kill-process", "kill-thread", "notify")
 ARCH_NAMES = ("native",) + syscalls.ARCHES
@@ -81,6 +81,7 @@ class Profile:
     digests: dict = field(default_factory=dict)        # file -> SHA-256 of the bytes read
     fs: list | None = None          # [(word, path template, Position)] of filesystem: sections
     net: dict | None = None         # {"bind"|"connect": "any" | [(port template, Position)]}
+    baseline: Setting = field(default_factory=lambda: Setting(None, None))  # "5.10": see baseline_spec
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -335,6 +336,8 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
                    default=setting("default", parse_action), unknown=setting("unknown", parse_action),
                    bad_arch=setting("bad_arch", parse_action), arches=setting("arches", parse_arches),
                    rules=rules)
+    if "baseline" in top:
+        prof.baseline = setting("baseline", lambda n: _read_baseline(reader, file, n))
     if "capabilities" in top:
         prof.capabilities = setting("capabilities", lambda n: _read_caps(reader, file, n))
     if "landlock" in top:
@@ -374,7 +377,8 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
             continue
         prof.extends.append(base.name)
         prof.rules = prof.rules + base.rules
-        for attr in ("default", "unknown", "bad_arch", "arches", "capabilities", "landlock"):
+        for attr in ("default", "unknown", "bad_arch", "arches", "baseline", "capabilities",
+                     "landlock"):
             if getattr(prof, attr).value is None and getattr(base, attr).value is not None:
                 setattr(prof, attr, getattr(base, attr))
         for key, val in base.scope.items():
@@ -439,6 +443,58 @@ def _redefined(reader: _Reader, group: str, pos: Position, first: Position) -> N
     reader.error(pos, f"group '@{group}' is already defined; a profile cannot redefine a group "
                       "that other profiles' rules use", hint="give the group a new name",
                  notes=[Diagnostic(first, "first defined here", severity="note")])
+
+
+ENOSYS = Action("errno", 38)
+
+
+def check_baseline(text: str) -> str:
+    """A ``baseline:`` value as MAJOR.MINOR, or BadVersionError: not written MAJOR.MINOR,
+    newer than the syscall tables, or older than where their ages start."""
+    version = syscalls.parse_version(text)
+    if version > syscalls.parse_version(syscalls.KERNEL):
+        raise syscalls.BadVersionError(f"baseline {text} is newer than the syscall tables "
+                                       f"(Linux {syscalls.KERNEL}); use {syscalls.KERNEL} or older")
+    for arch in syscalls.ARCHES:
+        try:
+            syscalls.newer_than(arch, text)
+        except syscalls.BadVersionError as err:
+            raise syscalls.BadVersionError(
+                f"baseline {text}: {err}; use {syscalls.table(arch).history_floor} or newer") from err
+    return f"{version[0]}.{version[1]}"
+
+
+def _read_baseline(reader: _Reader, file: str, node) -> str | None:
+    """``baseline: "5.10"``: the oldest kernel release the profile is meant for.
+
+    Written MAJOR.MINOR (YAML reads an unquoted 5.10 as the number 5.1, but the
+    node keeps the text as written, so both spellings mean 5.10).
+    """
+    text = reader.scalar(file, node, "baseline")
+    if text is None:
+        return None
+    try:
+        return check_baseline(text)
+    except syscalls.BadVersionError as err:
+        hint = None if "; use" in str(err) else \
+            'write the oldest kernel release to run on, such as baseline: "5.10"'
+        reader.error(reader.pos(file, node), str(err), hint)
+        return None
+
+
+def baseline_spec(prof: Profile) -> RuleSpec | None:
+    """The rule ``baseline:`` stands for: errno(ENOSYS) for every syscall newer than
+    the baseline that no rule names (``lower`` adds it per ABI, after the
+    profile's rules), placed at the ``baseline:`` line so that ``sbx explain``,
+    run reports, ``sbx check`` and exports name it."""
+    if prof.baseline.value is None or prof.baseline.pos is None:
+        return None
+    pos = prof.baseline.pos
+    text = f'baseline: "{prof.baseline.value}"'
+    return RuleSpec(ENOSYS, [], [], pos, f"{text} (a syscall newer than Linux "
+                    f"{prof.baseline.value} answers ENOSYS)",
+                    f"baseline {prof.baseline.value}: the syscalls newer than it answer ENOSYS, "
+                    "so that callers fall back")
 
 
 def _read_caps(reader: _Reader, file: str, node) -> list[str] | None:

@@ -28,6 +28,8 @@ def resolved_yaml(prof: Profile, native: str) -> str:
            f"unknown: {action_text(prof.unknown.value)}",
            f"arches: [{', '.join(resolve_arches(prof.arches.value, native))}]",
            f"bad_arch: {action_text(prof.bad_arch.value)}"]
+    if prof.baseline.value is not None:
+        out.append(f'baseline: "{prof.baseline.value}"')
     spec = confinement(prof)
     out.append(f"capabilities: [{', '.join(spec.caps)}]")
     out.append("scope: {" + ", ".join(f"{s}: {'sandbox' if s in spec.scoped else 'any'}"
