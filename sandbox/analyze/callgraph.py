@@ -164,6 +164,11 @@ class Walker:
         # the program's own start first, so that the chains shown go through its code
         # where they can; then everything else ld.so runs and every pointer in data
         # (what is reachable does not depend on this order, only which chain is kept)
+        prog = self.r.objects[0]
+        if prog.summary.kind in ("static", "static-pie") and prog.summary.stripped:
+            self.limit(f"{prog.name} is statically linked and stripped: its dlopen and exec "
+                       "functions have no names to recognize, so libraries it loads and programs "
+                       "it runs at run time are not followed")
         self.add_object_roots(0, program=True, data=False)
         self.drain()
         self.add_data_pointers(0)

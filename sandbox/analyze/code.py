@@ -557,6 +557,7 @@ def summarize(elf: Elf, name: str, key: str) -> Summary:
     starts, ends, gaps, signal = regions(elf)
     s = Summary(name, key, elf.kind, starts, ends, gaps)
     aliases = _names(elf, s)
+    s.stripped = not any(sym.type in (STT_FUNC, STT_GNU_IFUNC) for sym in elf.symbols)
     sc = _Scan(elf, s, signal)
     sc.aliases = aliases
     plt_first = sorted(elf.code, key=lambda c: (not c.name.startswith(".plt"), c.addr))

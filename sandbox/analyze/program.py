@@ -60,9 +60,10 @@ class Analysis:
 
 
 def object_key(loaded: Loaded) -> str:
-    """The cache key: the build-id, else a digest of the file's bytes."""
+    """The cache key: the build-id and the file's size (strip keeps the build-id but drops
+    the symbol names the analysis uses), else a digest of the file's bytes."""
     if loaded.elf.build_id:
-        return loaded.elf.build_id
+        return f"{loaded.elf.build_id}s{len(loaded.elf.raw)}"
     return "sha256" + hashlib.sha256(loaded.elf.raw).hexdigest()[:40]
 
 

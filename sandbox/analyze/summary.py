@@ -44,6 +44,7 @@ class Summary:
     # [strings] or None, site), ("dlsym", ...), ("exec", ...)
     consts: dict[int, list[tuple[str, str, list | None, int]]] = field(default_factory=dict)
     main: int | None = None
+    stripped: bool = False                     # no function symbols at all
     insns: int = 0
     seconds: float = 0.0
 
