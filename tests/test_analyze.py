@@ -262,6 +262,25 @@ def test_the_cache_returns_what_was_stored_and_treats_damage_as_a_miss(tmp_path)
     assert all(json.loads(e.read_text())["summary"] for e in (tmp_path / "c").iterdir())
 
 
+@pytest.mark.parametrize("damage", [{"sys": {"0": 5}}, {"calls": {"1": ["x"]}}, {"name": 7},
+                                    {"roots": [["entry", 10 ** 9]]}, {"main": "main"},
+                                    {"consts": {"0": [["exec", "x", [{}], 1]]}}],
+                         ids=["a number for a list", "a string for a region", "a number for a name",
+                              "a region out of range", "a string for a region number",
+                              "an object for a string"])
+def test_a_well_formed_entry_with_wrong_values_is_a_miss(tmp_path, damage):
+    cache = SummaryCache(tmp_path / "c")
+    first = analyze_program("/usr/bin/true", cache)
+    for entry in (tmp_path / "c").iterdir():
+        doc = json.loads(entry.read_text())
+        doc["summary"].update(damage)
+        entry.write_text(json.dumps(doc))
+    again = SummaryCache(tmp_path / "c")
+    second = analyze_program("/usr/bin/true", again)
+    assert again.misses == len(first.stats) and again.hits == 0
+    assert second.all_syscalls().keys() == first.all_syscalls().keys()
+
+
 def test_a_cache_directory_others_may_write_is_refused(tmp_path):
     d = tmp_path / "c"
     d.mkdir(mode=0o777)

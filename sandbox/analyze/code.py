@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import struct
 import time
 
 import capstone
@@ -75,9 +74,6 @@ class _Scan:
     # -- addresses --------------------------------------------------------------------
     def in_code(self, addr: int) -> bool:
         return any(a <= addr < b for a, b in self.code_ranges)
-
-    def in_got(self, addr: int) -> bool:
-        return any(a <= addr < a + n for a, n in self.elf.got)
 
     def function_at(self, addr: int, exact_or_gap: bool) -> int | None:
         rid = self.s.region_at(addr)
@@ -154,24 +150,10 @@ def regions(elf: Elf) -> tuple[list[int], list[int], list[int], set[int]]:
 
 
 def _code_pointers(elf: Elf) -> set[int]:
-    """Code addresses stored in data: relocated pointers, and in a position-dependent file
-    every aligned word that falls into an executable section."""
+    """Code addresses stored in data (function starts, where unwind tables are missing)."""
     ranges = [(c.addr, c.addr + len(c.data)) for c in elf.code]
-    if not ranges:
-        return set()
-    lo, hi = min(a for a, _ in ranges), max(b for _, b in ranges)
-    out = set()
-    for where, rel in elf.relocs.items():
-        if rel.type != R_IRELATIVE:
-            kind, value, _ = elf.pointer(where)
-            if kind == "addr" and lo <= value < hi:
-                out.add(value)
-    if not elf.position_independent:
-        for addr, size, off in elf.data_ranges:
-            skip = (-addr) % 8
-            chunk = elf.raw[off + skip:off + skip + (size - skip) // 8 * 8]
-            out.update(w for (w,) in struct.iter_unpack("<Q", chunk) if lo <= w < hi)
-    return {a for a in out if any(x <= a < y for x, y in ranges)}
+    return {v for _, v, _ in elf.data_pointers()
+            if v is not None and any(a <= v < b for a, b in ranges)}
 
 
 def _cut(lo: int, hi: int, cuts: set[int]) -> list[tuple[int, int, bool]]:
@@ -270,7 +252,7 @@ def _slot(sc: _Scan, rid: int, addr: int, target: int | None, branch: bool,
         else:
             timports.add(rel.symbol)
         return
-    if rel is not None or sc.in_got(target):
+    if rel is not None or elf.in_got(target):
         value = elf.pointer(target)[1]          # a local pointer, or an IFUNC's resolver
     elif sc.in_code(target) and not branch:
         value = target
@@ -488,44 +470,22 @@ def _find_main(sc: _Scan) -> None:
 # -- 4. data and names ----------------------------------------------------------------------
 
 def _data_pointers(sc: _Scan) -> None:
+    """Functions whose address data holds (taken whatever code runs), imported functions
+    named by data relocations, and IFUNC resolvers (relocations and exported IFUNCs)."""
     elf, s = sc.elf, sc.s
     taken: set[int] = set()
     timports: set[str] = set()
-    resolvers = set()
-    for where, rel in elf.relocs.items():
-        if rel.type == R_IRELATIVE:
-            rid = s.region_at(rel.addend)
-            if rid is not None:
-                resolvers.add(rid)
-            continue
-        if sc.in_got(where):
-            continue                            # slots: counted where code uses them
-        if rel.symbol and rel.type == R_64:
-            timports.add(rel.symbol)
-            continue
-        kind, value, _ = elf.pointer(where)
-        if kind == "addr" and sc.in_code(value):
+    for _where, value, symbol in elf.data_pointers():
+        if symbol is not None:
+            timports.add(symbol)
+        elif value is not None and sc.in_code(value):
             rid = sc.function_at(value, True)
             if rid is not None:
                 taken.add(rid)
-    if sc.fixed:                                # no relocations: look at every aligned word
-        lo = min(a for a, _ in sc.code_ranges) if sc.code_ranges else 0
-        hi = max(b for _, b in sc.code_ranges) if sc.code_ranges else 0
-        for addr, size, off in elf.data_ranges:
-            if any(a <= addr < a + n for a, n in elf.got):
-                continue
-            chunk = elf.raw[off:off + size]
-            skip = (-addr) % 8
-            for i, (word,) in enumerate(struct.iter_unpack("<Q", chunk[skip:skip + (size - skip) // 8 * 8])):
-                if lo <= word < hi:
-                    rid = sc.function_at(word, True)
-                    if rid is not None:
-                        taken.add(rid)
-    for sym in elf.symbols:
-        if sym.dynamic and sym.defined and sym.type == STT_GNU_IFUNC:
-            rid = s.region_at(sym.value)
-            if rid is not None:
-                resolvers.add(rid)
+    resolvers = {s.region_at(r.addend) for r in elf.relocs.values() if r.type == R_IRELATIVE}
+    resolvers |= {s.region_at(sym.value) for sym in elf.symbols
+                  if sym.dynamic and sym.defined and sym.type == STT_GNU_IFUNC}
+    resolvers.discard(None)
     s.data_takes = sorted(taken - resolvers)
     s.data_takes_imports = sorted(timports)
     s.ifunc = sorted(resolvers)

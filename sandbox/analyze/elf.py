@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -127,6 +128,32 @@ class Elf:
     @property
     def position_independent(self) -> bool:
         return self.kind in ("pie", "static-pie", "library")
+
+    def in_got(self, addr: int) -> bool:
+        return any(a <= addr < a + n for a, n in self.got)
+
+    def data_pointers(self) -> Iterator[tuple[int, int | None, str | None]]:
+        """(where, address, symbol) for each pointer the loader leaves in data, outside the
+        GOT (whose slots count where code uses them): every relocated word, with the
+        address it holds or the symbol it names; and in a position-dependent file, whose
+        own addresses need no relocation, every aligned word that points into code."""
+        for where, rel in self.relocs.items():
+            if rel.type == R_IRELATIVE or self.in_got(where):
+                continue
+            kind, value, symbol = self.pointer(where)
+            yield where, value if kind == "addr" else None, symbol
+        if self.position_independent or not self.code:
+            return
+        lo = min(c.addr for c in self.code)
+        hi = max(c.addr + len(c.data) for c in self.code)
+        for addr, size, off in self.data_ranges:
+            if self.in_got(addr):
+                continue
+            skip = (-addr) % 8
+            chunk = self.raw[off + skip:off + skip + (size - skip) // 8 * 8]
+            for i, (word,) in enumerate(struct.iter_unpack("<Q", chunk)):
+                if lo <= word < hi:
+                    yield addr + skip + 8 * i, word, None
 
 
 # -- opening -----------------------------------------------------------------------------

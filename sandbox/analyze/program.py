@@ -93,7 +93,10 @@ class Analyser:
 
 
 def open_program(path: str) -> Loaded:
-    """The program at *path* (its headers); AnalyzeError when it is not one."""
+    """The program at *path*, or found on PATH when it is a bare name (its headers);
+    AnalyzeError when it is not one."""
+    if "/" not in path and not os.path.exists(path):
+        path = shutil.which(path) or path
     elf = open_elf(path, full=False)
     if elf.kind == "library":
         raise AnalyzeError(f"{path}: a shared library{f' ({elf.soname})' if elf.soname else ''}, "
@@ -140,7 +143,7 @@ def _one(path: str, analyser: Analyser, env: dict[str, str]) -> Analysis:
     order = load_order(program, env)
     objects = [Obj(o, analyser(o)) for o in order]
     reach = walk(objects, analyser, env)
-    return Analysis(path, program.elf.kind, reach)
+    return Analysis(program.path, program.elf.kind, reach)
 
 
 def _which(prog: str, env: dict[str, str]) -> str | None:

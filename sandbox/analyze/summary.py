@@ -64,29 +64,87 @@ class Summary:
     def to_json(self) -> dict:
         out = asdict(self)
         for key, value in out.items():
-            if isinstance(value, dict) and key != "exports":
+            if isinstance(value, dict):
                 out[key] = {str(k): v for k, v in value.items()}
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> "Summary":
-        """The summary from *data*; ValueError/TypeError/KeyError if it is malformed."""
-        if not isinstance(data, dict):
-            raise TypeError("not an object")
+        """The summary from *data*; ValueError if it is malformed in any way (a cache entry
+        is data from disk: every field is checked before the walk trusts it)."""
+        try:
+            return cls._from_json(data)
+        except (TypeError, KeyError, AttributeError, IndexError) as err:
+            raise ValueError(f"malformed summary: {err}") from None
+
+    @classmethod
+    def _from_json(cls, data: dict) -> "Summary":
         kwargs = {}
         for f in fields(cls):
-            if f.name not in data:
-                raise KeyError(f.name)
             value = data[f.name]
-            if isinstance(value, dict) and f.name != "exports":
-                value = {int(k): v for k, v in value.items()}
+            if f.name in _SHAPES:
+                value = _checked(f.name, value)
             kwargs[f.name] = value
         out = cls(**kwargs)
-        out.roots = [(str(w), int(r)) for w, r in out.roots]
-        out.params = {r: [(str(k), int(i)) for k, i in items] for r, items in out.params.items()}
-        out.consts = {r: [(str(k), str(n), v, int(s)) for k, n, v, s in items]
-                      for r, items in out.consts.items()}
+        out.roots = [(str(w), _int(r)) for w, r in out.roots]
+        out.params = {r: [(str(k), _int(i)) for k, i in items] for r, items in out.params.items()}
+        out.consts = {r: [(str(k), str(n), v if v is None else [x if isinstance(x, (int, str))
+                                                                 else _bad(x) for x in v], _int(s))
+                           for k, n, v, s in items] for r, items in out.consts.items()}
         n = len(out.starts)
-        if len(out.ends) != n or any(not 0 <= r < n for r in out.calls):
-            raise ValueError("inconsistent region tables")
+        regions = [r for table in (out.calls, out.takes, out.sys, out.names, out.plt, out.params,
+                                   out.consts, out.unknown, out.foreign, out.imports,
+                                   out.takes_imports) for r in table]
+        regions += out.gaps + out.indirect + out.data_takes + out.ifunc + out.mixed
+        regions += [r for rs in out.calls.values() for r in rs]
+        regions += [r for rs in out.takes.values() for r in rs]
+        regions += [r for rs in out.exports.values() for r in rs] + [r for _, r in out.roots]
+        regions += [out.main] if out.main is not None else []
+        if len(out.ends) != n or any(not 0 <= r < n for r in regions):
+            raise ValueError("malformed summary: a region number out of range")
         return out
+
+
+def _bad(value):
+    raise TypeError(f"unexpected {type(value).__name__}")
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else _bad(value)
+
+
+# field -> (key type, value type) for dicts keyed by region ("list-int": a list of ints)
+_SHAPES = {
+    "name": "str", "build_id": "str", "kind": "str",
+    "starts": "list-int", "ends": "list-int", "gaps": "list-int", "indirect": "list-int",
+    "data_takes": "list-int", "ifunc": "list-int", "mixed": "list-int",
+    "data_takes_imports": "list-str",
+    "names": ("region", "str"), "plt": ("region", "str"),
+    "sys": ("region", "list-int"), "unknown": ("region", "list-int"),
+    "foreign": ("region", "list-int"), "calls": ("region", "list-int"),
+    "takes": ("region", "list-int"), "imports": ("region", "list-str"),
+    "takes_imports": ("region", "list-str"), "params": ("region", "list"),
+    "consts": ("region", "list"), "exports": ("str", "list-int"), "roots": "list",
+}
+
+
+def _checked(name: str, value):
+    shape = _SHAPES[name]
+    if isinstance(shape, str):
+        return _typed(shape, value)
+    if not isinstance(value, dict):
+        _bad(value)
+    keys = (lambda k: _int(int(k))) if shape[0] == "region" else str
+    return {keys(k): _typed(shape[1], v) for k, v in value.items()}
+
+
+def _typed(shape: str, value):
+    if shape == "str":
+        return value if isinstance(value, str) else _bad(value)
+    if not isinstance(value, list):
+        _bad(value)
+    if shape == "list-int":
+        return [_int(v) for v in value]
+    if shape == "list-str":
+        return [v if isinstance(v, str) else _bad(v) for v in value]
+    return value
