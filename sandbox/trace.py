@@ -593,10 +593,11 @@ def _allow_rules(obs: Observed, allowed: set[str], native: str, base_policy: Pol
                     continue
             elif _allowed_by(base_policy, native, name):
                 continue
-            narrowed.extend(_narrow_rules(name, vals, obs.calls.get(name, 0), clone3_seen))
-            if obs.static:
-                for rule in narrowed[-1:]:
-                    rule.names = [(n, _count_text(n, obs)) for n, _ in rule.names]
+            rules = _narrow_rules(name, vals, obs.calls.get(name, 0), clone3_seen)
+            if obs.static:                       # a merged profile: tagged comments
+                for rule in rules:
+                    rule.names = [(n, _tagged(n, c, obs)) for n, c in rule.names]
+            narrowed.extend(rules)
         elif not _allowed_by(base_policy, native, name):
             plain.add(name)
     out = []
@@ -608,6 +609,14 @@ def _allow_rules(obs: Observed, allowed: set[str], native: str, base_policy: Pol
     if plain:
         out.append(_Rule("allow", [(n, _count_text(n, obs)) for n in sorted(plain)]))
     return out + narrowed
+
+
+def _tagged(name: str, count_text: str, obs: Observed) -> str:
+    """A narrowed rule's own count (one rule per socket type), tagged for a merged profile."""
+    n = int(count_text) if count_text.isdigit() else 0
+    if n or name in obs.static:
+        return provenance.comment(n, obs.static.get(name), tagged=True)
+    return _count_text(name, obs)
 
 
 def _count_text(name: str, obs: Observed) -> str:

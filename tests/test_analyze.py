@@ -357,6 +357,20 @@ def test_merge_with_a_trace_marks_static_traced_and_both(tmp_path):
     assert "# both: 4 calls; libc.so.6" in again
 
 
+def test_every_narrowed_rule_of_a_merged_profile_is_tagged(tmp_path):
+    af, st = {"AF_INET": 2, "AF_UNIX": 1}, {"SOCK_STREAM": 1, "SOCK_DGRAM": 2}
+    obs = tr.Observed(calls={"socket": 4}, commands=["x"], analyzed=["/usr/bin/x"],
+                      values={("socket", 0): {af["AF_INET"]: 3, af["AF_UNIX"]: 1},
+                              ("socket", 1): {st["SOCK_STREAM"]: 3, st["SOCK_DGRAM"]: 1}},
+                      static={"read": "libc.so.6 read ← main"})
+    path = tmp_path / "m.yaml"
+    path.write_text(tr.write_profile(obs, "m"))
+    rules = [ln for ln in path.read_text().splitlines() if ln.startswith("  - allow: socket")]
+    assert [ln.rsplit("#", 1)[1] for ln in rules] == [" traced: 3", " traced: 1"], rules
+    back = tr.observed_from_profile(load_profile(str(path)), "x86_64")
+    assert back.calls["socket"] == 4 and back.static == {"read": "libc.so.6 read ← main"}
+
+
 def test_check_notes_sensitive_syscalls_found_only_statically(tmp_path):
     obs = tr.Observed(static={"ptrace": "libc.so.6 ptrace ← main", "read": "libc.so.6 read ← main"},
                       calls={"mount": 2}, analyzed=["/usr/bin/x"])

@@ -25,6 +25,8 @@ def site_text(a: Analysis, node: Node, via: str) -> str:
     text = f"{obj.name} {obj.summary.label(node[1])}" + (f" {via}" if via else "")
     chain = r.chain(node)
     mine = [n for n, _ in chain if n[0] == 0 and n != node]
+    if any(n[1] not in r.objects[0].summary.plt for n in mine):
+        mine = [n for n in mine if n[1] not in r.objects[0].summary.plt]   # the caller, not its stub
     if mine:
         prog = r.objects[0]
         label = prog.summary.label(mine[-1][1])
