@@ -89,10 +89,18 @@ class Walker:
         self.global_handle: str | None = None  # where dlopen(NULL) was reached
         self.all_exports_taken = False
         self._limits: set[str] = set()
+        self._sets: dict[int, tuple[frozenset, frozenset]] = {}
         for oi in range(len(objects)):
             self._index(oi)
 
     # -- bookkeeping ---------------------------------------------------------------------
+    def sets(self, oi: int) -> tuple[frozenset, frozenset]:
+        """(IFUNC resolvers, functions with indirect calls) of object *oi*, as sets."""
+        if oi not in self._sets:
+            s = self.r.objects[oi].summary
+            self._sets[oi] = (frozenset(s.ifunc), frozenset(s.indirect))
+        return self._sets[oi]
+
     def _index(self, oi: int) -> None:
         for name, rids in self.r.objects[oi].summary.exports.items():
             if name not in self.exports:       # the first object in load order defines it
@@ -115,8 +123,8 @@ class Walker:
     def call(self, node: Node, frm: Node, how: str) -> None:
         """A call to *node*; an IFUNC resolver stands for every implementation it returns."""
         self.reach(node, frm, how)
-        s = self.r.objects[node[0]].summary
-        if node[1] in s.ifunc:
+        if node[1] in self.sets(node[0])[0]:
+            s = self.r.objects[node[0]].summary
             for t in s.takes.get(node[1], ()):
                 self.reach((node[0], t), node, "chosen by the IFUNC resolver")
 
@@ -213,12 +221,14 @@ class Walker:
             for t in targets:
                 self.call(t, node, f"calls {name}")
                 self.forwarded(node, t, name)
-        for t in s.takes.get(rid, ()):
-            self.take((oi, t), node, f"its address is taken in {self.r.label(node)}")
-        for name in s.takes_imports.get(rid, ()):
-            for t in self.resolve(name):
-                self.take(t, node, f"its address is taken in {self.r.label(node)}")
-        if rid in s.indirect and self.indirect_from is None:
+        if rid in s.takes or rid in s.takes_imports:
+            how = f"its address is taken in {self.r.label(node)}"
+            for t in s.takes.get(rid, ()):
+                self.take((oi, t), node, how)
+            for name in s.takes_imports.get(rid, ()):
+                for t in self.resolve(name):
+                    self.take(t, node, how)
+        if self.indirect_from is None and rid in self.sets(oi)[1]:
             self.indirect_from = node
             for t in list(self.taken):
                 self._called_indirectly(t)

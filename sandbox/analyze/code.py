@@ -43,6 +43,8 @@ _JMPS = frozenset({"jmp", "notrack jmp", "bnd jmp"})
 _CALLS = frozenset({"call", "notrack call", "bnd call"})
 BRANCHES = frozenset(_JCC) | _JMPS | _CALLS
 _HEX = re.compile(r"0x[0-9a-f]+")
+_PAD = frozenset({"nop", "int3"})
+_RETS = frozenset({"ret", "repz ret", "bnd ret", "retf", "retfq", "iretq", "iretd"})
 _SYMBOL_RELOCS = (R_GLOB_DAT, R_JUMP_SLOT, R_64)
 _NAMED_TYPES = (0, STT_FUNC, STT_GNU_IFUNC)        # NOTYPE, FUNC, IFUNC
 _BIG_GAPS = 16384          # bytes of code without FDEs above which call targets cut it too
@@ -90,17 +92,15 @@ class _Scan:
         return []
 
 
-def _disasm(md, data: bytes, start: int, skipped: list | None = None):
-    """Every instruction of *data*; an undecodable byte is skipped (and its address added
-    to *skipped*), as a linear sweep must."""
+def _disasm(md, data: bytes, start: int):
+    """Every instruction of *data*; an undecodable byte is skipped, as a linear sweep must
+    (``_scan_region`` has the same loop inline)."""
     pos, end = start, start + len(data)
     while pos < end:
         for insn in md.disasm_lite(data[pos - start:], pos):
             yield insn
             pos = insn[0] + insn[1]
         if pos < end:                           # capstone stopped at a byte it cannot decode
-            if skipped is not None:
-                skipped.append(pos)
             pos += 1
 
 
@@ -130,6 +130,7 @@ def regions(elf: Elf) -> tuple[list[int], list[int], list[int], set[int]]:
             md = md or capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
             extra = {int(ops, 16) for _, _, m, ops in md.disasm_lite(sec.data, lo)
                      if m == "call" and ops[:2] == "0x"}
+        here = sorted(cuts | extra)
         cursor = lo
         for s, e, sig in mine:
             if s >= hi:
@@ -138,13 +139,13 @@ def regions(elf: Elf) -> tuple[list[int], list[int], list[int], set[int]]:
             if e <= s:
                 continue
             if s > cursor:
-                out += _cut(cursor, s, cuts | extra)
+                out += _cut(cursor, s, here)
             if sig:
                 signal.add(len(out))
             out.append((s, e, False))
             cursor = e
         if cursor < hi:
-            out += _cut(cursor, hi, cuts | extra)
+            out += _cut(cursor, hi, here)
     return ([a for a, _, _ in out], [b for _, b, _ in out], [i for i, r in enumerate(out) if r[2]],
             signal)
 
@@ -156,66 +157,57 @@ def _code_pointers(elf: Elf) -> set[int]:
             if v is not None and any(a <= v < b for a, b in ranges)}
 
 
-def _cut(lo: int, hi: int, cuts: set[int]) -> list[tuple[int, int, bool]]:
-    points = [lo] + sorted(c for c in cuts if lo < c < hi) + [hi]
+def _cut(lo: int, hi: int, cuts: list[int]) -> list[tuple[int, int, bool]]:
+    """[lo, hi) cut at the sorted *cuts* inside it."""
+    points = [lo] + cuts[bisect.bisect_right(cuts, lo):bisect.bisect_left(cuts, hi)] + [hi]
     return [(a, b, True) for a, b in zip(points, points[1:])]
 
 
 # -- 2. the linear pass -------------------------------------------------------------------
 
 def _scan_region(sc: _Scan, rid: int, data: bytes, start: int, end: int) -> int:
+    """One pass over the instructions of region *rid* (the loop every instruction of every
+    object goes through: only cheap tests for the common case)."""
     s = sc.s
     calls, imports, takes, timports = set(), set(), set(), set()
     indirect = False
     last = ""
     n = 0
     skipped: list[int] = []
-    for addr, size, mnem, ops in _disasm(sc.md, data, start, skipped):
-        n += 1
-        if mnem in BRANCHES:
-            last = mnem
-            if ops[:2] == "0x":
-                target = int(ops, 16)
-                if not start <= target < end:
-                    other = s.region_at(target)
-                    if other is not None:
-                        calls.add(other)
-                        sc.local_calls.append((rid, addr, other))
-                        if mnem in _CALLS:
-                            sc.call_targets[addr] = other
-                        else:
-                            sc.tails.setdefault(rid, set()).add(other)
-                        name = s.plt.get(other)     # named local callees: see _values
-                        if name in INTERESTING:
-                            sc.sites.setdefault(rid, []).append((addr, name))
+    branches, fixed, disasm = BRANCHES, sc.fixed, sc.md.disasm_lite
+    pos = start
+    while pos < end:
+        for addr, size, mnem, ops in disasm(data[pos - start:], pos):
+            pos = addr + size
+            n += 1
+            if mnem in branches:
+                last = mnem
+                _branch(sc, rid, addr, size, mnem, ops, start, end, calls, imports, takes,
+                        timports)
+                if ops[:2] != "0x" and "rip" not in ops:
+                    indirect = True
+                continue
+            if mnem == "syscall":
+                sc.sys_sites.setdefault(rid, []).append(addr)
+            elif mnem == "sysenter" or (mnem == "int" and ops == "0x80"):
+                s.foreign.setdefault(rid, []).append(addr)
             elif "rip" in ops:
-                _slot(sc, rid, addr, dataflow.rip_target(addr, size, ops), True, calls, imports,
+                _slot(sc, rid, addr, dataflow.rip_target(addr, size, ops), False, calls, imports,
                       takes, timports)
-                if mnem not in _CALLS:
-                    sc.returns.add(rid)         # a tail call we do not follow here
-            else:
-                indirect = True
-                if mnem not in _CALLS:
+            elif fixed and "0x" in ops and mnem in ("mov", "movabs", "push", "lea"):
+                for h in _HEX.findall(ops):
+                    value = int(h, 16)
+                    if sc.in_code(value):
+                        other = sc.function_at(value, True)
+                        if other is not None and other != rid:
+                            takes.add(other)
+            if mnem not in _PAD and not (mnem[0] in "dx" and dataflow.is_padding(mnem, ops)):
+                last = mnem
+                if mnem in _RETS:
                     sc.returns.add(rid)
-            continue
-        if mnem == "syscall":
-            sc.sys_sites.setdefault(rid, []).append(addr)
-        elif mnem == "sysenter" or (mnem == "int" and ops == "0x80"):
-            s.foreign.setdefault(rid, []).append(addr)
-        elif "rip" in ops:
-            _slot(sc, rid, addr, dataflow.rip_target(addr, size, ops), False, calls, imports,
-                  takes, timports)
-        elif sc.fixed and "0x" in ops and mnem in ("mov", "movabs", "push", "lea"):
-            for h in _HEX.findall(ops):
-                value = int(h, 16)
-                if sc.in_code(value):
-                    other = sc.function_at(value, True)
-                    if other is not None and other != rid:
-                        takes.add(other)
-        if not dataflow.is_padding(mnem, ops):
-            last = mnem
-            if mnem.endswith(("ret", "retf", "iretq")):
-                sc.returns.add(rid)
+        if pos < end:                           # capstone stopped at a byte it cannot decode
+            skipped.append(pos)
+            pos += 1
     base = last.split(" ")[-1]
     if last and base not in ("jmp", "ret", "hlt", "ud2", "iretq") and \
             (rid in sc.gaps or base != "call") and rid + 1 < len(s.starts) \
@@ -232,6 +224,35 @@ def _scan_region(sc: _Scan, rid: int, data: bytes, start: int, end: int) -> int:
     if skipped and rid in sc.gaps:
         s.mixed.append(rid)                     # bytes no instruction decodes: data in .text
     return n
+
+
+def _branch(sc: _Scan, rid: int, addr: int, size: int, mnem: str, ops: str, start: int,
+            end: int, calls: set, imports: set, takes: set, timports: set) -> None:
+    """A call or jump at *addr* in region *rid* spanning [start, end)."""
+    s = sc.s
+    if ops[:2] == "0x":
+        target = int(ops, 16)
+        if start <= target < end:
+            return
+        other = s.region_at(target)
+        if other is None:
+            return
+        calls.add(other)
+        sc.local_calls.append((rid, addr, other))
+        if mnem in _CALLS:
+            sc.call_targets[addr] = other
+        else:
+            sc.tails.setdefault(rid, set()).add(other)
+        name = s.plt.get(other)                 # named local callees: see _values
+        if name in INTERESTING:
+            sc.sites.setdefault(rid, []).append((addr, name))
+    elif "rip" in ops:
+        _slot(sc, rid, addr, dataflow.rip_target(addr, size, ops), True, calls, imports,
+              takes, timports)
+        if mnem not in _CALLS:
+            sc.returns.add(rid)                 # a tail call we do not follow here
+    elif mnem not in _CALLS:
+        sc.returns.add(rid)                     # an indirect jump: may be a tail call
 
 
 def _slot(sc: _Scan, rid: int, addr: int, target: int | None, branch: bool,

@@ -140,11 +140,11 @@ def _checked(name: str, value):
 
 def _typed(shape: str, value):
     if shape == "str":
-        return value if isinstance(value, str) else _bad(value)
-    if not isinstance(value, list):
+        return value if type(value) is str else _bad(value)
+    if type(value) is not list:
         _bad(value)
-    if shape == "list-int":
-        return [_int(v) for v in value]
-    if shape == "list-str":
-        return [v if isinstance(v, str) else _bad(v) for v in value]
+    if shape == "list-int" and not all(type(v) is int for v in value):
+        _bad(value)
+    if shape == "list-str" and not all(type(v) is str for v in value):
+        _bad(value)
     return value
