@@ -9,8 +9,8 @@ VENV     ?= .venv
 VPY      := $(VENV)/bin/python
 BINDIR   ?= /usr/local/bin
 APT_RUN  := python3-venv python3-pip
-APT_TEST := clang llvm libbpf-dev bpftool gcc make git strace sqlite3 tar xz-utils curl \
-            runc busybox-static bubblewrap firejail hyperfine nginx-light redis-server systemd crun
+APT_TEST := clang llvm libbpf-dev bpftool gcc libc6-dev make git strace sqlite3 tar xz-utils curl \
+            runc busybox-static bubblewrap firejail hyperfine nginx-light redis-server systemd crun openssl
 PYTEST_ARGS ?=
 
 .PHONY: install deps-run deps-test venv test bench bpf syscalls syscall-ages lint clean

@@ -24,6 +24,7 @@ TITLES = {
     6: "Monitor overhead (eBPF, ns per syscall)",
     7: "Trace overhead",
     8: "Profile life cycle: semantic diff, drift gate, fleet build",
+    9: "Static analysis (sbx analyze) on 15 Debian programs",
 }
 TARGET = 0.7            # sbx mean and max <= 0.7 x libseccomp's binary tree on Docker's default
 STARTUP_TARGET_MS = 5.0
@@ -311,3 +312,43 @@ def trace_overhead(args, settings, state) -> Section:
 def lifecycle(args, settings, state) -> Section:
     from bench_lifecycle import lifecycle as measure
     return measure(args, settings, state)
+
+
+def static_analysis(args, settings, state) -> Section:
+    sec = Section(9, TITLES[9])
+    script = HERE / "bench_analyze.py"
+    if os.geteuid() != 0:
+        sec.text("skipped: bench/bench_analyze.py needs root (sbx trace with eBPF, sbx verify)")
+        sec.data = {"skipped": "needs root"}
+        return sec
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "analyze.json"
+        argv = [sys.executable, str(script), "--json", str(out)]
+        if settings.quick:
+            argv += ["--only", "ls,cat,sqlite3"]
+        else:
+            argv += ["--runs", "3"]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if not out.exists():
+            raise RuntimeError(f"bench_analyze.py exited {proc.returncode}: "
+                               f"{(proc.stderr.strip() or proc.stdout.strip())[-400:]}")
+        data = json.loads(out.read_text())
+    default = data["default"]
+    rows = []
+    for name, r in data["results"].items():
+        if "error" in r:
+            rows.append([name, None, None, default, None, None, None, r["error"][:80]])
+            continue
+        sound = "yes" if not r["misses"] else "missed " + ", ".join(r["misses"])
+        rows.append([name, r["static"], r["traced"], default, r["cold_s"], r["warm_s"], sound,
+                     "0 denials" if r["verify_status"] == 0 else r["verify"][:80]])
+    sec.text(f"Syscalls each profile allows (the launcher's needs included), the time to analyse "
+             f"the program and its libraries (cold: nothing cached; warm: the libraries from the "
+             f"per-build-id cache, the program itself analysed), whether every syscall the "
+             f"traced workload made is in the static profile, and `sbx verify` of the workload "
+             f"under the static profile. Median over the programs: static "
+             f"{data['median_static']}, traced {data['median_traced']}, default {default}.")
+    sec.table(["program", "static", "traced", "default", "cold s", "warm s", "trace within static",
+               "verify under static"], rows, "lrrrrrll")
+    sec.data = data
+    return sec

@@ -25,6 +25,7 @@ from bpf_filters.ir import M32, M64, Decision, Policy, evaluate
 from bpf_filters.syscalls import fallbacks
 from bpf_filters.syscalls.signatures import signature
 
+from . import provenance
 from .paths import display_path
 from .policy.constants import CONSTANTS
 from .policy.diagnostics import Diagnostic, Position
@@ -166,6 +167,11 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
     ("SBX143", "layer-changed", "warning", "Another confinement layer differs from its baseline",
      "Capabilities, scope, Landlock, filesystem or network rules differ from the earlier "
      "profile; these are compared as written, not by what they let through, so review them."),
+    ("SBX144", "static-only-sensitive", "note", "A security-sensitive syscall was only found statically",
+     "sbx analyze found the syscall reachable in the program's code, but no trace ever saw it: "
+     "static analysis over-approximates, so the program may never need it.",
+     "merge a trace of the program's real work (sbx trace --merge); drop the name if it never "
+     "appears"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 
@@ -647,10 +653,28 @@ def check_names(ctx: _Ctx) -> None:
                                        names=[name], arches=ctx.arches))
 
 
+def check_static_only(ctx: _Ctx) -> None:
+    """Allowed names whose provenance comment (written by sbx analyze, see sandbox.provenance)
+    says they were only found statically, among the syscalls the rules above call dangerous."""
+    sensitive = {n for _, names, constrain, _ in DANGEROUS if constrain is None for n in names}
+    for spec in ctx.profile.rules:
+        if spec.action.denies:
+            continue
+        for name, pos in spec.names:
+            if name not in sensitive or ctx.token(pos).startswith("@"):
+                continue
+            line = ctx.profile.sources.get(pos.file, [""] * pos.line)[pos.line - 1]
+            tag = provenance.parse(line.split(" #", 1)[1])[0] if " #" in line else None
+            if tag == provenance.STATIC:
+                ctx.out.append(finding("SBX144", pos, f"{name} was found only by static analysis, "
+                                       "never in a trace: it may be an over-approximation",
+                                       names=[name]))
+
+
 # --------------------------------------------------------------------------- driver
 
 CHECKERS = (check_dangerous, check_default_and_abis, check_unknown_and_kill_thread, check_clone3,
-            check_probed, check_pointers, check_shadowing, check_names)
+            check_probed, check_pointers, check_shadowing, check_names, check_static_only)
 
 
 @dataclass

@@ -13,6 +13,7 @@ ARCH_CHOICES = ["native", "x86_64", "i386", "x32", "aarch64"]
 
 # Commands that live beside their subsystem, imported only when used: "name": "module:attr"
 LAZY_COMMANDS = {
+    "analyze": "sandbox.cli_analyze:analyze",
     "check": "sandbox.cli_check:check",
     "verify": "sandbox.cli_check:verify",
     "export": "sandbox.cli_interop:export",

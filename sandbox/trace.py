@@ -22,6 +22,7 @@ import yaml
 from bpf_filters import syscalls
 from bpf_filters.ir import Action, Policy, evaluate
 
+from . import provenance
 from .errors import EXIT_SANDBOX, LaunchError
 from .kernel import spawn
 from .paths import builtin_dir
@@ -233,13 +234,22 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
 
 @dataclass
 class Observed:
-    """Calls by syscall name of the native ABI; merged recordings and profiles add up."""
+    """Calls by syscall name of the native ABI; merged recordings and profiles add up.
+    ``sbx analyze`` adds what it found in the code: ``static`` maps a name to where it is
+    made (its provenance comment), with the programs analysed and the analysis' limits."""
     calls: dict[str, int] = field(default_factory=dict)
     values: dict[tuple[str, int], dict[int, int]] = field(default_factory=dict)
     open_args: set[str] = field(default_factory=set)   # narrowing syscalls left unchecked
     commands: list[str] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    static: dict[str, str] = field(default_factory=dict)
+    analyzed: list[str] = field(default_factory=list)
+    widened: list[str] = field(default_factory=list)
+    limits: list[str] = field(default_factory=list)
+
+    def has(self, name: str) -> bool:
+        return self.calls.get(name, 0) > 0 or name in self.static
 
 
 def observe(rec: Recording, native: str = "x86_64") -> Observed:
@@ -284,7 +294,9 @@ def merge(parts: list[Observed]) -> Observed:
             for v, n in vals.items():
                 mine[v] = mine.get(v, 0) + n
         out.open_args |= part.open_args
-        for attr in ("commands", "backends", "notes"):
+        for name, where in part.static.items():
+            out.static.setdefault(name, where)
+        for attr in ("commands", "backends", "notes", "analyzed", "widened", "limits"):
             getattr(out, attr).extend(x for x in getattr(part, attr) if x not in getattr(out, attr))
     return out
 
@@ -298,7 +310,10 @@ def _line_comment(lines: list[str], line: int) -> str:
 
 
 def _count_in(comment: str, word: str | None = None) -> int:
-    """``# 12`` -> 12; with *word*, ``# read 3, write 4`` -> the count after *word*."""
+    """``# 12`` -> 12; with *word*, ``# read 3, write 4`` -> the count after *word*;
+    a tagged comment (``# both: 12 calls; ...``, see sandbox.provenance) -> its count."""
+    if comment.startswith((provenance.STATIC, provenance.TRACED, provenance.BOTH)):
+        return provenance.parse(comment)[1]
     if word is not None:
         m = re.search(rf"(?:^|,\s*){re.escape(word)} (\d+)(?:,|$)", comment)
         if m:
@@ -317,6 +332,9 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
             break
         if text.startswith("#   $ "):
             obs.commands.append(text[6:].rstrip("\n"))
+        elif text.startswith(("#   analyzed: ", "# widened: ", "# limit: ")):
+            key, _, value = text[1:].strip().partition(": ")
+            getattr(obs, "limits" if key == "limit" else key).append(value.rstrip("\n"))
         elif text.startswith("# recorded with: "):
             keys = {label: key for key, label in BACKEND_TEXT.items()}
             for label in (b.strip() for b in text[17:].split(",")):
@@ -331,11 +349,14 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
                 n = _count_in(_line_comment(lines, pos.line), name)
                 if name == "clone3" and n:
                     obs.calls["clone3"] = obs.calls.get("clone3", 0) + n
+                if name == "clone3":
+                    _static_from(obs, name, _line_comment(lines, pos.line))
             if any(c.op == "&==" and c.mask == PROT_WX and c.arg == 2 for c in rule.conds):
                 wx_denied.update(n for n, _ in rule.names)
             continue
         for name, pos in rule.names:
             obs.calls[name] = obs.calls.get(name, 0) + _count_in(_line_comment(lines, pos.line), name)
+            _static_from(obs, name, _line_comment(lines, pos.line))
             if name in NARROW and name not in ("mmap", "mprotect"):
                 _values_from_conds(obs, rule, name, lines, native)
     for name in ("mmap", "mprotect"):
@@ -344,6 +365,13 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
         elif name in obs.calls:
             obs.values.setdefault((name, 2), {})
     return obs
+
+
+def _static_from(obs: Observed, name: str, comment: str) -> None:
+    """Keep the static provenance of *name* written by sbx analyze (``# static: ...``)."""
+    _tag, _n, where = provenance.parse(comment)
+    if where is not None:
+        obs.static.setdefault(name, where)
 
 
 def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native: str) -> None:
@@ -511,9 +539,9 @@ def plan_rules(obs: Observed, native: str = "x86_64", base_policy: Policy | None
                ) -> tuple[list[_Rule], list[_Rule]]:
     """(denials, allows) for *obs*; with *base_policy*, only what it does not allow."""
     table = syscalls.table(native)
-    clone3_seen = obs.calls.get("clone3", 0) > 0
-    allowed = ({n for n in obs.calls if n != "clone3"} | set(LAUNCHER_NEEDS)
-               | ({"clone"} if clone3_seen else set()))
+    clone3_seen = obs.has("clone3")
+    allowed = ({n for n in list(obs.calls) + list(obs.static) if n != "clone3"}
+               | set(LAUNCHER_NEEDS) | ({"clone"} if clone3_seen else set()))
     allowed = {n for n in allowed if n in table}
     return (_denial_rules(obs, allowed, native, base_policy),
             _allow_rules(obs, allowed, native, base_policy, clone3_seen))
@@ -529,7 +557,9 @@ def _denial_rules(obs: Observed, allowed: set[str], native: str,
                    if base_policy is not None else None)
         if base_c3 is None or (base_c3.denies and base_c3 != _ENOSYS):
             n = obs.calls.get("clone3", 0)
-            out.append(_Rule("errno(ENOSYS)", [("clone3", str(n) if n else "not seen")],
+            text = (_count_text("clone3", obs) if obs.has("clone3") else "not found in the code") \
+                if obs.static else (str(n) if n else "not seen")
+            out.append(_Rule("errno(ENOSYS)", [("clone3", text)],
                              comment="glibc tries clone3 first and falls back to clone on "
                                      "ENOSYS; seccomp cannot read clone3's flags"))
     wx = [n for n in ("mmap", "mprotect") if n in allowed and n not in obs.open_args
@@ -555,23 +585,41 @@ def _allow_rules(obs: Observed, allowed: set[str], native: str, base_policy: Pol
                     continue
             elif _allowed_by(base_policy, native, name):
                 continue
-            narrowed.extend(_narrow_rules(name, vals, obs.calls.get(name, 0), clone3_seen))
+            rules = _narrow_rules(name, vals, obs.calls.get(name, 0), clone3_seen)
+            if obs.static:                       # a merged profile: tagged comments
+                for rule in rules:
+                    rule.names = [(n, _tagged(n, c, obs)) for n, c in rule.names]
+            narrowed.extend(rules)
         elif not _allowed_by(base_policy, native, name):
             plain.add(name)
     out = []
-    groups = _groups(syscalls.table(native))
+    groups = _groups(syscalls.table(native)) if not obs.static else {}   # names keep provenance
     for g in _pick_groups(plain, groups):
         counts = ", ".join(f"{m} {obs.calls.get(m, 0)}" for m in sorted(groups[g]))
         out.append(_Rule("allow", [(f"@{g}", counts)]))
         plain -= groups[g]
     if plain:
-        out.append(_Rule("allow", [(n, _count_text(n, obs.calls)) for n in sorted(plain)]))
+        out.append(_Rule("allow", [(n, _count_text(n, obs)) for n in sorted(plain)]))
     return out + narrowed
 
 
-def _count_text(name: str, calls: dict[str, int]) -> str:
-    n = calls.get(name, 0)
-    return str(n) if n else ("not seen; " + _KEPT.get(name, "allowed by a merged profile"))
+def _tagged(name: str, count_text: str, obs: Observed) -> str:
+    """A narrowed rule's own count (one rule per socket type), tagged for a merged profile."""
+    n = int(count_text) if count_text.isdigit() else 0
+    if n or name in obs.static:
+        return provenance.comment(n, obs.static.get(name), tagged=True)
+    return _count_text(name, obs)
+
+
+def _count_text(name: str, obs: Observed) -> str:
+    n = obs.calls.get(name, 0)
+    if obs.static and (n or name in obs.static):
+        return provenance.comment(n, obs.static.get(name), tagged=True)
+    if n:
+        return str(n)
+    if obs.static:
+        return "needed: " + _KEPT.get(name, "allowed by a merged profile")
+    return "not seen; " + _KEPT.get(name, "allowed by a merged profile")
 
 
 def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
@@ -598,13 +646,35 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
 
 
 def _trace_header(obs: Observed) -> list[str]:
-    out = ["# sbx trace: the syscalls these commands made while traced, and nothing else."]
+    if not obs.static and not obs.analyzed:
+        out = ["# sbx trace: the syscalls these commands made while traced, and nothing else."]
+    elif obs.commands:
+        out = ["# sbx analyze + sbx trace: the syscalls found in these programs' code, and those "
+               "these commands made while traced."]
+    else:
+        out = ["# sbx analyze: the syscalls these programs and their libraries can make, found in "
+               "their code."]
+    out += [f"#   analyzed: {p}" for p in obs.analyzed]
     out += [f"#   $ {c}" for c in obs.commands]
     if obs.backends:
         out.append("# recorded with: " + ", ".join(BACKEND_TEXT.get(b, b) for b in obs.backends))
     out += [f"# note: {n}" for n in obs.notes]
-    return out + ["# The number after '#' counts the calls seen.  Widen the profile with another run:",
-                  "#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND"]
+    out += [f"# widened: {n}" for n in obs.widened]
+    out += [f"# limit: {n}" for n in obs.limits]
+    if not obs.static and not obs.analyzed:
+        return out + ["# The number after '#' counts the calls seen.  Widen the profile with "
+                      "another run:", "#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND"]
+    out.append("# After each name: 'static:' where the code makes it (object, function ← the "
+               "program's function on the way)")
+    if obs.commands:
+        out.append("# 'traced:' how often it was seen, 'both:' both.")
+    if obs.limits:
+        out.append("# What a limit leaves out is missing here: merge a trace of the program's "
+                   "real work:")
+    else:
+        out.append("# Add what a real run does with:")
+    out.append("#   sbx trace --merge THIS.yaml -o THIS.yaml -- COMMAND")
+    return out
 
 
 def _render_rule(rule: _Rule) -> list[str]:
@@ -612,6 +682,10 @@ def _render_rule(rule: _Rule) -> list[str]:
 
 
 def _description(obs: Observed) -> str:
+    if obs.analyzed:
+        names = ", ".join(dict.fromkeys(os.path.basename(p.split(" ")[0]) for p in obs.analyzed))
+        return (f"what {names} can do, found in the code by sbx analyze"
+                + (", and what was traced" if obs.commands else ""))
     progs = []
     for c in obs.commands:
         try:

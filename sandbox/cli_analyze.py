@@ -1,0 +1,133 @@
+"""``sbx analyze``: the command line over ``sandbox.analyze`` (analyse, merge, write, explain).
+
+The profile is written by ``sandbox.trace``'s writer, so a static profile has the
+same shape as a traced one and the two merge either way round
+(``sbx analyze --merge TRACED.yaml``, ``sbx trace --merge STATIC.yaml``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from . import trace as tr
+from .paths import display_path
+
+
+def _say(message: str) -> None:
+    click.echo(f"sbx: {message}", err=True)
+
+
+def _fail(message: str, hint: str | None = None, status: int = 2) -> None:
+    _say(f"error: {message}" + (f" ({hint})" if hint else ""))
+    sys.exit(status)
+
+
+@click.command()
+@click.argument("binary")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write the profile here (default: print it)")
+@click.option("--extends", "base", metavar="BASE",
+              help="write only what BASE (built-in name or YAML file) does not allow")
+@click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a profile from sbx trace (or sbx analyze) to include (repeatable)")
+@click.option("--exec", "execs", multiple=True, metavar="PROGRAM",
+              help="also analyse PROGRAM, which BINARY runs (the filter is inherited across "
+                   "execve); repeatable")
+@click.option("--json", "as_json", is_flag=True, help="print the findings as JSON instead")
+@click.option("--explain", "explain_name", metavar="SYSCALL",
+              help="print the call chain that makes SYSCALL reachable")
+@click.option("--arch", default="native", show_default=True,
+              help="the architecture to analyse (x86_64 only so far)")
+@click.option("--name", help="the profile's name (default: analyze-BINARY)")
+@click.option("--no-cache", is_flag=True, help="analyse every library again (do not read or "
+              "write the per-build-id cache)")
+def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, name, no_cache):
+    """Derive a profile from BINARY's code and every library it loads, before it ever runs.
+
+    Example: sbx analyze /usr/sbin/nginx -o nginx.yaml --merge nginx-traced.yaml
+    """
+    if arch not in ("native", "x86_64"):
+        _fail(f"--arch {arch}: sbx analyze handles x86_64 only so far",
+              "record the program instead: sbx trace -o OUT.yaml -- PROGRAM")
+    from .kernel.seccomp import native_arch
+    native = native_arch()
+    if native != "x86_64":
+        _fail(f"this machine is {native}: sbx analyze handles x86_64 only so far",
+              "record the program instead: sbx trace -o OUT.yaml -- PROGRAM")
+    from .analyze.cache import SummaryCache
+    from .analyze.elf import AnalyzeError
+    from .analyze.program import analyze_program
+    from .analyze.result import explain, observed, to_json
+    try:
+        analysis = analyze_program(binary, SummaryCache(enabled=not no_cache),
+                                   extra_execs=list(execs))
+    except AnalyzeError as err:
+        _fail(str(err), err.hint, err.status)
+    if analysis.cache_note:
+        _say(f"note: {analysis.cache_note}")
+    _report(analysis)
+    if explain_name:
+        lines = explain(analysis, explain_name)
+        for line in lines:
+            click.echo(line)
+        if lines[0].startswith("unknown syscall"):
+            sys.exit(2)
+        if not output:
+            return
+    if as_json:
+        from .cli_trace import count_allowed
+        doc = to_json(analysis, count_allowed("default", native))
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        if output:
+            _write_text(output, text)
+        else:
+            click.echo(text, nl=False)
+        return
+    _write_profile(analysis, observed(analysis), output, base, merges, name, native)
+
+
+def _report(a) -> None:
+    libs = len(a.stats)
+    cached = sum(1 for s in a.stats if s.cached)
+    n = len(a.all_syscalls())
+    _say(f"analysed {display_path(a.path)}: {libs} objects ({cached} from the cache) in "
+         f"{a.seconds:.2f} s; {n} syscalls reachable"
+         + (f"; {len(a.reach.limits)} limits (see the profile header)" if a.reach.limits else ""))
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        _fail(f"cannot write {path}: {err.strerror}")
+
+
+def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native) -> None:
+    from .cli_trace import _base_ref, count_allowed
+    from .policy import build_filter, load_profile
+    if output:
+        where = os.path.dirname(os.path.abspath(output))
+        if not os.access(where, os.W_OK):
+            _fail(f"cannot write {output}: {where} is not a writable directory")
+    previous = [load_profile(os.path.abspath(m)) for m in merges]
+    parts = [obs] + [tr.observed_from_profile(p, native) for p in previous]
+    merged = tr.merge(parts)
+    base_prof = load_profile(base) if base else None
+    stem = os.path.basename(analysis.path)
+    title = name or "analyze-" + ("".join(c if c.isalnum() or c in "_.-" else "-" for c in stem)
+                                  or "program")
+    ref = (_base_ref(base, output) if output else base) if base else None
+    text = tr.write_profile(merged, title, native, base_prof, ref)
+    if not output:
+        click.echo(text, nl=False)
+        return
+    _write_text(output, text)
+    build_filter(load_profile(os.path.abspath(output)), native=native)
+    n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
+    _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
