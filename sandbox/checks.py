@@ -25,7 +25,7 @@ from bpf_filters.ir import M32, M64, Decision, Policy, evaluate
 from bpf_filters.syscalls import fallbacks
 from bpf_filters.syscalls.signatures import signature
 
-from . import provenance
+from . import checks_layers, provenance
 from .paths import display_path
 from .policy.constants import CONSTANTS
 from .policy.diagnostics import Diagnostic, Position
@@ -172,6 +172,43 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "static analysis over-approximates, so the program may never need it.",
      "merge a trace of the program's real work (sbx trace --merge); drop the name if it never "
      "appears"),
+    ("SBX150", "no-filesystem", "note", "The profile says nothing about files",
+     "Without a filesystem: section the command reads and writes every file its user can: SSH "
+     "keys, shell start-up files, the profile itself; the syscall filter cannot tell one path from "
+     "another.", "add a filesystem: section; sbx trace writes one from a real run"),
+    ("SBX151", "no-filesystem-network", "warning", "The profile allows the network but says nothing about files",
+     "A command that can read every file of its user and reach the network can send them anywhere.",
+     "add a filesystem: section; sbx trace writes one from a real run"),
+    ("SBX152", "writes-system", "error", "Write access reaches system files",
+     "Writes under /etc, /usr, /boot, /proc, /sys, /dev and the like change the host and outlive "
+     "the sandbox.", "grant write only to the directories the program works in"),
+    ("SBX153", "writes-home", "warning", "Write access over the whole home",
+     "A command that may write the home directory may change shell start-up files, editor and git "
+     "hooks: code its user runs later, outside the sandbox.",
+     "grant write to the project or data directory only"),
+    ("SBX154", "exec-writable", "note", "A directory is both writable and executable",
+     "The command may write a program there and run it, so the exec grant does not limit what "
+     "runs; the syscall filter still applies to it.",
+     "drop exec from the writable directory, or add it to deny: if nothing runs from there"),
+    ("SBX155", "secrets-readable", "warning", "Read access reaches SSH, GnuPG or cloud keys",
+     "~/.ssh, ~/.gnupg and ~/.aws hold keys that open other machines.", "add them to deny:"),
+    ("SBX156", "capability-escapes", "warning", "A kept capability reaches past the sandbox",
+     "Some capabilities act on the whole host or read around Landlock's path rules; kept, they "
+     "make the other layers advisory.", "keep only what the program needs, often none"),
+    ("SBX157", "scope-open", "warning", "Signals or abstract Unix sockets reach outside the sandbox",
+     "scope: any lets the command signal, or connect to abstract Unix sockets of, processes of its "
+     "user outside the sandbox (a desktop session's X11 and D-Bus listen there).",
+     "leave scope at sandbox"),
+    ("SBX158", "landlock-best-effort", "warning", "The profile runs without Landlock where it is missing",
+     "landlock: best-effort runs the command on an older kernel without its file, port and scope "
+     "rules: the profile promises less than it says.", "leave landlock at enforce"),
+    ("SBX159", "notify-unsupervised", "note", "notify under sbx run",
+     "notify hands the call to a supervisor; sbx run installs none, so the call fails with ENOSYS "
+     "there (sbx trace supervises).", "use errno(...) or allow"),
+    ("SBX160", "errno-zero", "warning", "errno(0) denies a call but reports success",
+     "The call does not run yet returns 0: the program goes on as if it had happened, writing to "
+     "files that were never opened or trusting a lock it never took.",
+     "use an errno the program handles, such as EPERM"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 
@@ -674,7 +711,8 @@ def check_static_only(ctx: _Ctx) -> None:
 # --------------------------------------------------------------------------- driver
 
 CHECKERS = (check_dangerous, check_default_and_abis, check_unknown_and_kill_thread, check_clone3,
-            check_probed, check_pointers, check_shadowing, check_names, check_static_only)
+            check_probed, check_pointers, check_shadowing, check_names, check_static_only,
+            *checks_layers.CHECKERS)
 
 
 @dataclass

@@ -40,11 +40,13 @@ bad_arch: kill-process
 
 
 def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: dict | None = None,
-         clone3: bool = True, probes: bool = False):
+         clone3: bool = True, probes: bool = False, layers: bool = False):
     """Check a profile made of *head* and *rules* (rules start on line 8), with clone3
     answered ENOSYS after them unless *clone3* is False (default errno(EPERM) would be SBX130).
     SBX138 (statx, getrandom... denied by the default errno(EPERM)) is left out unless
-    *probes*: tests/test_baseline.py checks it."""
+    *probes*: tests/test_baseline.py checks it.  The findings on files, ports, scopes and
+    capabilities (SBX150-SBX160: these profiles have no filesystem: section) are left out
+    unless *layers*: test_layer_checks below is about them."""
     for fname, text in (extra or {}).items():
         (tmp_path / fname).write_text(textwrap.dedent(text))
     path = tmp_path / name
@@ -53,7 +55,12 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     rep = check_profile(load_profile(str(path)), "x86_64")
     if not probes:
         rep.findings = [f for f in rep.findings if f.rule_id != "SBX138"]
+    if not layers:
+        rep.findings = [f for f in rep.findings if f.rule_id not in LAYER_IDS]
     return rep
+
+
+LAYER_IDS = {f"SBX{n}" for n in range(150, 161)}
 
 
 def ids(report, severity=None):
@@ -394,3 +401,69 @@ def test_sarif_of_builtin_profiles_is_valid_and_merges_shared_findings(in_root):
     assert set(clone3[0]["properties"]["profiles"]) == {"build", "default", "python", "strict-net", "web"}
     assert clone3[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "profiles/default.yaml"
     assert BY_ID["SBX134"].severity == "info" and clone3[0]["kind"] == "informational"
+
+
+# --------------------------------------------------------------------------- other layers
+
+FS_HEAD = HEAD + "capabilities: []\n"
+
+
+@pytest.mark.parametrize("tail, expected", [
+    ("", {"SBX150"}),
+    ("network:\n  connect: [443]\n", {"SBX150"}),     # no socket allowed: no way out
+    ("filesystem:\n  read: [/usr, $CWD]\n  write: [$CWD]\n", set()),
+    ("filesystem:\n  read: [/usr]\n  write: [/etc/app]\n", {"SBX152"}),
+    ("filesystem:\n  write: [/]\n", {"SBX152"}),
+    ("filesystem:\n  modify: [/dev/null, /dev/tty]\n", set()),
+    ("filesystem:\n  modify: [/dev/sda]\n", {"SBX152"}),
+    ("filesystem:\n  create: [$HOME]\n", {"SBX153"}),
+    ("filesystem:\n  write: [$HOME/project]\n", set()),
+    ("filesystem:\n  write: [$CWD]\n  exec: [/usr, $CWD]\n", {"SBX154"}),
+    ("filesystem:\n  write: [$CWD]\n  exec: [/]\n  deny: [$CWD]\n", set()),
+    ("filesystem:\n  modify: [$CWD/log]\n  exec: [/]\n", set()),   # no new file: nothing to run
+    ("filesystem:\n  read: [$HOME]\n", {"SBX155"}),
+    ("filesystem:\n  read: [/]\n  deny: [$HOME/.ssh, $HOME/.gnupg, $HOME/.aws]\n", set()),
+    ("filesystem:\n  read: [/home]\n  deny: [$HOME/.ssh]\n", {"SBX155"}),
+    ("filesystem:\n  read: [/usr]\ncapabilities: [NET_BIND_SERVICE]\n", set()),
+    ("filesystem:\n  read: [/usr]\ncapabilities: [CAP_SYS_ADMIN]\n", {"SBX156"}),
+    ("filesystem:\n  read: [/usr]\nscope: {abstract-unix: any}\n", {"SBX157"}),
+    ("filesystem:\n  read: [/usr]\nlandlock: best-effort\n", {"SBX158"}),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_layer_checks(tmp_path, tail, expected):
+    head = FS_HEAD.replace("capabilities: []\n", "") if "capabilities:" in tail else FS_HEAD
+    path = tmp_path / "p.yaml"
+    path.write_text(head + tail + "rules:\n  - errno(ENOSYS): clone3\n  - allow: [read, write]\n")
+    rep = check_profile(load_profile(str(path)), "x86_64")
+    got = {f.rule_id for f in rep.findings} & LAYER_IDS
+    assert got == expected, [(f.rule_id, f.message) for f in rep.findings]
+    for f in rep.findings:
+        if f.rule_id in LAYER_IDS - {"SBX150", "SBX151"}:
+            # the position is the entry that grants: its text is on that line at that column
+            line = path.read_text().splitlines()[f.pos.line - 1]
+            assert line[f.pos.col - 1:].strip(), (f.rule_id, f.pos)
+
+
+def test_no_filesystem_with_network_is_a_warning(tmp_path):
+    rep = lint(tmp_path, "- allow: [read, write, socket, connect]\n", layers=True)
+    assert ids(rep) == ["SBX151"]
+    assert only(rep, "SBX151")[0].pos.line == 1
+    rep = lint(tmp_path, "- allow: socket\n  when: ['arg0 == AF_UNIX']\n", layers=True)
+    assert ids(rep) == ["SBX150"]
+
+
+def test_notify_and_errno_zero(tmp_path):
+    rep = lint(tmp_path, "- notify: [mkdir]\n- errno(0): [fsync]\n- allow: read\n", layers=True)
+    assert ids(rep) == ["SBX150", "SBX159", "SBX160"]
+    assert [f.pos.line for f in only(rep, "SBX159")] == [8]
+    assert [f.pos.line for f in only(rep, "SBX160")] == [9]
+    rep = lint(tmp_path, "- allow: read\n", head=HEAD.replace("errno(EPERM)", "errno(0)"), layers=True)
+    assert only(rep, "SBX160")[0].pos.line == 3
+
+
+def test_builtin_layer_findings():
+    """What docs/checks.md's table says of the built-ins' other layers."""
+    expect = {"default": {"SBX154"}, "build": {"SBX154"}, "python": {"SBX154"},
+              "strict-net": {"SBX154"}, "web": set(), "minimal": set()}
+    for name in builtin_names():
+        rep = check_profile(load_profile(name), "x86_64")
+        assert {f.rule_id for f in rep.findings} & LAYER_IDS == expect[name], name
