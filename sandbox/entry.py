@@ -3,46 +3,26 @@
 ``sbx run`` is parsed here by hand (``run_options``, the one table of its
 options) so that a cached run imports neither click nor YAML nor the
 compiler; every other command, and ``sbx run --help``, goes to the click CLI
-in ``sandbox.cli``. The installed launcher calls ``main(fast_exit=True)``:
+in ``sandbox.cli``, which never imports this module back. The installed
+launcher calls ``main(fast_exit=True)``:
 sbx then leaves with ``os._exit`` and skips the interpreter's teardown.
 """
 from __future__ import annotations
 
 import sys
 
-from .errors import SbxError, UsageError
+from .errors import UsageError
 from .run_options import HelpRequested, parse_run, usage
 
 
-def _say(text: str) -> None:
-    """stderr, best effort: once the command has run, a closed or full stderr
-    must not change the status sbx returns."""
-    try:
-        print(text, file=sys.stderr)
-    except (OSError, ValueError):
-        pass
-
-
-def execute(opts: dict) -> int:
-    """Run with parsed options; every sbx error becomes its message and status."""
-    from .launcher import RunOptions, run
-    try:
-        return run(RunOptions(**opts))
-    except SbxError as e:                        # LaunchError, PolicyError (file:line:col)
-        _say(e.render())
-        return e.status
-    except KeyboardInterrupt:                    # Ctrl-C before the command started
-        _say("sbx: interrupted; the command was not run")
-        return 130
-
-
 def run_main(args: list[str]) -> int:
+    from .launcher import main as launch, say
     try:
         opts = parse_run(args)
     except UsageError as e:
-        _say(f"sbx run: {e}\n{usage()}")
+        say(f"sbx run: {e}\n{usage()}")
         return e.status
-    return execute(opts)
+    return launch(opts)
 
 
 def _exit_now(code: int) -> int:

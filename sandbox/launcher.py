@@ -9,6 +9,7 @@ denial has to be explained.
 from __future__ import annotations
 
 import os
+import sys
 
 from . import cache
 from .errors import LaunchError, wait_status_code
@@ -79,12 +80,27 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     return Compiled(prog, prof.name, prof.path, spec)
 
 
-def _note(msg: str) -> None:
-    import sys
+def say(text: str) -> None:
+    """stderr, best effort: once the command has run, a closed or full stderr
+    must not change the status sbx returns."""
     try:
-        print(f"sbx: {msg}", file=sys.stderr)
+        print(text, file=sys.stderr)
     except (OSError, ValueError):
         pass
+
+
+def main(opts: dict) -> int:
+    """``sbx run`` with parsed options (``run_options``): every sbx error becomes
+    its message and exit status."""
+    from .errors import SbxError
+    try:
+        return run(RunOptions(**opts))
+    except SbxError as e:                        # LaunchError, PolicyError (file:line:col)
+        say(e.render())
+        return e.status
+    except KeyboardInterrupt:                    # Ctrl-C before the command started
+        say("sbx: interrupted; the command was not run")
+        return 130
 
 
 def run(opts: RunOptions) -> int:
@@ -105,10 +121,10 @@ def run(opts: RunOptions) -> int:
                                   opts.allow_ports, exe, protected=protected)
     if not opts.quiet:
         if confinement.unenforced:
-            _note(f"profile {compiled.name} says landlock: best-effort; not enforced on this "
+            say(f"sbx: profile {compiled.name} says landlock: best-effort; not enforced on this "
                   "kernel: " + "; ".join(confinement.unenforced))
         for note in confinement.notes:
-            _note(f"profile {compiled.name}: {note}")
+            say(f"sbx: profile {compiled.name}: {note}")
     reporter = Reporter(compiled, opts.argv[0], mode=opts.mode,
                         summary=opts.log or opts.mode == "complain", monitor=opts.monitor,
                         quiet=opts.quiet, as_json=opts.json, output=opts.output,

@@ -4,7 +4,7 @@ Pipeline: ``record`` (the eBPF tracer as root, else seccomp user notification)
 -> ``observe`` (numbers to names, the launcher's own calls taken out)
 -> ``merge`` with earlier generated profiles (``observed_from_profile``)
 -> ``write_profile`` (commented YAML, byte-identical for the same input).
-``sandbox.cli_trace`` then summarizes and verifies.  Only the recorders touch
+``sandbox.cli.trace`` then summarizes and verifies.  Only the recorders touch
 the kernel, through ``sandbox.monitor``, ``sandbox.kernel.spawn`` and
 ``sandbox.kernel.notify``; everything after them is pure.
 """

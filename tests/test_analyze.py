@@ -428,7 +428,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, case):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
-    assert proc.stderr.startswith("sbx: error: ")
+    assert proc.stderr.startswith("sbx analyze: error: ")
 
 
 def test_a_shared_library_and_another_arch_request_are_refused():

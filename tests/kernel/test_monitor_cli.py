@@ -341,7 +341,7 @@ def test_without_root_monitor_says_why_in_one_line_and_run_fails_closed(as_nobod
     r = subprocess.run(as_nobody + ["-m", "sandbox", "monitor", "--duration", "1"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stdout == ""
-    assert r.stderr == "sbx monitor: cannot monitor: the eBPF monitor needs root\n"
+    assert r.stderr == "sbx monitor: error: cannot monitor: the eBPF monitor needs root\n"
     r = subprocess.run(as_nobody + ["-m", "sandbox", "run", "--", "/bin/echo", "plain"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (0, "plain\n", "")

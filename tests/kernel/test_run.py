@@ -175,6 +175,22 @@ def test_cached_filter_is_used_and_invalidated_by_edits(tmp_path):
     os.unlink(entry)
 
 
+def test_a_cached_run_loads_neither_click_nor_yaml_nor_the_compiler(tmp_path):
+    """sbx run's fast path: with the filter cached, the launcher needs only the kernel seam."""
+    listing = tmp_path / "modules"
+    script = ("import sys; from sandbox.entry import main; code = main(sys.argv[2:]); "
+              "open(sys.argv[1], 'w').write('\\n'.join(sorted(sys.modules))); sys.exit(code)")
+    for _ in range(2):                  # the first run may compile and fill the cache
+        r = subprocess.run([PY, "-c", script, str(listing), "run", "--", "true"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    loaded = set(listing.read_text().split())
+    assert "sandbox.launcher" in loaded and "sandbox.kernel.spawn" in loaded
+    heavy = {"click", "yaml", "sandbox.cli", "sandbox.policy", "bpf_filters.compiler",
+             "bpf_filters.ir", "sandbox.checks", "psutil"}
+    assert not heavy & loaded, sorted(heavy & loaded)
+
+
 def test_status_shows_a_confined_process():
     p = subprocess.Popen(SBX + ["run", "--", "sleep", "5"], cwd=ROOT)
     try:

@@ -8,34 +8,17 @@ import sys
 
 import click
 
-ARCH_CHOICES = ["native", "x86_64", "i386", "x32", "aarch64"]
-EXIT_SAME, EXIT_DIFFERENT, EXIT_BAD_INPUT = 0, 1, 2
+from .common import ARCH_CHOICES, EXIT_BAD_INPUT, emit, label, native, say, version
+
+EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
 
-def _native(arch: str) -> str:
-    from .kernel.seccomp import native_arch
-    return native_arch() if arch == "native" else arch
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("sbx")
-    except PackageNotFoundError:
-        return "0"
 
 
-def _label(ref: str) -> str:
-    from .paths import display_path
-    return display_path(ref) if "/" in ref or ref.endswith((".yaml", ".yml")) else ref
 
 
-def _emit(text: str, output: str | None) -> None:
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
 
 
 @click.command(epilog="Exit status: 0 both profiles decide every syscall alike and their other "
@@ -60,24 +43,24 @@ def diff(old, new, fmt, arch, output):
     filesystem and network sections are compared as written.
     Example: sbx diff default web
     """
-    from . import diff as df
-    from .policy import load_profile
-    native = _native(arch)
+    from .. import diff as df
+    from ..policy import load_profile
+    host = native(arch)
     old_prof, new_prof = load_profile(old), load_profile(new)
-    d = df.diff_profiles(old_prof, new_prof, native)
-    a, b = _label(old), _label(new)
+    d = df.diff_profiles(old_prof, new_prof, host)
+    a, b = label(old), label(new)
     if fmt == "json":
         text = json.dumps(df.to_json(d, a, b), indent=2) + "\n"
     elif fmt == "sarif":
-        from . import drift
-        from .sarif import findings_log
-        log = findings_log(drift.findings(d, a), [new_prof.name], _version(),
-                           {"old": a, "new": b, "native": native,
+        from .. import drift
+        from ..sarif import findings_log
+        log = findings_log(drift.findings(d, a), [new_prof.name], version(),
+                           {"old": a, "new": b, "native": host,
                             "summary": {k: d.count(k) for k in ("widening", "narrowing", "change")}})
         text = json.dumps(log, indent=2) + "\n"
     else:
         text = df.render_text(d, a, b)
-    _emit(text, output)
+    emit(text, output)
     sys.exit(EXIT_DIFFERENT if d.changes or d.confinement else EXIT_SAME)
 
 
@@ -88,13 +71,11 @@ def profile():
     """Make profiles from recordings (sbx profiles lists and shows the built-in ones)."""
 
 
-def _say(message: str) -> None:
-    click.echo(f"sbx: {message}", err=True)
 
 
 def _read_all(paths) -> list:
     """Every recording, or exit 2 after printing every problem of every file."""
-    from .recording import RecordingError, read_recording
+    from ..recording import RecordingError, read_recording
     files, failed = [], False
     for path in paths:
         try:
@@ -132,34 +113,31 @@ def build(recordings, output, name, base, baseline, arch, require_converged):
     Example: sbx profile build web-1.jsonl web-2.jsonl -o web.yaml
     """
     from bpf_filters.syscalls import BadVersionError
-    from . import fleet
-    from . import trace as tr
-    from .cli_trace import _base_ref, count_allowed
-    from .paths import display_path
-    from .policy import build_filter, load_profile
-    from .policy.profile import check_baseline
-    native = _native(arch)
+    from .. import fleet
+    from .. import trace as tr
+    from .trace import _base_ref, count_allowed
+    from ..paths import display_path
+    from ..policy import build_filter, load_profile
+    from ..policy.profile import check_baseline
+    host = native(arch)
     if baseline is not None:
         try:
             baseline = check_baseline(baseline)
         except BadVersionError as err:
             raise click.BadParameter(str(err), param_hint="--baseline")
     files = _read_all(recordings)
-    conv = fleet.convergence(files, native)
+    conv = fleet.convergence(files, host)
     for line in fleet.summary_lines(conv):
-        _say(line)
+        say(line)
     if require_converged and not conv.converged:
-        _say(f"not writing {display_path(output)}: learning has not converged "
+        say(f"not writing {display_path(output)}: learning has not converged "
              "(--require-converged)")
         sys.exit(EXIT_DIFFERENT)
     base_prof = load_profile(base) if base else None
     title = name or tr.default_name(files[0].provenance.command)
-    text = fleet.build_profile(files, title, native, base_prof,
+    text = fleet.build_profile(files, title, host, base_prof,
                                _base_ref(base, output) if base else None, baseline)
-    tmp = f"{output}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, output)
-    build_filter(load_profile(os.path.abspath(output)), native=native)
-    n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
-    _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
+    emit(text, output)
+    build_filter(load_profile(os.path.abspath(output)), native=host)
+    n, m = count_allowed(os.path.abspath(output), host), count_allowed("default", host)
+    say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")

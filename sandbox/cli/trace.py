@@ -14,8 +14,8 @@ import click
 from bpf_filters import syscalls
 from bpf_filters.ir import Policy, evaluate
 
-from . import trace as tr
-from .paths import display_path
+from .. import trace as tr
+from ..paths import display_path
 
 
 def _say(message: str) -> None:
@@ -37,7 +37,7 @@ def allowed_syscalls(policy: Policy, arch: str) -> set[str]:
 
 
 def count_allowed(ref: str, native: str) -> int:
-    from .policy import load_profile, lower
+    from ..policy import load_profile, lower
     return len(allowed_syscalls(lower(load_profile(ref), native), native))
 
 
@@ -48,9 +48,9 @@ def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
     returns (exit code, denials).  Needs root."""
     if os.geteuid() != 0:
         raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
-    from . import launcher
-    from .errors import LaunchError
-    from .monitor import available
+    from .. import launcher
+    from ..errors import LaunchError
+    from ..monitor import available
     denials: list = []
     opts = launcher.RunOptions(argv, profile=profile_path, log=True, quiet=True, use_cache=False,
                                env=env, monitor=available()[0], on_denials=denials.extend)
@@ -63,7 +63,7 @@ def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
 
 def _base_ref(base: str, output: str) -> str:
     """How the written profile names BASE: a built-in by name, a file relative to it."""
-    from .policy import find_profile
+    from ..policy import find_profile
     if "/" not in base and not base.endswith((".yaml", ".yml")):
         return base
     found = find_profile(base)
@@ -91,7 +91,7 @@ def _record(command: list[str], backend: str, native: str, record_to: str | None
     rec = tr.record(command, chosen)
     if record_to:
         _write_recording(record_to, rec, started, native)
-    from .errors import wait_status_code as exit_code
+    from ..errors import wait_status_code as exit_code
     status = exit_code(rec.exit_status)
     if status:
         _say(f"note: {command[0]} exited with status {status}; the profile covers what it did")
@@ -103,8 +103,8 @@ def _record(command: list[str], backend: str, native: str, record_to: str | None
 
 def _write_recording(path: str, rec: tr.Recording, started: float, native: str) -> None:
     """sbx trace --record: the run's raw recording with this host's provenance."""
-    from . import recording
-    from .errors import wait_status_code
+    from .. import recording
+    from ..errors import wait_status_code
     prov = recording.host_provenance(rec.argv, rec.backend, started, rec.seconds,
                                      wait_status_code(rec.exit_status), rec.lost, native)
     try:
@@ -119,7 +119,7 @@ def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
     """--baseline, else the oldest of the running kernel (when a command is traced) and
     the merged profiles' baselines: the profile must serve the oldest kernel it was made on."""
     from bpf_filters.syscalls import BadVersionError, parse_version
-    from .policy.profile import check_baseline
+    from ..policy.profile import check_baseline
     if given is not None:
         try:
             return check_baseline(given)
@@ -155,8 +155,8 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
     (or --record git.jsonl: the raw recording, to build one profile from many runs
     and hosts with sbx profile build)
     """
-    from .kernel.seccomp import native_arch
-    from .policy import build_filter, load_profile
+    from ..kernel.seccomp import native_arch
+    from ..policy import build_filter, load_profile
     command = list(command)
     if not command and not merges:
         raise click.UsageError("give a COMMAND to trace, or --merge profiles to combine")
@@ -202,8 +202,8 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
 def _verify(command: list[str], output: str, native: str) -> int:
     """The same verdict as ``sbx verify``: errno(ENOSYS) answered by a rule of the
     profile is a fallback by design, every other denial fails."""
-    from .denials import judge, landlock_groups, summarize
-    from .policy import load_profile, lower
+    from ..denials import judge, landlock_groups, summarize
+    from ..policy import load_profile, lower
     _say(f"verifying: running {command[0]} under {display_path(output)}")
     code, denials = verify_profile(command, os.path.abspath(output))
     failing, fallbacks = judge(summarize(denials, lower(load_profile(os.path.abspath(output)), native),

@@ -8,24 +8,12 @@ import tempfile
 
 import click
 
-from .cli import ARCH_CHOICES, _load, _native
-from .policy.diagnostics import Diagnostic, PolicyError
+from .common import ARCH_CHOICES, emit, load, native, warn
+from ..policy.diagnostics import Diagnostic, PolicyError
 
 
-def _warn(diags: list[Diagnostic], sources: dict) -> None:
-    """Diagnostics on stderr, with display paths (profiles/presets/oci-runtime.yaml, not site-packages)."""
-    from .cli_check import _shown, _shown_sources
-    shown = _shown_sources(sources)
-    for d in diags:
-        click.echo(_shown(d).format(shown), err=True)
 
 
-def _write(text: str, output: str | None) -> None:
-    if output:
-        with open(output, "w") as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
 
 
 def _libseccomp_knows():
@@ -63,51 +51,51 @@ def export(profile, fmt, output, arch, api_version, no_runtime_preset):
     (profiles/presets/oci-runtime.yaml: what runc and crun call after installing
     the filter) comes first.  What a format cannot express is reported on stderr.
     """
-    from . import interop
-    prof = _load(profile)
-    native = _native(arch)
+    from .. import interop
+    prof = load(profile)
+    host = native(arch)
     if fmt in RUNTIME_FORMATS:
         if no_runtime_preset:
             click.echo("sbx: without the OCI runtime preset (--no-runtime-preset): a profile traced from the "
                        "command alone stops runc/crun before the command starts", err=True)
         else:
-            prof, added = interop.with_runtime_preset(prof, native)
+            prof, added = interop.with_runtime_preset(prof, host)
             click.echo(interop.preset_note(added), err=True)
-    an = interop.analyze(prof, native, low_word=fmt == "k8s")
+    an = interop.analyze(prof, host, low_word=fmt == "k8s")
     if fmt == "systemd":
         text, diags = interop.export_systemd(an, known=_libseccomp_knows())
-        _warn(diags, prof.sources)
-        _write(text, output)
+        warn(diags, prof.sources)
+        emit(text, output)
     elif fmt == "k8s":
         _export_k8s(interop, an, output, api_version)
     else:
         spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows())
-        _warn(diags, prof.sources)
-        _write(json.dumps(spec, indent=2) + "\n", output)
+        warn(diags, prof.sources)
+        emit(json.dumps(spec, indent=2) + "\n", output)
 
 
 def _export_k8s(interop, an, output: str | None, api_version: str) -> None:
     """The manifest alone on stdout (a stream kubectl apply takes); with -o also the localhost JSON."""
     manifest, local, diags = interop.export_k8s(an, api_version, known=_libseccomp_knows())
-    _warn(diags, an.profile.sources)
+    warn(diags, an.profile.sources)
     name = interop.k8s_name(an.profile.name)
     if not output:
         click.echo(f"sbx: the localhost JSON profile ({name}.json) is not part of the manifest stream; "
                    "-o DIR/ writes it beside the manifest", err=True)
-        _write(manifest, None)
+        emit(manifest, None)
         return
     if os.path.isdir(output) or output.endswith("/"):
         os.makedirs(output, exist_ok=True)
         yaml_path, json_path = os.path.join(output, f"{name}.yaml"), os.path.join(output, f"{name}.json")
     else:
         yaml_path, json_path = output, os.path.splitext(output)[0] + ".json"
-    _write(manifest, yaml_path)
-    _write(local, json_path)
+    emit(manifest, yaml_path)
+    emit(local, json_path)
     click.echo(f"sbx: wrote {yaml_path} (kubectl apply -f) and {json_path} (localhost profile)", err=True)
 
 
 def _caps(text: str) -> frozenset[str]:
-    from .interop import DOCKER_CAPS
+    from ..interop import DOCKER_CAPS
     out = set()
     for c in filter(None, (c.strip().upper() for c in text.split(","))):
         if c == "DOCKER":
@@ -132,8 +120,8 @@ def import_(file, output, caps, arch, kernel, name):
 
     The result is checked by loading it as sbx loads any profile.
     """
-    from . import interop
-    from .policy import load_profile
+    from .. import interop
+    from ..policy import load_profile
     kern = None
     if kernel:
         kern = interop.parse_kernel(kernel)
@@ -146,16 +134,16 @@ def import_(file, output, caps, arch, kernel, name):
         raise click.FileError(file, str(err)) from err
     opts = interop.ImportOptions(_caps(caps), arch, kern, name)
     yaml_text, diags = interop.import_oci(text, file, opts)
-    _warn(diags, {file: text.splitlines(keepends=True)})
+    warn(diags, {file: text.splitlines(keepends=True)})
     with tempfile.TemporaryDirectory() as tmp:
         check = os.path.join(tmp, "imported.yaml")
-        _write(yaml_text, check)
+        emit(yaml_text, check)
         try:
             load_profile(check)
         except PolicyError as err:
             raise PolicyError(err.diagnostics + [Diagnostic(None, "the imported profile does not load; "
                                                             "please report this")], err.sources) from err
     if output:
-        _write(yaml_text, output)
+        emit(yaml_text, output)
     else:
         sys.stdout.write(yaml_text)

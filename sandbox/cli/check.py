@@ -10,30 +10,20 @@ from contextlib import contextmanager
 
 import click
 
-from .policy.diagnostics import Diagnostic, PolicyError, Position
+from ..policy.diagnostics import Diagnostic, PolicyError
+from .common import EXIT_BAD_INPUT, native, say, shown, shown_sources, version
 
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS = 0, 1
 EXIT_TIMEOUT = 124
 KILL_GRACE_S = 3.0
 
 
 # --------------------------------------------------------------------------- sbx check
 
-def _native() -> str:
-    from .kernel.seccomp import native_arch
-    return native_arch()
 
 
-def _shown(d: Diagnostic) -> Diagnostic:
-    """The diagnostic with display paths (profiles/x.yaml, paths relative to the cwd)."""
-    from .paths import display_path
-    pos = d.pos and Position(display_path(d.pos.file), d.pos.line, d.pos.col, d.pos.length)
-    return Diagnostic(pos, d.message, d.severity, d.hint, [_shown(n) for n in d.notes], d.rule_id)
 
 
-def _shown_sources(sources: dict[str, list[str]]) -> dict[str, list[str]]:
-    from .paths import display_path
-    return {display_path(f): lines for f, lines in sources.items()}
 
 
 def is_group_file(ref: str) -> bool:
@@ -56,27 +46,27 @@ def is_group_file(ref: str) -> bool:
 
 def _load(ref: str, native: str, errors: list, err_out: list[str]):
     """(profile, policy) or None after recording the PolicyError's diagnostics."""
-    from .policy import load_profile, lower
+    from ..policy import load_profile, lower
     try:
         prof = load_profile(ref)
         return prof, lower(prof, native)
     except PolicyError as e:
-        sources = _shown_sources(e.sources)
+        sources = shown_sources(e.sources)
         for d in e.diagnostics:
             if d.severity == "error":
                 errors.append((ref, d))
-        err_out.append("\n".join(_shown(d).format(sources) for d in e.diagnostics) +
+        err_out.append("\n".join(shown(d).format(sources) for d in e.diagnostics) +
                        f"\nsbx check: {ref}: the profile does not load")
         return None
 
 
 def _text_report(reports, fail_on: str) -> str:
-    from .checks import SEVERITIES, at_or_above
+    from ..checks import SEVERITIES, at_or_above
     out = []
     for rep in reports:
-        sources = _shown_sources(rep.profile.sources)
+        sources = shown_sources(rep.profile.sources)
         for f in rep.findings:
-            out.append(_shown(f).format(sources))
+            out.append(shown(f).format(sources))
         c = rep.counts()
         counts = ", ".join(f"{c[s]} {s}{'s' if c[s] != 1 and s != 'info' else ''}" for s in SEVERITIES)
         failing = len(at_or_above(rep.findings, fail_on))
@@ -125,35 +115,35 @@ def check(profiles, fmt, fail_on, against, baseline, output):
     note (style), info (expected layout, never fails). The rules are listed in
     docs/checks.md.
     """
-    from . import checks
-    from .sarif import to_json, to_sarif
-    native = _native()
+    from .. import checks
+    from ..sarif import to_json, to_sarif
+    host = native()
     errors: list[tuple[str, Diagnostic]] = []
     err_out: list[str] = []
     other = None
     if against:
-        loaded = _load(against, native, errors, err_out)
-        other = checks.check_profile(loaded[0], native, loaded[1]) if loaded else None
-    old = _load(baseline, native, errors, err_out) if baseline else None
+        loaded = _load(against, host, errors, err_out)
+        other = checks.check_profile(loaded[0], host, loaded[1]) if loaded else None
+    old = _load(baseline, host, errors, err_out) if baseline else None
     reports = []
     for ref in profiles:
         if is_group_file(ref):
-            from .policy import builtin_dir
+            from ..policy import builtin_dir
             click.echo(f"sbx check: {ref}: syscall group definitions, not a profile; skipped (profiles "
                        f"use the groups in {builtin_dir() / 'groups.yaml'})", err=True)
             continue
-        loaded = _load(ref, native, errors, err_out)
+        loaded = _load(ref, host, errors, err_out)
         if loaded is not None:
-            rep = checks.check_profile(loaded[0], native, loaded[1])
+            rep = checks.check_profile(loaded[0], host, loaded[1])
             if other is not None:
                 rep.comparison = checks.compare(rep, other)
             if old is not None:
-                rep.findings += _drift(old[0], loaded[0], baseline, native)
+                rep.findings += _drift(old[0], loaded[0], baseline, host)
             reports.append(rep)
     failing = [f for r in reports for f in checks.at_or_above(r.findings, fail_on)]
     code = EXIT_BAD_INPUT if err_out else EXIT_FINDINGS if failing else EXIT_OK
     if fmt == "sarif":
-        text = json.dumps(to_sarif(reports, errors, _version()), indent=2) + "\n"
+        text = json.dumps(to_sarif(reports, errors, version()), indent=2) + "\n"
     elif fmt == "json":
         text = json.dumps(to_json(reports, errors, fail_on, code), indent=2) + "\n"
     else:
@@ -170,19 +160,13 @@ def check(profiles, fmt, fail_on, against, baseline, output):
 
 def _drift(old_prof, new_prof, old_ref: str, native: str) -> list:
     """The drift findings of *new_prof* against *old_prof* (sandbox.drift); not scored."""
-    from . import drift
-    from .diff import diff_profiles
-    from .paths import display_path
+    from .. import drift
+    from ..diff import diff_profiles
+    from ..paths import display_path
     label = display_path(old_ref) if os.path.exists(old_ref) else old_ref
     return drift.findings(diff_profiles(old_prof, new_prof, native), label)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("sbx")
-    except PackageNotFoundError:
-        return "0"
 
 
 # --------------------------------------------------------------------------- sbx verify
@@ -193,7 +177,7 @@ _LOGGED_NAME = {"errno": "errno", "trap": "trap", "kill-process": "kill_process"
 
 def unobservable(policy) -> list[str]:
     """Denying actions of *policy* that the kernel will not log here (actions_logged)."""
-    from .kernel.audit import actions_logged
+    from ..kernel.audit import actions_logged
     kinds = {policy.default.kind, policy.unknown.kind, policy.bad_arch.kind}
     for ap in policy.arches:
         for rules in ap.rules.values():
@@ -206,7 +190,7 @@ def unobservable(policy) -> list[str]:
 
 
 def _audit_readable() -> bool:
-    from .kernel.netlink import open_audit_readlog
+    from ..kernel.netlink import open_audit_readlog
     try:
         os.close(open_audit_readlog())
     except OSError:
@@ -224,7 +208,7 @@ class _TreeAudit:
     """
 
     def __init__(self):
-        from .kernel.audit import AuditReader, AuditUnavailable, new_audit_session
+        from ..kernel.audit import AuditReader, AuditUnavailable, new_audit_session
         self.reader = None
         try:
             ses = new_audit_session()
@@ -232,7 +216,7 @@ class _TreeAudit:
             reader.open()
             self.reader = reader
         except AuditUnavailable as e:
-            _say(f"no audit session ({e}): denials of processes that exit before their parent "
+            say(f"no audit session ({e}): denials of processes that exit before their parent "
                  "may be missed")
 
     def watch(self, pid: int) -> None:
@@ -241,8 +225,8 @@ class _TreeAudit:
             self.reader.watch(pid)
 
     def denials(self) -> list:
-        from .denials import Denial
-        from .kernel.audit import LandlockRecord
+        from ..denials import Denial
+        from ..kernel.audit import LandlockRecord
         return [Denial.from_landlock(r) if isinstance(r, LandlockRecord) else Denial.from_audit(r)
                 for r in self.reader.sync(timeout=5.0)]
 
@@ -291,8 +275,6 @@ class _Deadline:
         self.pid = pid
 
 
-def _say(msg: str) -> None:
-    click.echo(f"sbx verify: {msg}", err=True)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
@@ -315,10 +297,10 @@ def verify(profile, timeout, allow_unobserved, strict, command):
     Every denial is logged (SECCOMP_FILTER_FLAG_LOG) and read from the audit
     netlink socket, which needs root. Example: sbx verify --profile web -- ./run-tests.sh
     """
-    from .errors import LaunchError
-    from .launcher import RunOptions, run
-    from .policy import load_profile, lower
-    policy = lower(load_profile(profile), _native())
+    from ..errors import LaunchError
+    from ..launcher import RunOptions, run
+    from ..policy import load_profile, lower
+    policy = lower(load_profile(profile), native())
     observed = os.geteuid() == 0 and _audit_readable()
     missing = unobservable(policy) if observed else []
     if not observed or missing:
@@ -327,10 +309,10 @@ def verify(profile, timeout, allow_unobserved, strict, command):
                else f"denials by {', '.join(missing)} cannot be observed: not in "
                     "/proc/sys/kernel/seccomp/actions_logged")
         if not allow_unobserved:
-            _say(f"{why}; run as root or pass --allow-unobserved")
+            say(f"{why}; run as root or pass --allow-unobserved")
             sys.exit(EXIT_BAD_INPUT)
-        _say(f"{why}; only the command's exit status is checked")
-    from .kernel.audit import AuditUnavailable
+        say(f"{why}; only the command's exit status is checked")
+    from ..kernel.audit import AuditUnavailable
     child_denials: list = []
     tree = _TreeAudit() if observed else None
     deadline = _Deadline(timeout)
@@ -341,10 +323,10 @@ def verify(profile, timeout, allow_unobserved, strict, command):
                                     on_spawn=lambda pid: (deadline.started(pid), tree and tree.watch(pid))))
         denials = tree.denials() if tree is not None and tree.reader is not None else child_denials
     except LaunchError as e:
-        _say(str(e))
+        say(str(e))
         sys.exit(e.status)
     except AuditUnavailable as e:                          # audit channel failed mid-run
-        _say(f"could not read the audit records: {e}")
+        say(f"could not read the audit records: {e}")
         sys.exit(EXIT_BAD_INPUT)
     finally:
         if tree is not None:
@@ -360,37 +342,37 @@ def _print_rows(rows) -> None:
 
 
 def _verdict(command, profile, policy, denials, status, expired, timeout, observed, strict) -> int:
-    from .denials import judge, landlock_groups, summarize
+    from ..denials import judge, landlock_groups, summarize
     cmd = os.path.basename(command[0])
-    failing, fallbacks = judge(summarize(denials, policy, _native()), strict)
+    failing, fallbacks = judge(summarize(denials, policy, native()), strict)
     refused = landlock_groups(denials)
     if refused:
         n = sum(k for _b, _t, k in refused)
-        _say(f"FAIL: {n} file, port or process access{'es' if n != 1 else ''} refused by the "
+        say(f"FAIL: {n} file, port or process access{'es' if n != 1 else ''} refused by the "
              f"profile's Landlock rules ({cmd} exited with status {status}):")
         for blockers, target, k in refused:
             click.echo(f"  {','.join(blockers):28} {k:>6}  {target or '-'}", err=True)
     if fallbacks:
         n = sum(r.count for r in fallbacks)
-        _say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "
+        say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "
              "--strict counts them):")
         _print_rows(fallbacks)
     if failing:
         total = sum(r.count for r in failing)
-        _say(f"FAIL: {total} denied syscall{'s' if total != 1 else ''} under profile {profile} "
+        say(f"FAIL: {total} denied syscall{'s' if total != 1 else ''} under profile {profile} "
              f"({cmd} exited with status {status}):")
         _print_rows(failing)
         return EXIT_FINDINGS
     if refused:
         return EXIT_FINDINGS
     if expired:
-        _say(f"FAIL: {cmd} timed out after {timeout:g} s (no denials)")
+        say(f"FAIL: {cmd} timed out after {timeout:g} s (no denials)")
         return EXIT_TIMEOUT
     if status != 0:
-        _say(f"FAIL: {cmd} exited with status {status} (no denials)")
+        say(f"FAIL: {cmd} exited with status {status} (no denials)")
         return status
     if not observed:
-        _say(f"OK: {cmd} succeeded under profile {profile} (denials were not observed)")
+        say(f"OK: {cmd} succeeded under profile {profile} (denials were not observed)")
     else:
-        _say(f"OK: {cmd} succeeded with no denials under profile {profile}")
+        say(f"OK: {cmd} succeeded with no denials under profile {profile}")
     return EXIT_OK

@@ -12,17 +12,13 @@ import sys
 
 import click
 
-from . import trace as tr
-from .paths import display_path
+from .. import trace as tr
+from ..paths import display_path
+from .common import emit, fail, say
 
 
-def _say(message: str) -> None:
-    click.echo(f"sbx: {message}", err=True)
 
 
-def _fail(message: str, hint: str | None = None, status: int = 2) -> None:
-    _say(f"error: {message}" + (f" ({hint})" if hint else ""))
-    sys.exit(status)
 
 
 @click.command()
@@ -50,24 +46,24 @@ def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, na
     Example: sbx analyze /usr/sbin/nginx -o nginx.yaml --merge nginx-traced.yaml
     """
     if arch not in ("native", "x86_64"):
-        _fail(f"--arch {arch}: sbx analyze handles x86_64 only so far",
+        fail(f"--arch {arch}: sbx analyze handles x86_64 only so far",
               "record the program instead: sbx trace -o OUT.yaml -- PROGRAM")
-    from .kernel.seccomp import native_arch
+    from ..kernel.seccomp import native_arch
     native = native_arch()
     if native != "x86_64":
-        _fail(f"this machine is {native}: sbx analyze handles x86_64 only so far",
+        fail(f"this machine is {native}: sbx analyze handles x86_64 only so far",
               "record the program instead: sbx trace -o OUT.yaml -- PROGRAM")
-    from .analyze.cache import SummaryCache
-    from .analyze.elf import AnalyzeError
-    from .analyze.program import analyze_program
-    from .analyze.result import explain, observed, to_json
+    from ..analyze.cache import SummaryCache
+    from ..analyze.elf import AnalyzeError
+    from ..analyze.program import analyze_program
+    from ..analyze.result import explain, observed, to_json
     try:
         analysis = analyze_program(binary, SummaryCache(enabled=not no_cache),
                                    extra_execs=list(execs))
     except AnalyzeError as err:
-        _fail(str(err), err.hint, err.status)
+        fail(str(err), err.hint, err.status)
     if analysis.cache_note:
-        _say(f"note: {analysis.cache_note}")
+        say(f"note: {analysis.cache_note}")
     _report(analysis)
     if explain_name:
         lines = explain(analysis, explain_name)
@@ -78,11 +74,11 @@ def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, na
         if not output:
             return
     if as_json:
-        from .cli_trace import count_allowed
+        from .trace import count_allowed
         doc = to_json(analysis, count_allowed("default", native))
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
         if output:
-            _write_text(output, text)
+            emit(text, output)
         else:
             click.echo(text, nl=False)
         return
@@ -93,28 +89,20 @@ def _report(a) -> None:
     libs = len(a.stats)
     cached = sum(1 for s in a.stats if s.cached)
     n = len(a.all_syscalls())
-    _say(f"analysed {display_path(a.path)}: {libs} objects ({cached} from the cache) in "
+    say(f"analysed {display_path(a.path)}: {libs} objects ({cached} from the cache) in "
          f"{a.seconds:.2f} s; {n} syscalls reachable"
          + (f"; {len(a.reach.limits)} limits (see the profile header)" if a.reach.limits else ""))
 
 
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        _fail(f"cannot write {path}: {err.strerror}")
 
 
 def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native) -> None:
-    from .cli_trace import _base_ref, count_allowed
-    from .policy import build_filter, load_profile
+    from .trace import _base_ref, count_allowed
+    from ..policy import build_filter, load_profile
     if output:
         where = os.path.dirname(os.path.abspath(output))
         if not os.access(where, os.W_OK):
-            _fail(f"cannot write {output}: {where} is not a writable directory")
+            fail(f"cannot write {output}: {where} is not a writable directory")
     previous = [load_profile(os.path.abspath(m)) for m in merges]
     parts = [obs] + [tr.observed_from_profile(p, native) for p in previous]
     merged = tr.merge(parts)
@@ -127,7 +115,7 @@ def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, nativ
     if not output:
         click.echo(text, nl=False)
         return
-    _write_text(output, text)
+    emit(text, output)
     build_filter(load_profile(os.path.abspath(output)), native=native)
     n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
-    _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
+    say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")

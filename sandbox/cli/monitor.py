@@ -21,16 +21,13 @@ import click
 
 from bpf_filters import syscalls
 
-from . import refine as rf
-from .paths import display_path
+from .. import refine as rf
+from ..paths import display_path
+from .common import emit, fail
 
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/sbx/cgroup2")
 POLL_MS = 200
 
-
-def _fail(message: str, status: int = 1):
-    click.echo(f"sbx {click.get_current_context().info_name}: {message}", err=True)
-    sys.exit(status)
 
 
 # -- sbx monitor --------------------------------------------------------------------
@@ -49,15 +46,15 @@ def monitor(pids, cgroups, as_json, duration, profile):
     print the in-kernel counters, with events lost to a full buffer, on stderr.
     Without --pid or --cgroup every process on the host is watched.  Needs root.
     """
-    from .monitor import Probe, ProbeUnavailable, available
+    from ..monitor import Probe, ProbeUnavailable, available
     ok, reason = available()
     if not ok:
-        _fail(f"cannot monitor: {reason}")
+        fail(f"cannot monitor: {reason}", status=1)
     explain = _Explainer(profile) if profile else None
     try:
         probe = Probe("monitor")
     except ProbeUnavailable as err:
-        _fail(f"cannot monitor: {err}")
+        fail(f"cannot monitor: {err}", status=1)
     with probe:
         stop = _StopFlag()
         _scope(probe, pids, cgroups)
@@ -70,7 +67,7 @@ def monitor(pids, cgroups, as_json, duration, profile):
 
 
 def _scope(probe, pids, cgroups) -> None:
-    from .kernel.libbpf import BpfError
+    from ..kernel.libbpf import BpfError
     try:
         for pid in pids:
             _track_tree(probe, pid)
@@ -82,7 +79,7 @@ def _scope(probe, pids, cgroups) -> None:
             _ensure_cgroup2()
             probe.track_cgroup("/")
     except (BpfError, ValueError) as err:
-        _fail(str(err))
+        fail(str(err), status=1)
     what = [f"process {pid} and its descendants" for pid in pids] + \
         [f"cgroup {path}" for path in cgroups]
     count = len(probe.tracked_tids())
@@ -95,7 +92,7 @@ def _track_tree(probe, pid: int) -> None:
     """Seed *pid* and its descendants (twice, to catch children forked meanwhile
     by a descendant not yet seeded; children of a seeded task follow by themselves)."""
     import psutil
-    from .kernel.libbpf import BpfError
+    from ..kernel.libbpf import BpfError
     try:
         root = psutil.Process(pid)
         probe.track_pid(pid)
@@ -106,18 +103,18 @@ def _track_tree(probe, pid: int) -> None:
                 except BpfError:
                     pass                        # exited between listing and seeding
     except psutil.NoSuchProcess:
-        _fail(f"no such process {pid}")
+        fail(f"no such process {pid}", status=1)
 
 
 def _ensure_cgroup2() -> None:
     """Mount the cgroup v2 hierarchy if this host has none mounted (hybrid
     layouts usually have it at /sys/fs/cgroup/unified; a private mount
     namespace may not)."""
-    from .kernel.mounts import MountError, ensure_cgroup2
+    from ..kernel.mounts import MountError, ensure_cgroup2
     try:
         where, mounted = ensure_cgroup2(CGROUP2_MOUNTS)
     except MountError as err:
-        _fail(f"no cgroup v2 hierarchy is mounted and mounting one failed ({err.strerror})")
+        fail(f"no cgroup v2 hierarchy is mounted and mounting one failed ({err.strerror})", status=1)
     if mounted:
         click.echo(f"sbx monitor: mounted the cgroup v2 hierarchy at {where}", err=True)
 
@@ -151,12 +148,12 @@ class _Explainer:
     """The rule of --profile behind a denial (file:line), like `sbx explain`."""
 
     def __init__(self, ref: str):
-        from .kernel.seccomp import native_arch
-        from .policy import load_profile, lower
+        from ..kernel.seccomp import native_arch
+        from ..policy import load_profile, lower
         self.policy = lower(load_profile(ref), native_arch())
 
     def rule(self, ev) -> str:
-        from .denials import attribute
+        from ..denials import attribute
         if ev.arch not in ("x86_64", "i386", "x32"):
             return "?"
         return attribute(self.policy, ev.arch, ev.nr, ev.args).where(with_text=False)
@@ -254,12 +251,12 @@ def refine(profile, source, output, broad):
     families, ioctl requests, ...), first in the profile's own rules.  With
     -o the new profile is written, after checking that it loads and compiles.
     """
-    from .kernel.seccomp import native_arch
-    from .policy import load_profile, lower
+    from ..kernel.seccomp import native_arch
+    from ..policy import load_profile, lower
     prof = load_profile(profile)
     observations = _read_denials(source)
     if not observations:
-        _fail(f"no denials in {source}")
+        fail(f"no denials in {source}", status=1)
     policy = lower(prof, native_arch())
     plan = rf.plan_changes(policy, observations, broad)
     for skip in plan.skipped:
@@ -272,7 +269,7 @@ def refine(profile, source, output, broad):
     try:
         new_text = rf.apply_changes(text, plan, label)
     except rf.RefineError as err:
-        _fail(str(err), 2)
+        fail(str(err))
     if not plan.changes:
         click.echo("sbx refine: nothing to change", err=True)
         return
@@ -282,26 +279,26 @@ def refine(profile, source, output, broad):
                                 fromfile=display_path(prof.path), tofile=out_name)
     click.echo("".join(diff), nl=False)
     if output:
-        _write(output, new_text)
+        emit(new_text, output)
         click.echo(f"sbx refine: wrote {output} (allows {plan.allowed} of the "
                    f"{sum(o.count for o in observations)} denials)", err=True)
 
 
 def _read_denials(source: str) -> list:
-    from .denials import Denial
-    from .kernel.audit import parse_record
+    from ..denials import Denial
+    from ..kernel.audit import parse_record
     stream = sys.stdin if source == "-" else None
     try:
         lines = (stream or open(source, encoding="utf-8", errors="replace")).read().splitlines()
     except OSError as err:
-        _fail(f"cannot read {source}: {err.strerror}", 2)
+        fail(f"cannot read {source}: {err.strerror}")
     out, ignored = [], 0
     for lineno, text in enumerate(lines, 1):
         if text.lstrip().startswith("{"):
             try:
                 obs = rf.parse_json_line(text)
             except rf.RefineError as err:
-                _fail(f"{source}:{lineno}: {err}", 2)
+                fail(f"{source}:{lineno}: {err}")
             if obs is not None:
                 out.append(obs)
             continue
@@ -319,8 +316,8 @@ def _read_denials(source: str) -> list:
 def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:
     """Load and compile the refined text from beside *near* (so relative
     ``extends`` resolve as they will), and check what it decides."""
-    from .policy import PolicyError, build_filter, load_profile, lower
-    from .paths import builtin_dir
+    from ..policy import PolicyError, build_filter, load_profile, lower
+    from ..paths import builtin_dir
     where = os.path.dirname(os.path.abspath(near))
     if where == os.path.abspath(builtin_dir()) or not os.access(where, os.W_OK):
         where = None            # built-ins extend by name only: any directory will do
@@ -332,18 +329,8 @@ def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:
         build_filter(new, native=native)
         rf.check_refined(old_policy, lower(new, native), plan)
     except PolicyError as err:
-        _fail("the refined profile does not load:\n" + err.render(), 2)
+        fail("the refined profile does not load:\n" + err.render())
     except rf.RefineError as err:
-        _fail(str(err), 2)
+        fail(str(err))
     finally:
         os.unlink(tmp)
-
-
-def _write(path: str, text: str) -> None:
-    tmp = f"{path}.sbx-tmp"
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        _fail(f"cannot write {path}: {err.strerror}", 2)

@@ -1,0 +1,135 @@
+"""What every ``sbx`` subcommand shares: messages, exits, output files, profile loading.
+
+One way to say things: ``say`` prefixes ``sbx COMMAND:``, ``fail`` adds
+``error:`` and leaves with status 2 (bad input) unless told otherwise,
+diagnostics go out with display paths (``profiles/web.yaml``, not the
+site-packages path). One way to write an output file: ``emit`` writes a
+temporary file beside the target and renames it, so a reader never sees half
+a profile, and a target that cannot be written is a message, not a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+EXIT_BAD_INPUT = 2
+ARCH_CHOICES = ["native", "x86_64", "i386", "x32", "aarch64"]
+
+
+def _prefix() -> str:
+    ctx = click.get_current_context(silent=True)
+    names = []
+    while ctx is not None:
+        if ctx.info_name and ctx.parent is not None:      # the root is always "sbx"
+            names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["sbx"] + names[::-1])
+
+
+def say(message: str) -> None:
+    """A line on stderr as ``sbx COMMAND: message``."""
+    click.echo(f"{_prefix()}: {message}", err=True)
+
+
+def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
+    """Say ``error: message (hint)`` and exit with *status*."""
+    say(f"error: {message}" + (f" ({hint})" if hint else ""))
+    sys.exit(status)
+
+
+def native(arch: str = "native") -> str:
+    from ..kernel.seccomp import native_arch
+    return native_arch() if arch == "native" else arch
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("sbx")
+    except PackageNotFoundError:
+        return "0"
+
+
+def load(ref: str):
+    """A profile by built-in name or file; PolicyError (exit 2 through the group) if it does not load."""
+    from ..policy import load_profile
+    return load_profile(ref)
+
+
+def label(ref: str) -> str:
+    """How a profile reference is shown: a file by display path, a built-in by name."""
+    from ..paths import display_path
+    return display_path(ref) if "/" in ref or ref.endswith((".yaml", ".yml")) else ref
+
+
+def shown(d):
+    """The diagnostic with display paths (profiles/x.yaml, paths relative to the cwd)."""
+    from ..paths import display_path
+    from ..policy.diagnostics import Diagnostic, Position
+    pos = d.pos and Position(display_path(d.pos.file), d.pos.line, d.pos.col, d.pos.length)
+    return Diagnostic(pos, d.message, d.severity, d.hint, [shown(n) for n in d.notes], d.rule_id)
+
+
+def shown_sources(sources: dict[str, list[str]]) -> dict[str, list[str]]:
+    from ..paths import display_path
+    return {display_path(f): lines for f, lines in sources.items()}
+
+
+def warn(diags, sources: dict) -> None:
+    """Diagnostics on stderr, each with its source line, under display paths."""
+    lines = shown_sources(sources)
+    for d in diags:
+        click.echo(shown(d).format(lines), err=True)
+
+
+def emit(text: str | bytes, output: str | None) -> None:
+    """*text* to the file *output* (atomically: a temporary file renamed over it), or to stdout.
+
+    A file that cannot be written (missing directory, no permission, a
+    directory of that name) ends sbx with status 2 and the reason.
+    """
+    if not output or output == "-":
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+            sys.stdout.buffer.flush()
+        else:
+            click.echo(text, nl=False)
+        return
+    mode = "wb" if isinstance(text, bytes) else "w"
+    enc = {} if isinstance(text, bytes) else {"encoding": "utf-8"}
+    if os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output):
+        try:                     # /dev/stdout, a FIFO: write into it, never rename over it
+            with open(output, mode, **enc) as fh:
+                fh.write(text)
+        except OSError as err:
+            fail(f"cannot write {output}: {err.strerror or err}")
+        return
+    tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
+                       f".{os.path.basename(output)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode, **enc) as fh:
+            fh.write(text)
+        os.replace(tmp, output)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        fail(f"cannot write {output}: {err.strerror or err}")
+
+
+def parse_int(text: str) -> int:
+    """A number as profiles write it (0x1f, 0644 octal, -1) or a constant (AF_INET)."""
+    from ..policy.conditions import parse_number
+    from ..policy.constants import lookup
+    val = lookup(text)
+    if val is not None:
+        return val
+    try:
+        return parse_number(text)
+    except ValueError as err:
+        if text[:1].isalpha() or text[:1] == "_":
+            err = f"{text!r} is neither a number nor a known constant"
+        raise click.BadParameter(str(err)) from None
