@@ -504,16 +504,16 @@ def check_shadowing(ctx: _Ctx) -> None:
         if arch not in g["arches"]:
             g["arches"].append(arch)
 
+    # a name written twice in one rule is loaded once (policy.expand); the rule keeps the repeats
+    twice = {key: {n for n, _ in spec.twice} for key, spec in ctx.specs.items() if spec.twice}
     for ap in ctx.policy.arches:
         table = syscalls.table(ap.arch)
         for nr, rules in ap.rules.items():
             name = table.name(nr)
-            seen = []
             for r in rules:
-                if r.origin in seen:
-                    add("SBX135", r.origin, r.origin, name, ap.arch)
-                else:
-                    seen.append(r.origin)
+                o = r.origin
+                if o is not None and name in twice.get((o.file, o.line, o.col), ()):
+                    add("SBX135", o, o, name, ap.arch)
             first = next((r for r in rules if not r.conds), None)
             if first is None:
                 continue
