@@ -143,6 +143,9 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "in a profile meant for several native ABIs."),
     ("SBX137", "matches-nothing", "warning", "A syscall exists on none of the profile's ABIs",
      "The rule names a syscall that none of the listed architectures has: it has no effect."),
+    ("SBX140", "too-large", "error", "The filter is too large for the kernel",
+     "The compiled program has more instructions than the kernel accepts (4,096): sbx run, "
+     "compile and explain refuse the profile."),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 
@@ -573,10 +576,23 @@ def check_names(ctx: _Ctx) -> None:
                                        names=[name], arches=ctx.arches))
 
 
+# --------------------------------------------------------------------------- size
+
+def check_size(ctx: _Ctx) -> None:
+    """Compile the policy as ``sbx run`` would: a program over the kernel's limit is an error."""
+    from bpf_filters.compiler import ProgramTooLarge, compile_policy
+    from .policy import too_large
+    try:
+        compile_policy(ctx.policy)
+    except ProgramTooLarge as err:
+        d = too_large(err, ctx.profile)
+        ctx.out.append(finding("SBX140", d.pos, d.message, d.hint, d.notes, arches=err.arches))
+
+
 # --------------------------------------------------------------------------- driver
 
 CHECKERS = (check_dangerous, check_default_and_abis, check_unknown_and_kill_thread, check_clone3,
-            check_pointers, check_shadowing, check_names)
+            check_pointers, check_shadowing, check_names, check_size)
 
 
 @dataclass
