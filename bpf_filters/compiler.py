@@ -12,9 +12,17 @@ same verdict are merged into one range, the x32 half (nr & 0x40000000) is a
 range of its own (bad_arch unless x32 is listed), and numbers the table does
 not name get the ``unknown`` action.  The tree is the optimal alphabetic tree
 for the number of syscalls under each range (each number equally likely), so
-the mean cost per syscall is minimal for a JGE-only tree.  The tree reads only
-``nr`` and ``arch``, so each arg-free allow stays cacheable by the kernel's
-action cache; ``compile_policy`` asserts that.
+the mean cost per syscall is minimal for a JGE-only tree (past DP_MAX_RANGES
+ranges, a weight-balanced one: the optimum costs quadratic time).  The tree
+reads only ``nr`` and ``arch``, so each arg-free allow stays cacheable by the
+kernel's action cache; ``compile_policy`` asserts that.
+
+In argument blocks, a set of values (``in``, ``not in``, and neighbouring
+one-value rules with the same action, merged) is searched as runs of
+consecutive numbers, so 2,000 consecutive values cost two comparisons.  A
+program longer than the kernel accepts raises ``ProgramTooLarge`` with the
+rules whose conditions take the most instructions.  Every step is linear or
+n log n in the size of the policy.
 """
 from __future__ import annotations
 
