@@ -579,7 +579,7 @@ def check_names(ctx: _Ctx) -> None:
 # --------------------------------------------------------------------------- size
 
 def check_size(ctx: _Ctx) -> None:
-    """Compile the policy as ``sbx run`` would: a program over the kernel's limit is an error."""
+    """Compile the policy as ``sbx run`` does: a program over the kernel's limit is refused."""
     from bpf_filters.compiler import ProgramTooLarge, compile_policy
     from .policy import too_large
     try:
