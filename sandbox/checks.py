@@ -35,6 +35,11 @@ RANK = {"error": 3, "warning": 2, "note": 1, "info": 0}
 PENALTY = {"error": 30, "warning": 10, "note": 2, "info": 0}
 EXPOSURE_WEIGHT = 20
 MAX_VECTORS = 20000                                          # argument vectors tried per syscall
+# ... and at most this many condition tests per syscall and question: a syscall with
+# thousands of rules gets fewer vectors, so a crafted profile cannot make a check take
+# hours (10,000 two-condition rules on ioctl took 5.7 min).  Real profiles need at
+# most ~8,000 (build's socket: 588 vectors x 14); never fewer than 16 vectors.
+MAX_TESTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,8 @@ def _candidates(rules) -> dict[int, set[int]]:
 Constraint = dict[int, Callable[[set[int]], set[int]]]
 
 
-def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None) -> Iterator[tuple[int, ...]]:
+def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None,
+             limit: int = MAX_VECTORS) -> Iterator[tuple[int, ...]]:
     cands = {i: set(v) for i, v in per_arg.items()}
     for i, f in (constrain or {}).items():
         cands[i] = f(cands.get(i, {0}))
@@ -204,12 +210,12 @@ def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None) -> Iter
             args[i] = v
         return tuple(args)
 
-    if total <= MAX_VECTORS:
+    if total <= limit:
         for combo in itertools.product(*lists):
             yield vec(combo)
         return
     rng = random.Random(0)          # deterministic sample when the product is too large
-    for _ in range(MAX_VECTORS):
+    for _ in range(limit):
         yield vec([rng.choice(x) for x in lists])
 
 
@@ -219,7 +225,9 @@ def decisions(policy: Policy, arch: str, nr: int, constrain: Constraint | None =
     ap = policy.arch(arch)
     rules = ap.rules.get(nr, ()) if ap else ()
     token = syscalls.AUDIT_ARCH[arch]
-    for args in _vectors(_candidates(rules), constrain):
+    tests = sum(len(r.conds) or 1 for r in rules)
+    limit = max(16, min(MAX_VECTORS, MAX_TESTS // max(1, tests)))
+    for args in _vectors(_candidates(rules), constrain, limit):
         yield args, evaluate(policy, token, nr, args)
 
 
