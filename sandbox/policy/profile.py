@@ -2,8 +2,9 @@
 
 ``load_profile`` reads a profile (a built-in name or a file), merges the
 profiles it extends (this file's rules first: first match wins), expands
-groups, and checks every name, action and condition, collecting all problems
-of all files before failing with a PolicyError.  The result is a ``Profile``;
+groups (both in ``sandbox.policy.expand``, each file and group once), and
+checks every name, action and condition, collecting all problems of all files
+before failing with a PolicyError.  The result is a ``Profile``;
 ``sandbox.policy.lower`` turns it into the per-architecture IR.
 """
 from __future__ import annotations
