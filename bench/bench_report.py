@@ -165,8 +165,29 @@ def compile_time(args, settings, state) -> Section:
         out.append([r["label"], t["sbx_from_yaml"], t["sbx"], t["lin"], t["tree"], ratio(t["sbx"], t["tree"])])
     sec.table(["profile", "sbx YAML->bytes", "sbx IR->bytes", "libseccomp lin", "libseccomp tree",
                "sbx/tree"], out)
-    sec.data = {"runs": settings.compile_runs, "ms": data}
+    sec.data = {"runs": settings.compile_runs, "ms": data, "generated": generated_profiles(sec, settings)}
     return sec
+
+
+def generated_profiles(sec: Section, settings) -> dict:
+    """Rows for bench_scale's generated profiles of 1k, 4k and 10k rules."""
+    import bench_scale
+    runs = 1 if settings.quick else 3
+    res = bench_scale.measure(bench_scale.SIZES, runs)
+    sec.text(f"Generated profiles (bench/bench_scale.py), median of {runs}, ms: load = read, parse "
+             "(PyYAML), resolve, lower; compile = code, optimize, verify, encode. 'mixed': every "
+             "kind of condition, past ~1,000 rules too large for the kernel (timed to the "
+             "positioned error); 'values': one value per rule, in runs (merged into ranges).")
+    rows = []
+    for shape, by_size in res.items():
+        for n, r in by_size.items():
+            size = f"{r['insns']} insns" if r["insns"] else "too large: " + r["error"].split(";")[0] \
+                .removeprefix("the filter is too large for the kernel: ")
+            rows.append([shape, n, round(r["yaml_bytes"] / 1024), r["load_ms"], r["compile_ms"],
+                         r["compile_ms"] * 1000 / n, size])
+    sec.table(["shape", "rules", "YAML KiB", "load ms", "compile ms", "compile us/rule", "program"],
+              rows, "lrrrrrl")
+    return res
 
 
 def startup(args, settings, state) -> Section:

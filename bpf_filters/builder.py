@@ -33,6 +33,11 @@ class Builder:
         self._aliases: dict[str, str] = {}
         self._fresh = 0
 
+    @property
+    def size(self) -> int:
+        """Items emitted so far (instructions, before long-jump fixes)."""
+        return len(self._items)
+
     def fresh(self, stem: str) -> str:
         self._fresh += 1
         return f"{stem}.{self._fresh}"
@@ -88,44 +93,60 @@ class Builder:
 
 
 def _layout(items: list[list]) -> list[I.Insn]:
-    """Turn absolute-target items into relative offsets, fixing long jumps."""
-    order = list(range(len(items)))         # node ids in program order
-    nodes = {i: items[i] for i in order}
+    """Turn absolute-target items into relative offsets, fixing long jumps.
+
+    One pass from the last instruction to the first, counting for each node
+    how many instructions follow it: a conditional jump's offset is then
+    known when the jump is placed, and one that cannot reach (over 255) goes
+    to the nearest trampoline for its target that it can reach, or to a new
+    one placed right after it (the jf one first).  A trampoline is a copy of
+    the target when that is a RET (no extra instruction executed), else a
+    ``ja`` (32-bit offset).  Trampolines are shared: a long list of values
+    whose matches all go to the same far RET gets one copy every 255
+    instructions, not one per jump.
+    """
+    nodes = {i: item for i, item in enumerate(items)}
     next_id = len(items)
-    while True:
-        pos = {nid: p for p, nid in enumerate(order)}
-        bad = None
-        for p, nid in enumerate(order):
-            node = nodes[nid]
-            if node[2] is None or node[0] == I.JMP | I.JA:
-                continue
-            for slot in (2, 3):
-                if pos[node[slot]] - p - 1 > 255:
-                    bad = (p, nid, slot)
-                    break
-            if bad:
-                break
-        if bad is None:
-            break
-        p, nid, slot = bad
-        target = nodes[nodes[nid][slot]]
-        if target[2] is None and target[0] & 0x07 == I.RET:
-            tramp = [target[0], target[1], None, None, target[4]]
-        else:
-            tramp = [I.JMP | I.JA, 0, nodes[nid][slot], nodes[nid][slot]]
-        nodes[next_id] = tramp
-        order.insert(p + 1, next_id)
-        nodes[nid][slot] = next_id
-        # the other branch, if it was the fall-through, now skips the trampoline
-        next_id += 1
-    pos = {nid: p for p, nid in enumerate(order)}
-    out = []
-    for p, nid in enumerate(order):
+    rev: list[int] = []                   # node ids, last instruction first
+    after: dict[int, int] = {}            # node id -> instructions after it
+    nearest: dict[int, int] = {}          # target id -> its trampoline closest above
+    for nid in reversed(range(len(items))):
         node = nodes[nid]
+        if node[2] is not None and node[0] != I.JMP | I.JA:
+            slots = {}
+            for _ in range(3):            # 0, 1 or 2 new trampolines; recount once each
+                here = len(rev) + len(set(slots.values()))
+                want = {s: node[s] for s in (3, 2)
+                        if here - after[nearest.get(node[s], node[s])] - 1 > 255}
+                if want == slots:
+                    break
+                slots = want
+            made: dict[int, int] = {}
+            for slot in (2, 3):           # placed last-first: the jf trampoline ends up first
+                target = slots.get(slot)
+                if target is None or target in made:
+                    continue
+                t = nodes[target]
+                if t[2] is None and t[0] & 0x07 == I.RET:
+                    tramp = [t[0], t[1], None, None, t[4]]
+                else:
+                    tramp = [I.JMP | I.JA, 0, target, target]
+                nodes[next_id] = tramp
+                after[next_id] = len(rev)
+                rev.append(next_id)
+                made[target] = nearest[target] = next_id
+                next_id += 1
+            for slot in (2, 3):
+                node[slot] = nearest.get(node[slot], node[slot])
+        after[nid] = len(rev)
+        rev.append(nid)
+    out = []
+    for nid in reversed(rev):
+        node, here = nodes[nid], after[nid]
         if node[2] is None:
             out.append(node[4])
         elif node[0] == I.JMP | I.JA:
-            out.append(I.Insn(node[0], 0, 0, pos[node[2]] - p - 1))
+            out.append(I.Insn(node[0], 0, 0, here - after[node[2]] - 1))
         else:
-            out.append(I.Insn(node[0], pos[node[2]] - p - 1, pos[node[3]] - p - 1, node[1]))
+            out.append(I.Insn(node[0], here - after[node[2]] - 1, here - after[node[3]] - 1, node[1]))
     return out

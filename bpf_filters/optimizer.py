@@ -76,7 +76,6 @@ def thread_jumps(order: list[int], nodes: dict[int, list]) -> bool:
 def drop_unreachable(order: list[int], nodes: dict[int, list]) -> bool:
     """Remove instructions no path reaches, and ``ja`` to the next instruction."""
     reach = set()
-    pos = {nid: p for p, nid in enumerate(order)}
     for p, nid in enumerate(order):
         if p == 0:
             reach.add(nid)
@@ -91,34 +90,43 @@ def drop_unreachable(order: list[int], nodes: dict[int, list]) -> bool:
     # a ja whose target is the next reachable instruction does nothing
     keep = [nid for nid in order if nid in reach]
     changed = len(keep) != len(order)
+    gone: dict[int, int] = {}
     for i, nid in enumerate(keep[:-1]):
         n = nodes[nid]
-        if _is_ja(n) and n[2] == keep[i + 1]:
-            _redirect(nodes, keep, nid, keep[i + 1])
-            keep[i] = None
+        if _is_ja(n) and _resolve(gone, n[2]) == keep[i + 1]:
+            gone[nid] = keep[i + 1]
             changed = True
-    order[:] = [nid for nid in keep if nid is not None]
-    del pos
+    if gone:
+        order[:] = [nid for nid in keep if nid not in gone]
+        _redirect(nodes, order, gone)
+    else:
+        order[:] = keep
     return changed
 
 
-def _redirect(nodes, order, old: int, new: int) -> None:
+def _resolve(gone: dict[int, int], nid: int) -> int:
+    """Where a jump to *nid* goes once the nodes in *gone* (node -> its successor) are dropped."""
+    path = []
+    while nid in gone:
+        path.append(nid)
+        nid = gone[nid]
+    for p in path:               # path compression: each chain is walked once
+        gone[p] = nid
+    return nid
+
+
+def _redirect(nodes, order, gone: dict[int, int]) -> None:
+    """Retarget every jump of *order* away from the dropped nodes, in one pass."""
     for nid in order:
-        if nid is None:
-            continue
         n = nodes[nid]
         if n[2] is not None:
-            if n[2] == old:
-                n[2] = new
-            if n[3] == old:
-                n[3] = new
+            n[2] = _resolve(gone, n[2])
+            n[3] = _resolve(gone, n[3])
 
 
 def drop_redundant_loads(order: list[int], nodes: dict[int, list]) -> bool:
     """Drop ``ld [k]`` where the accumulator already holds [k] on every incoming path."""
     unknown = object()
-    state: dict[int, object] = {}
-    pos = {nid: p for p, nid in enumerate(order)}
     preds_seen: dict[int, object] = {}
 
     def meet(nid, val):
@@ -127,7 +135,7 @@ def drop_redundant_loads(order: list[int], nodes: dict[int, list]) -> bool:
         elif preds_seen[nid] != val:
             preds_seen[nid] = unknown
 
-    redundant = []
+    gone: dict[int, int] = {}
     ld_abs = I.LD | I.W | I.ABS
     for p, nid in enumerate(order):
         a_in = preds_seen.get(nid, unknown) if p else unknown
@@ -137,7 +145,7 @@ def drop_redundant_loads(order: list[int], nodes: dict[int, list]) -> bool:
             code = n[0]
             if code == ld_abs:
                 if a_in == n[1]:
-                    redundant.append(nid)
+                    gone[nid] = order[p + 1]     # a load is never last: programs end in RET
                 a_out = n[1]
             elif code & 0x07 in (I.LD, I.ALU) or code == I.MISC | I.TXA:
                 a_out = unknown
@@ -146,15 +154,10 @@ def drop_redundant_loads(order: list[int], nodes: dict[int, list]) -> bool:
         else:
             meet(n[2], a_out)
             meet(n[3], a_out)
-        state[nid] = a_out
-    if not redundant:
+    if not gone:
         return False
-    for nid in redundant:
-        p = pos[nid]
-        nxt = order[p + 1]
-        _redirect(nodes, order, nid, nxt)
-    gone = set(redundant)
     order[:] = [nid for nid in order if nid not in gone]
+    _redirect(nodes, order, gone)
     return True
 
 

@@ -38,6 +38,11 @@ RANK = {"error": 3, "warning": 2, "note": 1, "info": 0}
 PENALTY = {"error": 30, "warning": 10, "note": 2, "info": 0}
 EXPOSURE_WEIGHT = 20
 MAX_VECTORS = 20000                                          # argument vectors tried per syscall
+# ... and at most this many condition tests per syscall and question: a syscall with
+# thousands of rules gets fewer vectors, so a crafted profile cannot make a check take
+# hours (10,000 two-condition rules on ioctl took 5.7 min).  Real profiles need at
+# most ~8,000 (build's socket: 588 vectors x 14); never fewer than 16 vectors.
+MAX_TESTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,9 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "static analysis over-approximates, so the program may never need it.",
      "merge a trace of the program's real work (sbx trace --merge); drop the name if it never "
      "appears"),
+    ("SBX145", "too-large", "error", "The filter is too large for the kernel",
+     "The compiled program has more instructions than the kernel accepts (4,096): sbx run, "
+     "compile and explain refuse the profile."),
     ("SBX150", "no-filesystem", "note", "The profile says nothing about files",
      "Without a filesystem: section the command reads and writes every file its user can: SSH "
      "keys, shell start-up files, the profile itself; the syscall filter cannot tell one path from "
@@ -253,7 +261,8 @@ def _candidates(rules) -> dict[int, set[int]]:
 Constraint = dict[int, Callable[[set[int]], set[int]]]
 
 
-def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None) -> Iterator[tuple[int, ...]]:
+def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None,
+             limit: int = MAX_VECTORS) -> Iterator[tuple[int, ...]]:
     cands = {i: set(v) for i, v in per_arg.items()}
     for i, f in (constrain or {}).items():
         cands[i] = f(cands.get(i, {0}))
@@ -267,12 +276,12 @@ def _vectors(per_arg: dict[int, set[int]], constrain: Constraint | None) -> Iter
             args[i] = v
         return tuple(args)
 
-    if total <= MAX_VECTORS:
+    if total <= limit:
         for combo in itertools.product(*lists):
             yield vec(combo)
         return
     rng = random.Random(0)          # deterministic sample when the product is too large
-    for _ in range(MAX_VECTORS):
+    for _ in range(limit):
         yield vec([rng.choice(x) for x in lists])
 
 
@@ -282,7 +291,9 @@ def decisions(policy: Policy, arch: str, nr: int, constrain: Constraint | None =
     ap = policy.arch(arch)
     rules = ap.rules.get(nr, ()) if ap else ()
     token = syscalls.AUDIT_ARCH[arch]
-    for args in _vectors(_candidates(rules), constrain):
+    tests = sum(len(r.conds) or 1 for r in rules)
+    limit = max(16, min(MAX_VECTORS, MAX_TESTS // max(1, tests)))
+    for args in _vectors(_candidates(rules), constrain, limit):
         yield args, evaluate(policy, token, nr, args)
 
 
@@ -621,16 +632,16 @@ def check_shadowing(ctx: _Ctx) -> None:
         if arch not in g["arches"]:
             g["arches"].append(arch)
 
+    # a name written twice in one rule is loaded once (policy.expand); the rule keeps the repeats
+    twice = {key: {n for n, _ in spec.twice} for key, spec in ctx.specs.items() if spec.twice}
     for ap in ctx.policy.arches:
         table = syscalls.table(ap.arch)
         for nr, rules in ap.rules.items():
             name = table.name(nr)
-            seen = []
             for r in rules:
-                if r.origin in seen:
-                    add("SBX135", r.origin, r.origin, name, ap.arch)
-                else:
-                    seen.append(r.origin)
+                o = r.origin
+                if o is not None and name in twice.get((o.file, o.line, o.col), ()):
+                    add("SBX135", o, o, name, ap.arch)
             first = next((r for r in rules if not r.conds), None)
             if first is None:
                 continue
@@ -708,10 +719,23 @@ def check_static_only(ctx: _Ctx) -> None:
                                        names=[name]))
 
 
+# --------------------------------------------------------------------------- size
+
+def check_size(ctx: _Ctx) -> None:
+    """Compile the policy as ``sbx run`` does: a program over the kernel's limit is refused."""
+    from bpf_filters.compiler import ProgramTooLarge, compile_policy
+    from .policy import too_large
+    try:
+        compile_policy(ctx.policy)
+    except ProgramTooLarge as err:
+        d = too_large(err, ctx.profile)
+        ctx.out.append(finding("SBX145", d.pos, d.message, d.hint, d.notes, arches=err.arches))
+
+
 # --------------------------------------------------------------------------- driver
 
 CHECKERS = (check_dangerous, check_default_and_abis, check_unknown_and_kill_thread, check_clone3,
-            check_probed, check_pointers, check_shadowing, check_names, check_static_only,
+            check_probed, check_pointers, check_shadowing, check_names, check_static_only, check_size,
             *checks_layers.CHECKERS)
 
 

@@ -69,9 +69,11 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
             except ValueError:
                 pass                      # a damaged entry: compile and replace it
     from .policy import build_filter, load_profile
+    from .policy.launch import require_launchable
     from .policy.profile import confinement
     prof = load_profile(ref)
     flt = build_filter(prof, native=native, mode=mode)
+    require_launchable(flt, prof, native)       # before caching: a cached filter passed
     prog = flt.encode()
     spec = confinement(prof)
     if use_cache:

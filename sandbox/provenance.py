@@ -9,7 +9,7 @@ merges both marks every name with one of three tags:
     # both: 12 calls; libc.so.6 read ← main   both
 
 The writer (``sandbox.trace``) and its reader (``observed_from_profile``) and
-``sbx check`` (SBX140) use these two functions only, so the format lives here.
+``sbx check`` (SBX144) use these two functions only, so the format lives here.
 """
 from __future__ import annotations
 

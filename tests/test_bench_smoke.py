@@ -40,6 +40,13 @@ def test_quick_run_writes_a_table_and_json_for_sections_1_to_3(tmp_path):
             assert stats["insns"] > 0 and stats["mean"] > 0 and stats["weighted"] > 0, (label, prog)
     times = data["sections"]["3"]["ms"]
     assert set(times) == PROFILES
+    generated = data["sections"]["3"]["generated"]
+    for shape in ("mixed", "values"):
+        assert sorted(map(int, generated[shape])) == [1000, 4000, 10000]
+        for row in generated[shape].values():
+            assert row["compile_ms"] > 0 and (row["insns"] or "too large" in row["error"])
+    assert all(row["insns"] for row in generated["values"].values()), "one-value rules merge and fit"
+    assert "| mixed  |  1000 |" in text
     assert mix.read_bytes() == MIX.read_bytes()
 
 

@@ -7,14 +7,14 @@ changes a decision; every arg-free allow is cacheable by the kernel.
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bpf_filters.compiler import check_cacheable, compile_policy
+from bpf_filters.compiler import DP_MAX_RANGES, check_cacheable, compile_policy, token_ranges
 from bpf_filters.disasm import disassemble
 from bpf_filters.interp import SeccompData, run
 from bpf_filters.ir import evaluate
 from bpf_filters.syscalls import AUDIT_ARCH
 from bpf_filters.verifier import verify
 
-from tests.policies import arg_vectors, numbers, policies
+from tests.policies import EDGE_NRS, arg_vectors, edge_vectors, large_policies, numbers, policies
 
 TOKENS = {"x86_64": AUDIT_ARCH["x86_64"], "i386": AUDIT_ARCH["i386"], "unknown": 0xC00000F3}
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -80,3 +80,64 @@ def test_bad_arch_and_x32_are_separate_from_the_default(policy, nr):
     # every number with the x32 bit and above is the x32 half: bad_arch without x32
     if nr >= 0x40000000:
         assert run(flt.insns, SeccompData(nr, AUDIT_ARCH["x86_64"])).value == policy.bad_arch.ret
+
+
+LARGE = settings(max_examples=20, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def check_large_agrees(policy, flt) -> int:
+    """Every number of the table and the edges, with vectors at the ends of every run of
+    compared values, through the interpreter against the policy's meaning."""
+    points = 0
+    token = AUDIT_ARCH["x86_64"]
+    for arch_name in [ap.arch for ap in policy.arches]:
+        base = 0x40000000 if arch_name == "x32" else 0
+        for nr in [base | n for n in range(0, 600)] + EDGE_NRS:
+            for args in edge_vectors(policy, nr, arch_name):
+                want = evaluate(policy, token, nr, args).action.ret
+                got = run(flt.insns, SeccompData(nr, token, args), trace=False).value
+                assert got == want, (f"{arch_name} nr={nr:#x} args={[hex(a) for a in args]}: "
+                                     f"program {got:#x}, policy {want:#x}")
+                points += 1
+    return points
+
+
+@LARGE
+@given(large_policies())
+def test_large_policy_beyond_the_dp_bound_compiles_to_its_meaning(policy):
+    ranges = token_ranges(policy, AUDIT_ARCH["x86_64"])
+    assert len(ranges) > DP_MAX_RANGES, "the weight-balanced tree is the one under test"
+    flt = compile_policy(policy)
+    verify(flt.insns)
+    assert check_cacheable(flt.insns, policy) == []
+    assert check_large_agrees(policy, flt) > 600
+
+
+@LARGE
+@given(large_policies())
+def test_large_policy_optimized_equals_unoptimized(policy):
+    opt = compile_policy(policy, optimize_program=True)
+    raw = compile_policy(policy, optimize_program=False)
+    assert len(opt.insns) <= len(raw.insns)
+    token = AUDIT_ARCH["x86_64"]
+    for ap in policy.arches:
+        base = 0x40000000 if ap.arch == "x32" else 0
+        for nr in sorted(ap.rules):
+            for args in edge_vectors(policy, nr, ap.arch):
+                data = SeccompData(base | nr if nr < 0x40000000 else nr, token, args)
+                assert run(opt.insns, data, trace=False).value == run(raw.insns, data, trace=False).value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=60), st.integers(0, 2**32 - 1))
+def test_a_set_of_runs_is_decided_exactly(values, probe):
+    """`arg0 in S` for S built from runs, at every run end, one outside, and a random point."""
+    from bpf_filters.ir import M32, Action, ArchPolicy, Cond, Policy, Rule
+    vals = sorted({(v + i) & M32 for v in values[:8] for i in range(values[-1] % 5 + 1)} | set(values))
+    rule = Rule(Action("allow"), (Cond(0, "in", tuple(vals), M32, 32),))
+    policy = Policy([ArchPolicy("x86_64", {0: (rule,)}, frozenset({0}))], Action("errno", 1))
+    flt = compile_policy(policy)
+    for a in {probe} | {(v + d) & M32 for v in vals for d in (-1, 0, 1)}:
+        want = 0x7FFF0000 if a in vals else 0x50001
+        assert flt.run(AUDIT_ARCH["x86_64"], 0, (a, 0, 0, 0, 0, 0)).value == want, hex(a)

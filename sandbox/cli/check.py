@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import click
 
-from ..policy.diagnostics import Diagnostic, PolicyError
+from ..policy.diagnostics import Diagnostic, PolicyError, render_list
 from .common import EXIT_BAD_INPUT, native, say, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
@@ -39,7 +39,7 @@ def is_group_file(ref: str) -> bool:
     try:
         with open(ref, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return False             # the profile loader reports it with its position
     return isinstance(doc, dict) and "groups" in doc and not {"name", "rules", "default", "extends"} & set(doc)
 
@@ -55,7 +55,7 @@ def _load(ref: str, native: str, errors: list, err_out: list[str]):
         for d in e.diagnostics:
             if d.severity == "error":
                 errors.append((ref, d))
-        err_out.append("\n".join(shown(d).format(sources) for d in e.diagnostics) +
+        err_out.append(render_list([shown(d) for d in e.diagnostics], sources) +
                        f"\nsbx check: {ref}: the profile does not load")
         return None
 

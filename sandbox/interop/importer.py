@@ -124,11 +124,36 @@ class _Json:
         return [(s, n) for n in node.value if (s := self.string(n, what)) is not None]
 
 
+MAX_NESTING = 64           # a seccomp profile nests 5 deep (syscalls, an entry, args, a comparison)
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(file: str, text: str) -> Diagnostic:
+    """Where *text* first nests deeper than MAX_NESTING: json and PyYAML's composer
+    recurse once per level, and fail (RecursionError) long before memory does."""
+    depth = 0
+    for m in _JSON_NESTING.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+                return Diagnostic(Position(file, line, col), f"the JSON nests more than {MAX_NESTING} "
+                                  "levels deep: not a seccomp profile")
+        elif tok in "]}":
+            depth -= 1
+    return Diagnostic(Position(file, 1, 1), "the JSON nests too deeply: not a seccomp profile")
+
+
 def _compose(file: str, text: str, j: _Json):
     try:
         json.loads(text)
     except json.JSONDecodeError as err:
         j.diags.append(Diagnostic(Position(file, err.lineno, err.colno), f"invalid JSON: {err.msg}"))
+        return None
+    except RecursionError:
+        j.diags.append(_too_deep(file, text))
         return None
     # JSON is YAML, except that YAML forbids tabs as indentation; a tab is one column either way
     try:
@@ -137,6 +162,9 @@ def _compose(file: str, text: str, j: _Json):
         mark = err.problem_mark or err.context_mark
         j.diags.append(Diagnostic(Position(file, mark.line + 1, mark.column + 1) if mark else None,
                                   f"cannot read this JSON: {err.problem or err.context}"))
+        return None
+    except RecursionError:
+        j.diags.append(_too_deep(file, text))
         return None
     return node if node is not None and j.expect(node, "object", "a seccomp profile") else None
 
@@ -324,13 +352,18 @@ def _as_libseccomp(j: _Json, rules: list[ImportedRule], default: Action) -> list
         for arg, op, value, mask in r.conds:
             region = bdd.both(region, bdd.compare(arg, op, value, 64, mask))
         for n in r.names:
-            for other, oregion in regions.get(n, []):
-                if other.action != r.action and bdd.both(region, oregion):
-                    j.diags.append(Diagnostic(Position(j.file, r.line, 1), f"{n}: arguments matched by this "
-                                              f"entry and by line {other.line} get different actions; "
-                                              "libseccomp's choice does not follow file order, sbx's does",
-                                              "warning"))
-            regions.setdefault(n, []).append((r, region))
+            # the union of earlier regions per action finds an overlap in one step; only
+            # then are the earlier entries searched (one by one they made this quadratic)
+            earlier, unions = regions.setdefault(n, ([], {}))
+            if any(a != r.action and bdd.both(region, u) for a, u in unions.items()):
+                for other, oregion in earlier:
+                    if other.action != r.action and bdd.both(region, oregion):
+                        j.diags.append(Diagnostic(Position(j.file, r.line, 1), f"{n}: arguments matched by "
+                                                  f"this entry and by line {other.line} get different "
+                                                  "actions; libseccomp's choice does not follow file "
+                                                  "order, sbx's does", "warning"))
+            earlier.append((r, region))
+            unions[r.action] = bdd.either(unions.get(r.action, 0), region)
     return [r for r in out if r.names]
 
 

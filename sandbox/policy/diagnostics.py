@@ -43,12 +43,31 @@ class Diagnostic:
         if self.pos and sources and self.pos.file in sources:
             lines = sources[self.pos.file]
             if 1 <= self.pos.line <= len(lines):
-                text = lines[self.pos.line - 1].rstrip("\n")
+                text, col = _window(lines[self.pos.line - 1].rstrip("\n"), self.pos.col)
                 out.append(f"  {text}")
-                out.append("  " + " " * (self.pos.col - 1) + "^" + "~" * max(0, self.pos.length - 1))
+                width = max(1, min(self.pos.length, len(text) - col + 1))
+                out.append("  " + " " * (col - 1) + "^" + "~" * (width - 1))
         for n in self.notes:
             out.append(n.format(sources))
         return "\n".join(out)
+
+
+SHOWN = 100          # at most this much of a source line is quoted under a message
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """*text* cut to SHOWN characters around column *col* (1-based), and the column in it:
+    a crafted one-line profile must not flood the terminal."""
+    if len(text) <= SHOWN:
+        return text, col
+    start = max(0, min(col - 1 - SHOWN // 2, len(text) - SHOWN))
+    shown = text[start:start + SHOWN]
+    col -= start
+    if start:
+        shown, col = "..." + shown, col + 3
+    if start + SHOWN < len(text):
+        shown += "..."
+    return shown, col
 
 
 class PolicyError(SbxError):
@@ -63,8 +82,19 @@ class PolicyError(SbxError):
 
     def render(self) -> str:
         errors = [d for d in self.diagnostics if d.severity == "error"]
-        body = "\n".join(d.format(self.sources) for d in self.diagnostics)
-        return f"{body}\n{len(errors)} error{'s' if len(errors) != 1 else ''} in profile"
+        return f"{render_list(self.diagnostics, self.sources)}\n" \
+               f"{len(errors)} error{'s' if len(errors) != 1 else ''} in profile"
+
+
+MAX_SHOWN = 20       # diagnostics printed for one profile; a crafted one may have thousands
+
+
+def render_list(diags: list[Diagnostic], sources: dict | None) -> str:
+    """The first MAX_SHOWN diagnostics, then how many more there are."""
+    body = "\n".join(d.format(sources) for d in diags[:MAX_SHOWN])
+    if len(diags) > MAX_SHOWN:
+        body += f"\n... and {len(diags) - MAX_SHOWN} more (fix these first)"
+    return body
 
 
 def _edits(a: str, b: str) -> int:

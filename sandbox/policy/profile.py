@@ -2,8 +2,9 @@
 
 ``load_profile`` reads a profile (a built-in name or a file), merges the
 profiles it extends (this file's rules first: first match wins), expands
-groups, and checks every name, action and condition, collecting all problems
-of all files before failing with a PolicyError.  The result is a ``Profile``;
+groups (both in ``sandbox.policy.expand``, each file and group once), and
+checks every name, action and condition, collecting all problems of all files
+before failing with a PolicyError.  The result is a ``Profile``;
 ``sandbox.policy.lower`` turns it into the per-architecture IR.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bpf_filters.ir import Action, Origin
 from . import constants
 from .conditions import CondSpec, parse_condition
 from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
+from .expand import expand_groups, redefined, resolve_extends
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
             "baseline", "rules", "groups", "capabilities", "scope", "landlock", "filesystem", "network")
@@ -48,6 +50,7 @@ class RuleSpec:
     pos: Position
     text: str
     comment: str | None = None
+    twice: list[tuple[str, Position]] = field(default_factory=list)   # names repeated in the rule
 
     @property
     def origin(self) -> Origin:
@@ -82,6 +85,9 @@ class Profile:
     fs: list | None = None          # [(word, path template, Position)] of filesystem: sections
     net: dict | None = None         # {"bind"|"connect": "any" | [(port template, Position)]}
     baseline: Setting = field(default_factory=lambda: Setting(None, None))  # "5.10": see baseline_spec
+    base_refs: list = field(default_factory=list)      # this file's extends: [(ref, Position)]
+    fs_inherit: bool = True         # filesystem: {inherit: false} stops the bases' entries
+    net_inherit: bool = True
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -164,6 +170,10 @@ class _Reader:
         except yaml.YAMLError as err:
             self.error(Position(file, 1, 1), f"invalid YAML: {err}")
             return None
+        except RecursionError:          # PyYAML's composer recurses once per level of nesting
+            self.error(_too_deep(file, text), f"the YAML nests more than {MAX_NESTING} levels deep",
+                       hint="a profile needs four: rules, a rule, its conditions")
+            return None
         if node is None:
             self.error(Position(file, 1, 1), "empty profile")
             return None
@@ -236,7 +246,25 @@ class _Reader:
         return Action(kind)
 
 
-_GROUPS_CACHE: dict[str, dict] = {}
+MAX_NESTING = 64
+
+
+def _too_deep(file: str, text: str) -> Position:
+    """Where *text* first nests deeper than MAX_NESTING (PyYAML's parser, unlike
+    its composer, does not recurse)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    m = event.start_mark
+                    return Position(file, m.line + 1, m.column + 1)
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return Position(file, 1, 1)
 
 
 def _load_groups(reader: _Reader, path: Path) -> dict[str, tuple[list[tuple[str, Position]], Position]]:
@@ -301,7 +329,8 @@ def _read_rules(reader: _Reader, file: str, node: yaml.Node) -> list[RuleSpec]:
     return out
 
 
-def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
+def _read_file(reader: _Reader, path: Path) -> Profile | None:
+    """One file as written: its bases are merged by ``expand.resolve_extends``."""
     file = str(path)
     node = reader.compose(path)
     if node is None:
@@ -351,11 +380,10 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
         prof.landlock = setting("landlock", parse_mode)
     if "scope" in top:
         prof.scope = _read_scope(reader, file, top["scope"][1])
-    fs_inherit = net_inherit = True
     if "filesystem" in top:
-        prof.fs, fs_inherit = _read_fs(reader, file, top["filesystem"][1])
+        prof.fs, prof.fs_inherit = _read_fs(reader, file, top["filesystem"][1])
     if "network" in top:
-        prof.net, net_inherit = _read_net(reader, file, top["network"][1])
+        prof.net, prof.net_inherit = _read_net(reader, file, top["network"][1])
     if "groups" in top:
         gnode = top["groups"][1]
         if isinstance(gnode, yaml.MappingNode):
@@ -363,41 +391,8 @@ def _read_file(reader: _Reader, path: Path, chain: list[str]) -> Profile | None:
                                  for k, (kn, v) in reader.mapping(file, gnode, None).items()}
         else:
             reader.error(reader.pos(file, gnode), "groups must be a mapping of name: [syscalls]")
-    for ref, rpos in (reader.words(file, top["extends"][1], "extends") if "extends" in top else []):
-        base_path = find_profile(ref, path.parent)
-        if base_path is None:
-            reader.error(rpos, f"unknown profile '{ref}' in extends", did_you_mean(ref, builtin_names()))
-            continue
-        key = str(base_path.resolve())
-        if key in chain:
-            reader.error(rpos, f"profile '{ref}' extends itself (cycle: {' -> '.join(chain + [key])})")
-            continue
-        base = _read_file(reader, base_path, chain + [key])
-        if base is None:
-            continue
-        prof.extends.append(base.name)
-        prof.rules = prof.rules + base.rules
-        for attr in ("default", "unknown", "bad_arch", "arches", "baseline", "capabilities",
-                     "landlock"):
-            if getattr(prof, attr).value is None and getattr(base, attr).value is not None:
-                setattr(prof, attr, getattr(base, attr))
-        for key, val in base.scope.items():
-            prof.scope.setdefault(key, val)
-        if base.fs is not None and (prof.fs is None or fs_inherit):
-            prof.fs = (prof.fs or []) + base.fs            # this file's entries first
-        if base.net is not None and (prof.net is None or net_inherit):
-            mine = prof.net or {}
-            for key, val in base.net.items():
-                if key not in mine:
-                    mine[key] = val
-                elif mine[key] != "any" and val != "any":
-                    mine[key] = mine[key] + val
-            prof.net = mine
-        for g, val in base.local_groups.items():
-            if g in prof.local_groups:
-                _redefined(reader, g, prof.local_groups[g][1], val[1])
-            else:
-                prof.local_groups[g] = val
+    if "extends" in top:
+        prof.base_refs = reader.words(file, top["extends"][1], "extends")
     return prof
 
 
@@ -410,17 +405,17 @@ def load_profile(ref: str | Path) -> Profile:
         raise PolicyError([Diagnostic(None, f"no profile '{ref}' (built-in profiles: {names}; "
                                             "or give a path to a .yaml file)", hint=hint)])
     reader = _Reader()
-    prof = _read_file(reader, path, [str(path.resolve())])
+    prof, complete = resolve_extends(reader, path, lambda p: _read_file(reader, p), find_profile)
     groups_path = builtin_dir() / "groups.yaml"
     groups = _load_groups(reader, groups_path) if groups_path.is_file() else {}
     if prof is not None:
         for g, (_members, gpos) in prof.local_groups.items():
             if g in groups:
-                _redefined(reader, g, gpos, groups[g][1])
+                redefined(reader, g, gpos, groups[g][1])
         groups = {**groups, **{g: v for g, v in prof.local_groups.items() if g not in groups}}
-        _expand(reader, prof, groups)
+        expand_groups(reader, prof.rules, groups, syscalls.all_names())
         _check_widths(reader, prof)
-        if prof.default.value is None and prof.default.pos is None:
+        if prof.default.value is None and prof.default.pos is None and complete:
             reader.error(Position(prof.path, 1, 1), "profile has no 'default' action (neither it nor the profiles it extends set one)")
         _apply_defaults(prof)
     unique: dict[tuple, Diagnostic] = {}
@@ -435,14 +430,6 @@ def load_profile(ref: str | Path) -> Profile:
     prof.files, prof.sources, prof.digests = reader.files, reader.sources, reader.digests
     prof.warnings = [d for d in reader.diags if d.severity != "error"]
     return prof
-
-
-def _redefined(reader: _Reader, group: str, pos: Position, first: Position) -> None:
-    """A group name may be defined once: a profile that redefined a group used by
-    a profile it extends would silently change what that profile's rules mean."""
-    reader.error(pos, f"group '@{group}' is already defined; a profile cannot redefine a group "
-                      "that other profiles' rules use", hint="give the group a new name",
-                 notes=[Diagnostic(first, "first defined here", severity="note")])
 
 
 ENOSYS = Action("errno", 38)
@@ -641,36 +628,6 @@ def _apply_defaults(prof: Profile) -> None:
         prof.bad_arch = Setting(Action("kill-process"), None)
     if prof.arches.value is None:
         prof.arches = Setting(["native"], None)
-
-
-def _expand(reader: _Reader, prof: Profile, groups) -> None:
-    """Replace @group references by syscall names; check every name exists somewhere."""
-    known = syscalls.all_names()
-
-    def expand(name: str, pos: Position, seen: tuple) -> list[tuple[str, Position]]:
-        if not name.startswith("@"):
-            if name not in known:
-                reader.error(pos, f"unknown syscall '{name}'", did_you_mean(name, known))
-                return []
-            return [(name, pos)]
-        g = name[1:]
-        if g not in groups:
-            reader.error(pos, f"unknown group '{name}'", did_you_mean(g, groups) and
-                         "did you mean '@" + did_you_mean(g, groups).split("'")[1] + "'?")
-            return []
-        if g in seen:
-            reader.error(pos, f"group '{name}' includes itself")
-            return []
-        out = []
-        for member, mpos in groups[g][0]:
-            out.extend((n, pos) for n, _ in expand(member, mpos, seen + (g,)))
-        return out
-
-    for rule in prof.rules:
-        names = []
-        for n, p in rule.names:
-            names.extend(expand(n, p, ()))
-        rule.names = names
 
 
 def _check_widths(reader: _Reader, prof: Profile) -> None:

@@ -32,7 +32,7 @@ from tests.conftest import need
 from tests.kernel.probe import (SECCOMP_BYPASS_X86_64, Point, Probe, kernel_outcome,
                                 unsafe_returns)
 from tests.kernel.probe import int80_fixture, probe_fixture  # noqa: F401  (fixtures)
-from tests.policies import BOUNDARY64, arg_vectors, policies
+from tests.policies import BOUNDARY64, arg_vectors, edge_vectors, large_policies, policies
 
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
@@ -188,3 +188,24 @@ def test_random_policy_agrees_with_interpreter(int80, policy):
     prog = compile_policy(policy).insns
     n = compare(int80, prog, random_points(policy), policy)
     print(f"random policy: {n} points agree, {len(prog)} insns")
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(policy=large_policies())
+def test_large_random_policy_agrees_with_interpreter(int80, policy):
+    """Past the optimal tree's bound, merged rule chains, sets compiled as ranges,
+    shared long-jump trampolines: the kernel decides as the interpreter does."""
+    policy = defang(policy)
+    prog = compile_policy(policy).insns
+    pts = random_points(policy)
+    for ap in policy.arches:
+        base = X32_SYSCALL_BIT if ap.arch == "x32" else 0
+        for nr, rules in sorted(ap.rules.items()):
+            if any(r.conds for r in rules):
+                n = nr if nr >= X32_SYSCALL_BIT else base | nr
+                pts += [Point(64, n, v) for v in edge_vectors(policy, nr, ap.arch)]
+        pts += [Point(64, base | nr) for nr in range(0, 600, 7)]
+    pts = [p for p in dict.fromkeys(pts) if not (p.mode == 64 and p.nr in SECCOMP_BYPASS_X86_64)]
+    n = compare(int80, prog, pts, policy)
+    print(f"large random policy: {n} points agree, {len(prog)} insns")
