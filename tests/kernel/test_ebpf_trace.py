@@ -91,7 +91,8 @@ def test_trace_counts_calls_and_argument_values_of_the_tracked_tree(tracer):
     clone_flags = x86_64(values, CLONE, 0)
     assert any(flags & 0xFF == 17 for flags in clone_flags)        # fork: SIGCHLD
     assert calls[("x86_64", CLONE3)] >= 1       # glibc's pthread_create: flags in memory
-    assert tracer.counters()["map_full"] == {"denials": 0, "calls": 0, "args": 0, "tasks": 0}
+    assert tracer.counters()["map_full"] == {"denials": 0, "calls": 0, "args": 0, "tasks": 0,
+                                             "ports": 0}
 
 
 def test_trace_counts_i386_calls_under_their_own_arch(tracer):
