@@ -198,26 +198,26 @@ class FileLog:
             path = os.fsdecode(raw)
             if intent in _PARENT:
                 target = real.parent(path)
-                if intent == "create-file" and _special(target):
-                    continue
+                if intent == "create-file" and real.full(path)[1] not in (None, stat.S_IFREG):
+                    continue                    # a device, FIFO ...: O_CREAT made none of them
                 word = {"create": "write", "create-file": "write", "remove": "write",
                         "device": "make-device", "refer": "refer"}[intent]
                 _count(out.words, word, os.path.dirname(target) or "/", n)
                 if intent in ("create", "create-file", "device"):
                     out.created.add(target)
                 continue
-            target = real.full(path)
-            if intent == "read" and os.path.isdir(target):
+            target, kind = real.full(path)
+            if intent == "read" and kind == stat.S_IFDIR:
                 intent = "list"
             word = {"read-beneath": "read", "exec-beneath": "exec", "write-in": "write"}.get(
                 intent, intent)
             _count(out.words, word, target, n)
             if intent == "exec":                # Landlock checks an exec as an open for both
-                for program in [target] + [real.full(i) for i in interpreters(target)]:
+                for program in [target] + [real.full(i)[0] for i in interpreters(target)]:
                     _count(out.words, "read", program, n)
                     _count(out.words, "exec", program, n)
         for a, b in sorted(self.moves):
-            out.moves.add((real.full(os.fsdecode(a)), real.full(os.fsdecode(b))))
+            out.moves.add((real.full(os.fsdecode(a))[0], real.full(os.fsdecode(b))[0]))
         if self.cut:
             out.notes.append(f"{self.cut} paths were longer than {PATH_LIMIT} bytes: their "
                              "rules are on the deepest directory of what was read")
@@ -228,24 +228,30 @@ class FileLog:
         return out
 
 
-def _special(path: str) -> bool:
-    """Is *path* something other than a regular file (what O_CREAT makes)?"""
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 def _count(words: dict, word: str, path: str, n: int) -> None:
     words[(word, path)] = words.get((word, path), 0) + n
 
 
 class _Resolver:
-    """realpath with a cache of directories; /proc and /dev/fd stay as written
-    (resolving them here would name sbx's own process, not the traced one)."""
+    """realpath for many paths: one lstat per name not seen before, directories
+    cached; /proc and /dev/fd stay as written (resolving them here would name
+    sbx's own process, not the traced one)."""
 
     def __init__(self) -> None:
-        self._dirs: dict[str, str] = {}
+        self._dirs: dict[str, str] = {"/": "/"}
+
+    def directory(self, path: str) -> str:
+        real = self._dirs.get(path)
+        if real is None:
+            head, tail = os.path.split(path)
+            if tail in ("", ".", "..") or head == path:
+                real = os.path.realpath(path)
+            else:
+                real = os.path.join(self.directory(head), tail)
+                if os.path.islink(real):
+                    real = os.path.realpath(real)
+            self._dirs[path] = real
+        return real
 
     def parent(self, path: str) -> str:
         """*path* with its directory resolved, its last name kept (not followed)."""
@@ -253,16 +259,20 @@ class _Resolver:
             return os.path.normpath(path)
         head, tail = os.path.split(path)
         if tail in ("", ".", ".."):
-            return os.path.realpath(path)
-        d = self._dirs.get(head)
-        if d is None:
-            d = self._dirs[head] = os.path.realpath(head)
-        return os.path.join(d, tail)
+            return self.directory(path)
+        return os.path.join(self.directory(head), tail)
 
-    def full(self, path: str) -> str:
-        """*path* resolved, its last name followed if it is a symbolic link."""
+    def full(self, path: str) -> tuple[str, int | None]:
+        """*path* resolved (its last name followed) and its file type, None if gone."""
         p = self.parent(path)
-        return os.path.realpath(p) if not path.startswith(_LEXICAL) and os.path.islink(p) else p
+        try:
+            mode = os.lstat(p).st_mode
+            if stat.S_ISLNK(mode) and not path.startswith(_LEXICAL):
+                p = os.path.realpath(p)
+                mode = os.stat(p).st_mode
+        except OSError:
+            return p, None
+        return p, stat.S_IFMT(mode)
 
 
 _PT_INTERP = 3

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .confine import ANY, RIGHT_WORDS, exec_roots
 
@@ -117,12 +118,18 @@ def places_for(env: dict, cwd: str, exe: str | None) -> Places:
 
 
 def secret_templates() -> list[str]:
-    """What the built-in profiles deny (their filesystem deny: entries)."""
-    from .policy import builtin_names, load_profile
+    """What the built-in profiles deny (the deny: entries of their filesystem
+    sections; read from the YAML directly, as loading them whole takes ~0.3 s)."""
+    import yaml
+    from .paths import builtin_dir
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: set[str] = set()
-    for name in builtin_names():
-        prof = load_profile(name)
-        out.update(text for word, text, _pos in prof.fs or () if word == "deny")
+    for path in sorted(Path(builtin_dir()).glob("*.yaml")):
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        section = data.get("filesystem") if isinstance(data, dict) else None
+        denied = section.get("deny", []) if isinstance(section, dict) else []
+        out.update(d for d in (denied if isinstance(denied, list) else [denied])
+                   if isinstance(d, str))
     return sorted(out)
 
 

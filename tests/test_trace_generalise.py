@@ -280,3 +280,10 @@ def test_places_skip_what_cannot_name_a_place(tmp_path):
     assert dict(places.dirs) == {"TMPDIR": str(tmp_path), "HOME": str(home)}   # not / nor /usr
     assert ("$HOME/.ssh", str(home / ".ssh")) in places.secrets
     assert all(os.path.lexists(real) for _, real in places.secrets)
+
+
+def test_the_secrets_are_what_the_built_in_profiles_deny():
+    from sandbox.policy import builtin_names
+    denied = {t for n in builtin_names() for w, t, _ in load_profile(n).fs or () if w == "deny"}
+    assert tf.secret_templates() == sorted(denied)
+    assert {"$HOME/.ssh", "/etc/shadow", "/root"} <= denied

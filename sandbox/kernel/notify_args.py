@@ -44,13 +44,23 @@ _ID = struct.Struct("=Q")
 _SOCKADDR_HEAD = struct.Struct("=H2s")       # family (host order), port (network order)
 
 
+class _Buffers:
+    """process_vm_readv's buffers, made once (the notify loop is single-threaded)."""
+    data = local = remote = None
+
+
 def read_memory(pid: int, addr: int, size: int) -> bytes:
-    """Up to *size* bytes of *pid*'s memory at *addr*; fewer where it stops being mapped."""
-    buf = libc.Buffer(size=size)
-    local = libc.Buffer(_IOVEC.pack(buf.addr, size))
-    remote = libc.Buffer(_IOVEC.pack(addr, size))
-    n = libc.call("process_vm_readv", pid, local.addr, 1, remote.addr, 1, 0)
-    return buf.read(n) if n > 0 else b""
+    """Up to *size* (at most a page) bytes of *pid*'s memory at *addr*; fewer where
+    it stops being mapped."""
+    b = _Buffers
+    if b.data is None:
+        b.data = libc.Buffer(size=_PAGE)
+        b.local, b.remote = libc.Buffer(size=_IOVEC.size), libc.Buffer(size=_IOVEC.size)
+    size = min(size, _PAGE)
+    b.local.write(_IOVEC.pack(b.data.addr, size))
+    b.remote.write(_IOVEC.pack(addr, size))
+    n = libc.call("process_vm_readv", pid, b.local.addr, 1, b.remote.addr, 1, 0)
+    return b.data.read(n) if n > 0 else b""
 
 
 def read_string(pid: int, addr: int, limit: int = PATH_MAX) -> bytes | None:
