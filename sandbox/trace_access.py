@@ -1,4 +1,4 @@
-"""What a traced command's file syscalls touched, for Landlock: intents on paths, then real paths and rights.
+"""What a traced command's file syscalls touched, for Landlock: intents on paths, then rights.
 
 Both recorders report each file syscall the same way: its name, its flags
 argument and one or two absolute paths (the eBPF probe joins a relative path

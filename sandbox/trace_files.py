@@ -1,4 +1,4 @@
-"""``sbx trace``'s filesystem: and network: sections: recorded accesses generalised to rules, merged, written.
+"""sbx trace's filesystem: and network: sections: accesses generalised to rules, merged, written.
 
 ``generalise`` turns one run's ``trace_access.Accesses`` (Landlock words on
 real paths) into ``Files`` (words on profile path templates, and denials)
@@ -381,8 +381,9 @@ def section_lines(files: Files | None, net: Net | None) -> list[str]:
         out += ["", "filesystem:" if body else "filesystem: {}"] + body
     if net is not None:
         def ports(values: set[str]) -> list[tuple[str, None]]:
-            return [(v, None) for v in sorted(values, key=lambda v: (not v.isdigit(),
-                                                                     int(v) if v.isdigit() else 0, v))]
+            def order(v: str) -> tuple:
+                return (not v.isdigit(), int(v) if v.isdigit() else 0, v)
+            return [(v, None) for v in sorted(values, key=order)]
         body = []
         for key, values in (("bind", net.bind), ("connect", net.connect)):
             body += [f"  {key}: {ANY}"] if values is None else list_lines(key, ports(values))
@@ -415,5 +416,5 @@ def sections_from_profile(prof, comment_of) -> tuple[Files | None, Net | None]:
 
 
 __all__ = ["Files", "Net", "Places", "READ_LIMIT", "SYSTEM_DIRS", "beneath", "generalise",
-           "merge_files", "merge_net", "places_for", "places_of", "secret_templates", "section_lines",
-           "sections_from_profile", "without_base"]
+           "merge_files", "merge_net", "places_for", "places_of", "secret_templates",
+           "section_lines", "sections_from_profile", "without_base"]

@@ -1,4 +1,4 @@
-"""Read a notified task's path and socket-address arguments while it waits: the notify tracer's view of files and ports.
+"""Read a notified task's path and socket-address arguments while it waits (files, ports).
 
 A seccomp user notification holds the task inside its syscall until sbx
 answers, so its memory, its working directory and its descriptors are those

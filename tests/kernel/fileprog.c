@@ -5,8 +5,9 @@
  * Reads CONFIG ("greeting=WORD"), writes "WORD\n" to OUTPUT (created or
  * truncated) and reads it back; any failure there exits 1.  Then each STEP:
  *   try:PATH    create PATH; prints "PATH: ok" or "PATH: <errno name>"
- *   ops:DIR     every kind of file syscall sbx trace records, in DIR, through
- *               relative paths and directory descriptors; exits 2 on failure
+ *   ops:DIR     every kind of file syscall sbx trace records (and the bind of a
+ *               Unix socket), in DIR, through relative paths and directory
+ *               descriptors; exits 2 on failure
  *   tcp:PORT    bind a TCP socket to 127.0.0.1:PORT, listen, connect to it;
  *               prints "tcp PORT: ok" or "tcp PORT: <errno name>"
  *   udp:PORT    bind a UDP socket to 127.0.0.1:PORT (Landlock ignores UDP)
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const char *err_name(int e)
@@ -59,6 +61,14 @@ static void ops(const char *dir)
 	close(fd);
 	CHECK(fd = creat("e.txt", 0644));
 	close(fd);
+	{
+		struct sockaddr_un u = { .sun_family = AF_UNIX, .sun_path = "made/sock" };
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		CHECK(bind(s, (void *)&u, sizeof(u)));               /* a Unix socket's file */
+		close(s);
+	}
+	CHECK(unlinkat(d, "sock", 0));
 	CHECK(unlinkat(d, "d.link", 0));
 	CHECK(unlinkat(d, "fifo", 0));
 	CHECK(unlink("e.txt"));

@@ -100,7 +100,7 @@ def test_the_recorders_see_each_kind_of_file_call_alike(tmp_path, app):
             ("list", made)} <= words                           # open("made", O_DIRECTORY)
     assert any(word == "exec" and path.startswith("/usr/") for word, path in words)   # ld.so
     assert {f"{ops}/made", f"{made}/a.txt", f"{ops}/b.txt", f"{made}/c.txt", f"{made}/d.link",
-            f"{made}/fifo", f"{ops}/e.txt"} <= ebpf.created
+            f"{made}/fifo", f"{made}/sock", f"{ops}/e.txt"} <= ebpf.created
     assert ebpf.moves == {(made, ops), (ops, made)}           # renameat2 out, linkat back in
 
 
