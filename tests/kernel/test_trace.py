@@ -304,3 +304,4 @@ def test_an_unprivileged_user_traces_with_seccomp_user_notification():
     backend, why, text = data.split("\n", 2)
     assert (backend, why) == ("notify", "not root")
     assert "# recorded with: seccomp user notification\n" in text and "getdents64" in text
+    assert "\nfilesystem:\n  list: [/]\n" in text      # its files, read from its memory
