@@ -2,8 +2,9 @@
 
 `Probe("monitor")` reports every syscall that seccomp refuses in a tracked
 task tree (ring-buffer events plus lossless in-kernel counters);
-`Probe("trace")` also counts every syscall and selected argument values, the
-raw material for writing a profile.  Struct layouts mirror
+`Probe("trace")` also counts every syscall and selected argument values,
+reports the paths of the file syscalls that succeed (``PathEvent``) and counts
+the TCP ports bound and connected to: the raw material for writing a profile.  Struct layouts mirror
 bpf_filters/ebpf/sbx.h; all kernel access goes through sandbox.kernel.libbpf.
 """
 from __future__ import annotations
@@ -32,14 +33,25 @@ CALL_KEY = struct.Struct("<Ii")
 ARGSPEC = struct.Struct("<I4x6Q")
 ARG_KEY = struct.Struct("<IiI4xQ")
 EVENT = struct.Struct("<QIIIIiIqQ6QIiiI16s")
+PATH_EVENT = struct.Struct("<QIIIiqQii4HII")
+PORT_KEY = struct.Struct("<II")
+KIND = struct.Struct("<8xI")                  # every ring buffer record starts so
+PATH_LEN, BASE_LEN = 256, 1024                # SBX_PATH_LEN, SBX_BASE_LEN
+PATH1 = PATH_EVENT.size                       # path1, base1, path2, base2 in this order
+BASE1 = PATH1 + PATH_LEN
+PATH2 = BASE1 + BASE_LEN
+BASE2 = PATH2 + PATH_LEN
+CUT1, CUT2, BAD1, BAD2 = 1, 2, 4, 8           # SBX_PATH_* status bits
 U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
 
-CFG_DENIALS, CFG_CALLS, CFG_ARGS, CFG_CGROUP = 1, 2, 4, 8
-MODE_FLAGS = {"monitor": CFG_DENIALS, "trace": CFG_DENIALS | CFG_CALLS | CFG_ARGS}
+CFG_DENIALS, CFG_CALLS, CFG_ARGS, CFG_CGROUP, CFG_PATHS = 1, 2, 4, 8, 16
+# monitor mode never reads a path: its programs skip all of trace mode's work
+MODE_FLAGS = {"monitor": CFG_DENIALS, "trace": CFG_DENIALS | CFG_CALLS | CFG_ARGS | CFG_PATHS}
 STATS = {"dropped": 0, "events": 1, "denial_keys": 2, "call_keys": 3, "arg_keys": 4,
-         "tasks": 5}
-EVENT_DENIAL = 1
+         "tasks": 5, "paths_lost": 6, "port_keys": 7}
+EVENT_DENIAL, EVENT_PATH = 1, 2
+PORT_OPS = ("bind", "connect")
 MAX_CGROUP_LEVEL = 15
 SIGSYS = 31
 
@@ -91,6 +103,51 @@ def decode_event(record: bytes) -> Event:
         signal=signal or None, time_ns=time_ns, cgroup_id=cgroup_id)
 
 
+@dataclass(frozen=True)
+class PathEvent:
+    """A file syscall of a tracked task that succeeded (x86_64 only): its paths
+    as absolute paths, the relative ones joined to the directory they were
+    relative to (read from the kernel's dentries at sys_enter).  A path that
+    could not be read is None; ``cut`` tells which were longer than the
+    probe reads (255 bytes): those keep only their first 255."""
+    pid: int
+    tid: int
+    nr: int
+    ret: int
+    flags: int
+    path1: bytes | None
+    path2: bytes | None
+    cut: tuple[bool, bool]
+
+
+def _base(record: bytes, off: int, length: int) -> bytes:
+    """A base directory from its names, leaf first, each NUL-terminated."""
+    names = [n for n in record[off:off + length].split(b"\0") if n]
+    return b"/" + b"/".join(reversed(names))
+
+
+def _joined(record: bytes, path_off: int, length: int, base: bytes | None) -> bytes:
+    path = record[path_off:path_off + length].split(b"\0", 1)[0]
+    if base is None or path.startswith(b"/"):
+        return path
+    return base if not path else base.rstrip(b"/") + b"/" + path
+
+
+def decode_path_event(record: bytes) -> PathEvent:
+    """Decode one sbx_path_event ring-buffer record (it ends after its last buffer used)."""
+    record = record.ljust(BASE2 + BASE_LEN, b"\0")
+    (_t, _kind, pid, tid, nr, ret, flags, _d1, _d2, len1, len2, blen1, blen2, status,
+     _pad) = PATH_EVENT.unpack_from(record)
+    base1 = _base(record, BASE1, blen1) if blen1 else None
+    path1 = None if status & BAD1 or not len1 else _joined(record, PATH1, len1, base1)
+    path2 = None
+    if len2 and not status & BAD2:
+        base2 = _base(record, BASE2, blen2) if blen2 else base1
+        path2 = _joined(record, PATH2, len2, base2)
+    return PathEvent(pid, tid, nr, ret, flags, path1, path2,
+                     (bool(status & CUT1), bool(status & CUT2)))
+
+
 def _name(names: tuple[str, ...], index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"#{index}"
 
@@ -131,9 +188,10 @@ class Probe:
 
     def __init__(self, mode: str, obj_path: str | None = None,
                  arg_specs: dict[tuple[str, int], dict[int, int]] | None = None,
-                 family: str | None = None):
+                 family: str | None = None, on_path=None):
         """Load and attach.  *arg_specs* replaces ARG_SPECS in trace mode;
-        *family* forces "tp_btf" or "raw_tp" instead of trying both in turn."""
+        *family* forces "tp_btf" or "raw_tp" instead of trying both in turn;
+        *on_path* gets each ``PathEvent`` (trace mode) as poll() or drain() reads it."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if family is not None and family not in FAMILIES:
@@ -144,6 +202,7 @@ class Probe:
         self._obj: libbpf.BpfObject | None = None
         self._ring: libbpf.RingBuffer | None = None
         self._pending: list[bytes] = []
+        self._on_path = on_path
         self._config = [MODE_FLAGS[mode], 0]
         started = time.perf_counter()
         families = [family] if family else list(FAMILIES)
@@ -196,6 +255,10 @@ class Probe:
         return self._obj.map(name)
 
     def _on_record(self, record: bytes) -> None:
+        if KIND.unpack_from(record)[0] == EVENT_PATH:
+            if self._on_path is not None:
+                self._on_path(decode_path_event(record))
+            return
         self._pending.append(record)
 
     # -- scope ------------------------------------------------------------------
@@ -241,11 +304,27 @@ class Probe:
         records, self._pending = self._pending, []
         return [decode_event(record) for record in records]
 
+    def drain(self) -> None:
+        """Handle every record available now (path events go to *on_path*;
+        denial events wait for the next poll)."""
+        if self._ring is None:
+            raise BpfError("the probe is closed")
+        self._ring.consume()
+
+    def ports(self) -> dict[tuple[str, int], int]:
+        """Trace mode: {("bind"|"connect", TCP port): calls} of stream sockets."""
+        out = {}
+        for key, count in self._objmap("sbx_ports").items():
+            op, port = PORT_KEY.unpack(key)
+            out[(_name(PORT_OPS, op), port)] = U64.unpack(count)[0]
+        return out
+
     def counters(self) -> dict:
         """Lossless in-kernel counts, independent of the ring buffer:
         {"denials": {(arch, nr, action): n}, "calls": {(arch, nr): n} (trace),
          "dropped": events lost to a full ring buffer, "events": events sent,
-         "map_full": {"denials"|"calls"|"args"|"tasks": n} counts not kept}."""
+         "map_full": {"denials"|"calls"|"args"|"tasks"|"ports": n} counts not kept,
+         "paths_lost": file syscalls whose paths were not kept or sent}."""
         denials = {}
         for key, value in self._objmap("sbx_denials").items():
             arch, nr, action = DENIAL_KEY.unpack(key)
@@ -257,9 +336,10 @@ class Probe:
         stats = self._objmap("sbx_stats")
         stat = {name: U64.unpack(stats.lookup(U32.pack(idx)))[0] for name, idx in STATS.items()}
         return {"denials": denials, "calls": calls, "dropped": stat["dropped"],
-                "events": stat["events"],
+                "events": stat["events"], "paths_lost": stat["paths_lost"],
                 "map_full": {"denials": stat["denial_keys"], "calls": stat["call_keys"],
-                             "args": stat["arg_keys"], "tasks": stat["tasks"]}}
+                             "args": stat["arg_keys"], "tasks": stat["tasks"],
+                             "ports": stat["port_keys"]}}
 
     def arg_values(self) -> dict[tuple[str, int, int], dict[int, int]]:
         """Trace mode: {(arch, nr, argidx): {masked value: count}}."""

@@ -6,10 +6,14 @@ Pipeline: ``record`` (the eBPF tracer as root, else seccomp user notification)
 -> ``write_profile`` (commented YAML, byte-identical for the same input).
 ``sandbox.cli.trace`` then summarizes and verifies.  Only the recorders touch
 the kernel, through ``sandbox.monitor``, ``sandbox.kernel.spawn`` and
-``sandbox.kernel.notify``; everything after them is pure.
+``sandbox.kernel.notify``; everything after them is pure.  The files and
+ports a run used go the same way beside the syscalls: recorded into a
+``trace_access.FileLog``, resolved to real paths when the run ends,
+generalised and written by ``sandbox.trace_files``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -31,6 +35,8 @@ from bpf_filters.syscalls.arguments import ARGUMENTS
 from .policy.constants import CONSTANTS
 from .policy.emit import quote, rule_lines
 from .policy.spell import value_text
+from . import trace_files as tf
+from .trace_access import Accesses, FileLog
 from bpf_filters.syscalls.signatures import arg_width
 
 BACKENDS = ("auto", "ebpf", "notify")
@@ -85,6 +91,8 @@ class Recording:
     exit_status: int                                  # raw wait status
     seconds: float = 0.0                              # from start of the command to its exit
     lost: int = 0                                     # counts a full tracer map did not keep
+    files: Accesses | None = None                     # files and TCP ports it used
+    places: tf.Places | None = None                   # where it ran ($CWD, $HOME ...)
 
 
 def choose_backend(requested: str) -> tuple[str, str]:
@@ -124,7 +132,10 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
     finally:
         if "steps" in locals():
             steps.close()
-    probe = _start_probe(child)
+    log = FileLog()
+    table = syscalls.table("x86_64")
+    probe = _start_probe(child, lambda ev: log.add(table.name(ev.nr) or "", ev.flags, ev.path1,
+                                                   ev.path2, ev.cut))
     with probe:
         began = time.monotonic()
         child.go()
@@ -132,12 +143,17 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
             child.wait_exec()
         except LaunchError as err:
             raise TraceError(str(err), err.status) from err
-        status = spawn.wait(child.pid)
+        status = spawn.wait(child.pid, every=probe.drain)
         seconds = time.monotonic() - began
+        probe.drain()
         counters, values = probe.counters(), probe.arg_values()
+        for (op, port), n in probe.ports().items():
+            log.add_port(op, port, n)
+    log.lost = counters["paths_lost"] + counters["map_full"]["ports"]
     calls = dict(counters["calls"])
     return Recording(argv, "ebpf", calls, values, status, seconds,
-                     sum(counters["map_full"].values()))
+                     sum(counters["map_full"].values()), log.resolve(),
+                     tf.places_of(argv, env))
 
 
 def observer_steps(argv: list[str], env: dict | None):
@@ -152,7 +168,7 @@ def observer_steps(argv: list[str], env: dict | None):
     return confine.prepare(confine.Spec(caps=NAMES), argv[0], cache.location(), env)
 
 
-def _start_probe(child: spawn.Child):
+def _start_probe(child: spawn.Child, on_path=None):
     """Load the probe and track *pid*; the child must never run untracked, so any
     failure (or SIGTERM/SIGHUP meanwhile) kills it before it is told to go."""
     from .kernel.proc import wait_blocked
@@ -164,7 +180,7 @@ def _start_probe(child: spawn.Child):
     started = time.monotonic()
     old = {s: signal.signal(s, interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        probe = Probe("trace")
+        probe = Probe("trace", on_path=on_path)
         try:
             # the child must be blocked in its read of the go pipe, so that nothing it
             # did before that is counted: wait for it (the probe load usually covers it)
@@ -190,6 +206,8 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
     """The unprivileged recorder (seccomp user notification): exact, slower.
     Termination signals sent to sbx are forwarded to the command, as sbx run does."""
     from .kernel.notify import NotifyError, run_supervised
+    from .kernel.notify_args import FileWatcher
+    log = FileLog()
     child: list[int] = []
     pending: list[int] = []
 
@@ -215,7 +233,8 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
     try:
         steps = observer_steps(argv, env)
         try:
-            result = run_supervised(argv, env=env, on_record=note_child, steps=steps.steps)
+            result = run_supervised(argv, env=env, on_record=note_child, steps=steps.steps,
+                                    inspect=FileWatcher(log).hooks)
         finally:
             steps.close()
     except LaunchError as err:
@@ -227,7 +246,7 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
         for s, h in {**forwarded, **quiet}.items():
             signal.signal(s, h)
     return Recording(argv, "notify", result.calls, result.arg_values, result.exit_status,
-                     time.monotonic() - began)
+                     time.monotonic() - began, 0, log.resolve(), tf.places_of(argv, env))
 
 
 # -- what was observed, by name ----------------------------------------------------------
@@ -247,6 +266,9 @@ class Observed:
     analyzed: list[str] = field(default_factory=list)
     widened: list[str] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
+
+    files: tf.Files | None = None         # the filesystem section; None: unrestricted
+    net: tf.Net | None = None             # the network section; None: unrestricted
 
     def has(self, name: str) -> bool:
         return self.calls.get(name, 0) > 0 or name in self.static
@@ -276,6 +298,9 @@ def observe(rec: Recording, native: str = "x86_64") -> Observed:
     for name in NARROW:
         if name in obs.calls and any((name, i) not in obs.values for i in NARROW[name]):
             obs.open_args.add(name)
+    if rec.files is not None and rec.places is not None:
+        obs.files, obs.net = tf.generalise(rec.files, rec.places)
+        obs.notes.extend(rec.files.notes)
     return obs
 
 
@@ -298,6 +323,12 @@ def merge(parts: list[Observed]) -> Observed:
             out.static.setdefault(name, where)
         for attr in ("commands", "backends", "notes", "analyzed", "widened", "limits"):
             getattr(out, attr).extend(x for x in getattr(part, attr) if x not in getattr(out, attr))
+    out.files = tf.merge_files([p.files for p in parts])
+    out.net = tf.merge_net([p.net for p in parts])
+    for section, value, attr in (("filesystem", out.files, "files"), ("network", out.net, "net")):
+        if value is None and any(getattr(p, attr) is not None for p in parts):
+            note = f"no {section} section: a merged part had none, and the union is unrestricted"
+            out.notes += [note] if note not in out.notes else []
     return out
 
 
@@ -364,6 +395,7 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
             obs.values.setdefault((name, 2), {})[PROT_WX] = 0
         elif name in obs.calls:
             obs.values.setdefault((name, 2), {})
+    obs.files, obs.net = tf.sections_from_profile(prof, lambda line: _line_comment(lines, line))
     return obs
 
 
@@ -642,6 +674,7 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
             out.append(f"  # {title}")
             for rule in rules:
                 out += _render_rule(rule)
+    out += tf.section_lines(obs.files, obs.net)
     return "\n".join(out) + "\n"
 
 
@@ -705,6 +738,9 @@ def write_profile(obs: Observed, name: str, native: str = "x86_64", base=None,
     from .policy import lower
     base_policy = lower(base, native) if base is not None else None
     denials, allows = plan_rules(obs, native, base_policy)
+    if base is not None:
+        obs = dataclasses.replace(obs, **dict(zip(("files", "net"),
+                                                  tf.without_base(obs.files, obs.net, base))))
     return render(obs, name, denials, allows, base_ref if base is not None else None, baseline)
 
 

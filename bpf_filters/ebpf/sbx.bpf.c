@@ -9,10 +9,13 @@
  * "fresh" and their first unmatched exit is ignored.
  *
  *   sys_enter      mark; in trace mode count (arch, nr) and argument values
- *   sys_exit       match or report a denial (classified below)
+ *   sys_exit       match or report a denial (classified below); in trace mode
+ *                  report the paths of a file syscall that succeeded, count
+ *                  the TCP ports of bind and connect
  *   signal_generate  a SYS_SECCOMP SIGSYS: remember it, the denial is a trap
  *   sched_process_fork  a tracked parent's child is tracked, fresh
- *   sched_process_exec  exec from a non-leader thread: the tid changes
+ *   sched_process_exec  exec from a non-leader thread: the tid changes; in
+ *                       trace mode report the file executed
  *   sched_process_exit  kill-thread of a non-last thread never reaches
  *                       sys_exit: report it here; forget the task
  *
@@ -23,6 +26,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "sbx.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -37,6 +41,39 @@ char LICENSE[] SEC("license") = "GPL";
 #define MAX_ERRNO         4095
 #define FILTER_DEPTH      8           /* listeners looked for in the chain */
 #define E2BIG             7
+#define AT_FDCWD          -100
+#define O_WRONLY_CREAT_TRUNC 0x241    /* what creat() opens with */
+#define AF_UNIX           1
+#define AF_INET           2
+#define AF_INET6          10
+#define SOCK_STREAM       1
+#define S_IFMT            00170000
+#define S_IFSOCK          0140000
+
+/* x86_64 numbers of the syscalls whose paths trace mode reports */
+#define NR_connect     42
+#define NR_bind        49
+#define NR_execve      59
+#define NR_truncate    76
+#define NR_rename      82
+#define NR_mkdir       83
+#define NR_rmdir       84
+#define NR_creat       85
+#define NR_link        86
+#define NR_unlink      87
+#define NR_symlink     88
+#define NR_mknod       133
+#define NR_open        2
+#define NR_openat      257
+#define NR_mkdirat     258
+#define NR_mknodat     259
+#define NR_unlinkat    263
+#define NR_renameat    264
+#define NR_linkat      265
+#define NR_symlinkat   266
+#define NR_renameat2   316
+#define NR_execveat    322
+#define NR_openat2     437
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -99,6 +136,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } sbx_events SEC(".maps");
+
+/* Trace mode: where a path event is put together (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sbx_path_event);
+} sbx_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct sbx_port_key);
+	__type(value, __u64);
+} sbx_ports SEC(".maps");
 
 static __always_inline void stat_add(__u32 idx)
 {
@@ -301,6 +353,314 @@ static __always_inline void report_denial(struct pt_regs *regs, long ret,
 	emit(&ev);
 }
 
+/* -- trace mode: paths and ports ------------------------------------------- */
+
+/* The file behind descriptor *fd* of *task*, or NULL. */
+static __always_inline struct file *task_file(struct task_struct *task, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+struct walk {
+	struct mount *m;
+	struct dentry *d;
+	char *buf;
+	__u32 off;
+	int done;            /* bytes used at the root; -1 while walking or on failure */
+};
+
+/* One step up from w->d: a name, or a mount crossing (bpf_loop callback: the
+ * verifier checks it once, not once per step). */
+static long walk_step(__u32 i, struct walk *w)
+{
+	struct dentry *d = w->d, *parent = BPF_CORE_READ(d, d_parent);
+	struct mount *m = w->m;
+	long n;
+
+	if (d == BPF_CORE_READ(m, mnt.mnt_root) || d == parent) {
+		struct mount *up = BPF_CORE_READ(m, mnt_parent);
+
+		if (up == m || !up) {
+			w->done = w->off ? w->off : 1;   /* "/": one NUL */
+			return 1;
+		}
+		w->d = BPF_CORE_READ(m, mnt_mountpoint);
+		w->m = up;
+		return 0;
+	}
+	if (w->off > SBX_BASE_LEN - SBX_NAME_LEN)
+		return 1;
+	n = bpf_probe_read_kernel_str(w->buf + w->off, SBX_NAME_LEN, BPF_CORE_READ(d, d_name.name));
+	if (n <= 0)
+		return 1;
+	w->off += n;
+	w->d = parent;
+	return 0;
+}
+
+/* Write the names of the directory (mnt, dentry) leaf first into buf, each
+ * NUL-terminated, up to the root of the mount tree.  Returns the bytes used,
+ * or -1 if the walk could not reach the root within its limits. */
+static __always_inline int walk_path(struct vfsmount *vfsmnt, struct dentry *d, char *buf)
+{
+	struct walk w = {
+		.m = (void *)vfsmnt - bpf_core_field_offset(struct mount, mnt),
+		.d = d, .buf = buf, .off = 0, .done = -1,
+	};
+
+	bpf_loop(SBX_BASE_DEPTH, walk_step, &w, 0);
+	return w.done;
+}
+
+/* The directory a relative path given with *dirfd* starts from, into base. */
+static __always_inline int read_base(struct task_struct *task, int dirfd, char *base)
+{
+	if (dirfd == AT_FDCWD)
+		return walk_path(BPF_CORE_READ(task, fs, pwd.mnt),
+				 BPF_CORE_READ(task, fs, pwd.dentry), base);
+	struct file *f = task_file(task, dirfd);
+
+	if (!f)
+		return -1;
+	return walk_path(BPF_CORE_READ(f, f_path.mnt), BPF_CORE_READ(f, f_path.dentry), base);
+}
+
+/* Read a user path (and its base when relative); returns status bits. */
+static __always_inline __u32 read_path(struct task_struct *task, __u64 uptr, int dirfd,
+				       char *path, __u16 *len, char *base, __u16 *blen,
+				       __u32 cut, __u32 bad)
+{
+	long n = bpf_probe_read_user_str(path, SBX_PATH_LEN, (void *)uptr);
+	int b;
+
+	if (n <= 0)
+		return bad;
+	*len = n;
+	if (path[0] == '/')
+		return n == SBX_PATH_LEN ? cut : 0;
+	b = read_base(task, dirfd, base);
+	if (b < 0)
+		return bad;
+	*blen = b;
+	return n == SBX_PATH_LEN ? cut : 0;
+}
+
+/* Count a TCP port of bind/connect: AF_INET/AF_INET6 addresses on stream sockets. */
+static __always_inline void count_port(struct task_struct *task, __u64 *args, __u32 op)
+{
+	struct sbx_port_key pk = {};
+	__u16 family = 0, port = 0;
+	struct file *f;
+	struct socket *sock;
+
+	if (bpf_probe_read_user(&family, sizeof(family), (void *)args[1]) ||
+	    (family != AF_INET && family != AF_INET6))
+		return;
+	f = task_file(task, (int)args[0]);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return;
+	sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return;
+	if (bpf_probe_read_user(&port, sizeof(port), (void *)(args[1] + 2)))
+		return;
+	pk.op = op;
+	pk.port = bpf_ntohs(port);
+	count_key(&sbx_ports, &pk, SBX_STAT_PORT_KEYS);
+}
+
+/* Where each file syscall keeps its paths: path1's dirfd and pointer, path2's,
+ * and the flags argument.  Returns false for other syscalls. */
+static __always_inline bool path_args(__s32 nr, __u64 *a, int *d1, __u64 *p1, int *d2,
+				      __u64 *p2, __u64 *flags)
+{
+	*d1 = *d2 = AT_FDCWD;
+	*p2 = 0;
+	*flags = 0;
+	switch (nr) {
+	case NR_open:
+		*p1 = a[0]; *flags = a[1]; return true;
+	case NR_creat:
+		*p1 = a[0]; *flags = O_WRONLY_CREAT_TRUNC; return true;
+	case NR_openat:
+		*d1 = a[0]; *p1 = a[1]; *flags = a[2]; return true;
+	case NR_openat2:                      /* struct open_how: flags first */
+		*d1 = a[0]; *p1 = a[1];
+		if (bpf_probe_read_user(flags, sizeof(*flags), (void *)a[2]))
+			*flags = 0;
+		return true;
+	case NR_mkdir: case NR_rmdir: case NR_unlink: case NR_truncate:
+		*p1 = a[0]; return true;
+	case NR_mknod:
+		*p1 = a[0]; *flags = a[1]; return true;
+	case NR_mkdirat:
+		*d1 = a[0]; *p1 = a[1]; return true;
+	case NR_mknodat: case NR_unlinkat:
+		*d1 = a[0]; *p1 = a[1]; *flags = a[2]; return true;
+	case NR_rename: case NR_link:
+		*p1 = a[0]; *p2 = a[1]; return true;
+	case NR_renameat: case NR_renameat2: case NR_linkat:
+		*d1 = a[0]; *p1 = a[1]; *d2 = a[2]; *p2 = a[3];
+		*flags = nr == NR_renameat ? 0 : a[4];
+		return true;
+	case NR_symlink:                      /* the new link; its target needs no right */
+		*p1 = a[1]; return true;
+	case NR_symlinkat:
+		*d1 = a[1]; *p1 = a[2]; return true;
+	}
+	return false;
+}
+
+/* The event of the current task's file syscall in the scratch buffer, header set. */
+static __always_inline struct sbx_path_event *start_event(__u64 pid_tgid, __s32 nr, long ret)
+{
+	__u32 zero = 0;
+	struct sbx_path_event *e = bpf_map_lookup_elem(&sbx_scratch, &zero);
+
+	if (!e)
+		return NULL;
+	e->time_ns = bpf_ktime_get_ns();
+	e->kind = SBX_EVENT_PATH;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->nr = nr;
+	e->ret = ret;
+	e->flags = 0;
+	e->dirfd1 = e->dirfd2 = AT_FDCWD;
+	e->len1 = e->len2 = e->blen1 = e->blen2 = 0;
+	e->status = 0;
+	return e;
+}
+
+/* Send the event, up to the end of its last buffer used. */
+static __always_inline void send_event(struct sbx_path_event *e)
+{
+	__u64 size;
+
+	if (e->blen2)
+		size = offsetof(struct sbx_path_event, base2) + e->blen2;
+	else if (e->len2)
+		size = offsetof(struct sbx_path_event, path2) + e->len2;
+	else if (e->blen1)
+		size = offsetof(struct sbx_path_event, base1) + e->blen1;
+	else
+		size = offsetof(struct sbx_path_event, path1) + e->len1;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	if (bpf_ringbuf_output(&sbx_events, e, size, 0))
+		stat_add(SBX_STAT_PATHS_LOST);
+	else
+		stat_add(SBX_STAT_EVENTS);
+}
+
+/* sys_exit of a tracked x86_64 syscall: a file syscall that succeeded reports
+ * its paths, bind and connect count their TCP port whatever the result
+ * (Landlock decides before the call can fail).  Read at sys_exit, not
+ * sys_enter: the kernel has copied the strings by then, so their pages are
+ * present, and bpf_probe_read_user cannot fault a page in (a string literal
+ * in a program's read-only data often is not, at sys_enter).  The argument
+ * registers are as the call found them (pt_regs is saved at entry). */
+static __always_inline void trace_paths(struct pt_regs *regs, __s32 nr, long ret, __u64 pid_tgid)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct sbx_path_event *e;
+	__u64 args[6], p1, p2, flags;
+	int d1, d2;
+
+	read_args(regs, SBX_ARCH_X86_64, args);
+	if (nr == NR_bind || nr == NR_connect) {
+		__u16 family = 0;
+
+		count_port(task, args, nr == NR_connect);
+		/* bind of a Unix socket makes a file: report its path */
+		if (nr == NR_connect || ret < 0 ||
+		    bpf_probe_read_user(&family, sizeof(family), (void *)args[1]) ||
+		    family != AF_UNIX)
+			return;
+		d1 = d2 = AT_FDCWD;
+		p1 = args[1] + 2;
+		p2 = flags = 0;
+	} else if (ret < 0 || !path_args(nr, args, &d1, &p1, &d2, &p2, &flags)) {
+		return;
+	}
+	e = start_event(pid_tgid, nr, ret);
+	if (!e)
+		return;
+	e->flags = flags;
+	e->dirfd1 = d1;
+	e->dirfd2 = d2;
+	e->status = read_path(task, p1, d1, e->path1, &e->len1, e->base1, &e->blen1,
+			      SBX_PATH_CUT1, SBX_PATH_BAD1);
+	if (nr == NR_bind && e->len1 <= 1 && !(e->status & SBX_PATH_BAD1))
+		return;                       /* an abstract Unix socket: no file */
+	if (p2) {
+		if (e->blen1 && d2 == d1) {   /* the same base: userspace takes base1 */
+			long n = bpf_probe_read_user_str(e->path2, SBX_PATH_LEN, (void *)p2);
+
+			if (n <= 0)
+				e->status |= SBX_PATH_BAD2;
+			else
+				e->len2 = n;
+			if (n == SBX_PATH_LEN)
+				e->status |= SBX_PATH_CUT2;
+		} else {
+			e->status |= read_path(task, p2, d2, e->path2, &e->len2, e->base2,
+					       &e->blen2, SBX_PATH_CUT2, SBX_PATH_BAD2);
+		}
+	}
+	send_event(e);
+}
+
+/* sched_process_exec: the file the task now runs, as execve named it (the
+ * kernel's copy of the name; relative to the cwd when relative).  Through a
+ * descriptor (/dev/fd/N, closed on exec by now): the file the kernel loaded,
+ * which for a script is its interpreter. */
+static __always_inline void trace_exec(struct task_struct *task, struct linux_binprm *bprm)
+{
+	struct sbx_path_event *e = start_event(bpf_get_current_pid_tgid(), NR_execve, 0);
+	const char *name = BPF_CORE_READ(bprm, filename);
+	long n;
+
+	if (!e)
+		return;
+	n = bpf_probe_read_kernel_str(e->path1, SBX_PATH_LEN, name);
+	if (n <= 0) {
+		e->status = SBX_PATH_BAD1;
+	} else if (n > 8 && e->path1[0] == '/' && e->path1[1] == 'd' && e->path1[2] == 'e' &&
+		   e->path1[3] == 'v' && e->path1[4] == '/' && e->path1[5] == 'f' &&
+		   e->path1[6] == 'd' && e->path1[7] == '/') {
+		int b = walk_path(BPF_CORE_READ(bprm, file, f_path.mnt),
+				  BPF_CORE_READ(bprm, file, f_path.dentry), e->base1);
+
+		e->path1[0] = 0;
+		e->len1 = 1;
+		if (b < 0)
+			e->status = SBX_PATH_BAD1;
+		else
+			e->blen1 = b;
+	} else {
+		e->len1 = n;
+		if (n == SBX_PATH_LEN)
+			e->status = SBX_PATH_CUT1;
+		if (e->path1[0] != '/') {
+			int b = read_base(task, AT_FDCWD, e->base1);
+
+			if (b < 0)
+				e->status |= SBX_PATH_BAD1;
+			else
+				e->blen1 = b;
+		}
+	}
+	send_event(e);
+}
+
 /* Trace mode: count the call and the listed argument values. */
 static __always_inline void trace_call(struct pt_regs *regs, long id, __u32 flags)
 {
@@ -366,6 +726,13 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, long ret)
 		return 0;
 	}
 	cfg = get_config();
+	if (t->in_syscall && cfg && (cfg->flags & SBX_CFG_PATHS)) {
+		struct task_struct *cur = (void *)bpf_get_current_task();
+		__s32 nr = BPF_CORE_READ(regs, orig_ax);
+
+		if (syscall_arch(cur, &nr) == SBX_ARCH_X86_64)
+			trace_paths(regs, nr, ret, pid_tgid);
+	}
 	if (!cfg || !(cfg->flags & SBX_CFG_DENIALS)) {
 		t->in_syscall = 0;
 		return 0;
@@ -432,17 +799,23 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 	return 0;
 }
 
-/* exec from a non-leader thread: the thread takes the leader's pid. */
-static __always_inline int on_exec(struct task_struct *task, pid_t old_pid)
+/* An exec: report the file in trace mode.  From a non-leader thread, the
+ * thread takes the leader's pid. */
+static __always_inline int on_exec(struct task_struct *task, pid_t old_pid,
+				   struct linux_binprm *bprm)
 {
 	__u32 tid = BPF_CORE_READ(task, pid);
 	__u32 old = old_pid;
 	struct sbx_task *t, copy;
+	struct sbx_config *cfg;
 
-	if (old == tid)
-		return 0;
 	t = bpf_map_lookup_elem(&sbx_tasks, &old);
 	if (!t)
+		return 0;
+	cfg = get_config();
+	if (cfg && (cfg->flags & SBX_CFG_PATHS))
+		trace_exec(task, bprm);
+	if (old == tid)
 		return 0;
 	__builtin_memcpy(&copy, t, sizeof(copy));
 	copy.in_syscall = 1;  /* its execve has not returned yet */
@@ -497,9 +870,9 @@ int BPF_PROG(sbx_fork_btf, struct task_struct *parent, struct task_struct *child
 }
 
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sbx_exec_btf, struct task_struct *task, pid_t old_pid)
+int BPF_PROG(sbx_exec_btf, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(task, old_pid);
+	return on_exec(task, old_pid, bprm);
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -533,9 +906,9 @@ int BPF_PROG(sbx_fork_raw, struct task_struct *parent, struct task_struct *child
 }
 
 SEC("raw_tp/sched_process_exec")
-int BPF_PROG(sbx_exec_raw, struct task_struct *task, pid_t old_pid)
+int BPF_PROG(sbx_exec_raw, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(task, old_pid);
+	return on_exec(task, old_pid, bprm);
 }
 
 SEC("raw_tp/sched_process_exit")

@@ -5,7 +5,9 @@ installs a one-instruction filter, ``ret SECCOMP_RET_USER_NOTIF``, with
 SECCOMP_FILTER_FLAG_NEW_LISTENER; the parent receives each notification,
 records (pid, arch, nr, args) and answers SECCOMP_USER_NOTIF_FLAG_CONTINUE,
 so the program runs unchanged while every syscall of it, of its threads and
-of its forked children (filters are inherited) is counted exactly. The
+of its forked children (filters are inherited) is counted exactly. Hooks
+(``inspect``) can read a call's memory arguments before it is let go
+(``notify_args``: the paths of file syscalls, bind and connect addresses). The
 filter needs no arch check: it notifies for every arch and each notification
 carries data.arch, so int 0x80 calls are recorded as i386, never missed.
 
@@ -175,8 +177,10 @@ class _Tally:
 
 
 def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
-               on_record: Callable[[SyscallRecord], None] | None) -> int:
-    """Answer every notification until the last filtered task is gone.
+               on_record: Callable[[SyscallRecord], None] | None,
+               inspect: Mapping[tuple[int, int], Callable] | None = None) -> int:
+    """Answer every notification until the last filtered task is gone; a hook of
+    *inspect* for the call's (AUDIT_ARCH, nr) runs first, while the task waits.
 
     Returns the direct child's wait status (reaped as soon as it exits:
     the listener reports POLLHUP only once every task using the filter has
@@ -209,6 +213,9 @@ def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
                     continue
                 raise
             nid, tid, _flags, nr, arch, _ip, *argv = unpack(raw)
+            hook = inspect.get((arch, nr)) if inspect else None
+            if hook is not None:
+                hook(listener, nid, tid, argv)
             try:
                 ioctl(listener, send, pack(nid, 0, 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE))
             except OSError as err:
@@ -231,13 +238,16 @@ def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
 def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
                    on_record: Callable[[SyscallRecord], None] | None = None,
                    *, arg_specs: Mapping[tuple[str, int], Mapping[int, int]] | None = None,
-                   handoff_timeout: float = 5.0, steps: tuple = ()) -> TraceResult:
+                   handoff_timeout: float = 5.0, steps: tuple = (),
+                   inspect: Mapping[tuple[int, int], Callable] | None = None) -> TraceResult:
     """Run *argv* with every syscall (its own, its threads', its children's)
     reported to this process, and return what it called.
 
     *arg_specs* ({(arch, nr): {argidx: mask}}, default ARG_SPECS, the same
     shape as sandbox.monitor.ARG_SPECS) picks the argument values counted;
-    *steps* the confinement steps before the filter (they must set no_new_privs).
+    *steps* the confinement steps before the filter (they must set no_new_privs);
+    *inspect* hooks {(AUDIT_ARCH, nr): fn(listener, id, tid, args)} run while
+    the task waits, before it is let go (``notify_args.FileWatcher``).
     Waits until the last traced task exits (like ``strace -f``). Raises
     LaunchError (125 setup, 126/127 exec) if the command could not be
     started, NotifyError if the listener could not be handed over; in both
@@ -257,7 +267,7 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
         except _ChildFailed:
             status = os.waitpid(child.pid, 0)[1]
         else:
-            status = _supervise(listener, child.pid, pidfd, tally, on_record)
+            status = _supervise(listener, child.pid, pidfd, tally, on_record, inspect)
         failure = child.failure()
     finally:
         if status is None:

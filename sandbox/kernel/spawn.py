@@ -285,10 +285,12 @@ FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.
            signal.SIGUSR2, signal.SIGCONT, signal.SIGWINCH)
 
 
-def wait(pid: int) -> int:
+def wait(pid: int, every=None, interval: float = 0.02) -> int:
     """Wait for *pid*, forwarding the signals in FORWARD that other processes
     send to sbx; return its raw wait status. The signals are blocked and taken
-    with sigwaitinfo, so sbx never dies of them while the command runs."""
+    with sigwaitinfo, so sbx never dies of them while the command runs.
+    *every*, if given, is called at least every *interval* seconds meanwhile
+    (the eBPF tracer drains its ring buffer so)."""
     watch = set(FORWARD) | {signal.SIGCHLD}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, watch)
     try:
@@ -299,7 +301,13 @@ def wait(pid: int) -> int:
                 return 0
             if done:
                 return status
-            info = signal.sigwaitinfo(watch)
+            if every is None:
+                info = signal.sigwaitinfo(watch)
+            else:
+                every()
+                info = signal.sigtimedwait(watch, interval)
+                if info is None:
+                    continue
             if info.si_signo == signal.SIGCHLD or info.si_code > 0 or info.si_pid == pid:
                 continue
             try:

@@ -2,7 +2,8 @@
 
 ``sbx trace`` (generated profiles), ``sbx refine`` (the rules it adds) and
 ``sbx import`` (a Docker/OCI profile in the sbx language) all write rules
-through ``rule_lines``, so a rule reads the same whichever tool wrote it:
+through ``rule_lines``, so a rule reads the same whichever tool wrote it
+(and ``sbx trace`` its filesystem: and network: lists through ``list_lines``):
 
     - errno(EPERM): [ptrace, process_vm_readv,
                      process_vm_writev]          (flow style, wrapped)
@@ -28,6 +29,34 @@ def quote(text: str) -> str:
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text) and yaml.safe_load(text) == text:
         return text
     return json.dumps(text, ensure_ascii=False)
+
+
+_PATHLIKE = re.compile(r"[A-Za-z0-9_$/.+~-][A-Za-z0-9_$/.+~@%=-]*")
+
+
+def quote_item(text: str) -> str:
+    """A list item (a path such as /usr or $HOME/.ssh, a port): bare where YAML
+    reads it back unchanged inside a flow list (a number: a port), else double-quoted."""
+    if text.isdigit():
+        return text
+    if _PATHLIKE.fullmatch(text):
+        try:
+            if yaml.safe_load(f"[{text}]") == [text]:
+                return text
+        except yaml.YAMLError:
+            pass
+    return json.dumps(text, ensure_ascii=False)
+
+
+def list_lines(key: str, items: list[tuple[str, str | None]], indent: int = 2) -> list[str]:
+    """``key: [a, b]`` (wrapped), or one item per line when an item has a comment."""
+    pad = " " * indent
+    shown = [quote_item(t) for t, _ in items]
+    if not items:
+        return [f"{pad}{key}: []"]
+    if not any(c for _, c in items):
+        return _flow(f"{pad}{key}: ", shown) if len(shown) > 1 else [f"{pad}{key}: [{shown[0]}]"]
+    return [f"{pad}{key}:"] + [_commented(f"{pad}  - {t}", c) for t, (_, c) in zip(shown, items)]
 
 
 def _commented(text: str, comment: str | None) -> str:
@@ -78,4 +107,4 @@ def rule_lines(action: str, names: list[tuple[str, str | None]],
     return lines
 
 
-__all__ = ["quote", "rule_lines"]
+__all__ = ["list_lines", "quote", "quote_item", "rule_lines"]

@@ -91,7 +91,8 @@ def test_trace_counts_calls_and_argument_values_of_the_tracked_tree(tracer):
     clone_flags = x86_64(values, CLONE, 0)
     assert any(flags & 0xFF == 17 for flags in clone_flags)        # fork: SIGCHLD
     assert calls[("x86_64", CLONE3)] >= 1       # glibc's pthread_create: flags in memory
-    assert tracer.counters()["map_full"] == {"denials": 0, "calls": 0, "args": 0, "tasks": 0}
+    assert tracer.counters()["map_full"] == {"denials": 0, "calls": 0, "args": 0, "tasks": 0,
+                                             "ports": 0}
 
 
 def test_trace_counts_i386_calls_under_their_own_arch(tracer):
@@ -138,3 +139,49 @@ def test_default_specs_cover_every_arch_for_the_narrowing_syscalls():
         names_per_arch[arch] += 1
         assert masks and all(0 <= idx < 6 for idx in masks)
     assert names_per_arch == {"x86_64": 10, "i386": 11, "x32": 10}
+
+
+def file_body(where: str) -> int:
+    """Relative and absolute paths, a directory descriptor, a rename, a TCP bind."""
+    os.chdir(where)
+    with open("rel.txt", "w"):
+        pass
+    d = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+    os.mkdir("sub", dir_fd=d)
+    os.rename("rel.txt", "sub/moved.txt", src_dir_fd=d, dst_dir_fd=d)
+    os.close(d)
+    with open(os.path.join(where, "sub", "moved.txt")):
+        pass
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+    return 0
+
+
+def test_trace_reports_file_calls_with_their_paths_made_absolute(tmp_path):
+    need(os.geteuid() == 0, "needs root")
+    need(*available())
+    events = []
+    with Probe("trace", on_path=events.append) as tracer:
+        pid = sc.spawn(lambda: file_body(str(tmp_path)), tracer)
+        assert sc.reap(pid) == 0
+        tracer.drain()
+        ports = tracer.ports()
+    mine = [(e.nr, e.path1, e.path2) for e in events if e.pid == pid]
+    base = os.fsencode(tmp_path)
+    assert (257, base + b"/rel.txt", None) in mine                        # openat, cwd-relative
+    assert (258, base + b"/sub", None) in mine                            # mkdirat(dirfd, "sub")
+    assert (264, base + b"/rel.txt", base + b"/sub/moved.txt") in mine    # renameat, dirfds
+    assert (257, base + b"/sub/moved.txt", None) in mine                  # absolute
+    assert ports == {("bind", 0): 1}
+
+
+def test_monitor_mode_reads_no_path_and_counts_no_port(tmp_path):
+    need(os.geteuid() == 0, "needs root")
+    need(*available())
+    events = []
+    with Probe("monitor", on_path=events.append) as monitor:
+        pid = sc.spawn(lambda: file_body(str(tmp_path)), monitor)
+        assert sc.reap(pid) == 0
+        monitor.drain()
+        assert monitor.ports() == {} and monitor.counters()["events"] == 0
+    assert events == []
