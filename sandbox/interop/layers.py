@@ -28,6 +28,7 @@ import re
 import yaml
 
 from ..confine import ANY
+from ..paths import display_path
 from ..policy import Profile
 from ..policy.diagnostics import Diagnostic, Position
 from .systemd_fs import plan_fs
@@ -51,6 +52,10 @@ def parse_var(text: str) -> tuple[str, str]:
     if "\n" in value or "\0" in value:
         raise ValueError(f"the value of {name} holds a newline or NUL")
     return name, value
+
+
+def _at(pos: Position) -> str:
+    return f"{display_path(pos.file)}:{pos.line}:{pos.col}"
 
 
 def _names(template: str) -> list[str]:
@@ -85,10 +90,10 @@ def bind_vars(prof: Profile, texts: list[str]) -> tuple[dict[str, str], list[Dia
             continue
         for what, pos in used[name]:
             if what == "port" and not (value.isdigit() and int(value) <= 65535):
-                raise ValueError(f"{name}={value}: ${name} is a TCP port at {pos}; give a number 0..65535")
+                raise ValueError(f"{name}={value}: ${name} is a TCP port at {_at(pos)}; give a number 0..65535")
         for word, template, pos in prof.fs or ():
             if name in _names(template) and not _fill(template, bound, {})[0].startswith(("/", "%")):
-                raise ValueError(f"{name}={value}: ${name} makes the filesystem path {template} at {pos} "
+                raise ValueError(f"{name}={value}: ${name} makes the filesystem path {template} at {_at(pos)} "
                                  "relative; give an absolute path")
     return bound, diags
 
@@ -109,6 +114,12 @@ def _fill(template: str, bound: dict[str, str], specifiers: dict[str, str]) -> t
         i = m.end()
     out.append(esc(template[i:]))
     return "".join(out), missing
+
+
+def _shown(template: str, bound: dict[str, str]) -> str:
+    """A template with its bound variables filled in, as written where one is unbound."""
+    text, missing = _fill(template, bound, {})
+    return template if missing else text
 
 
 def unit_path(template: str, bound: dict[str, str]) -> tuple[str | None, list[str]]:
@@ -295,18 +306,17 @@ def runtime_losses(prof: Profile, fmt: str, bound: dict[str, str]) -> list[Diagn
     diags.append(Diagnostic(None, f"sbx always sets no_new_privs; {carrier} does not: set {r['nnp']}",
                             severity="warning"))
     if prof.fs is not None:
-        shown = []
+        words: dict[str, list[str]] = {}
         for word, template, _pos in prof.fs:
-            text, missing = _fill(template, bound, {})
-            shown.append(f"{word} {text if not missing else template}")
-        diags.append(Diagnostic(key_position(prof, "filesystem"), f"filesystem rules (Landlock: "
-                                f"{'; '.join(dict.fromkeys(shown))}) are not part of {carrier}: use "
-                                f"{r['fs']}", severity="warning"))
+            words.setdefault(word, []).append(_shown(template, bound))
+        shown = "; ".join(f"{w} {' '.join(dict.fromkeys(paths))}" for w, paths in words.items())
+        diags.append(Diagnostic(key_position(prof, "filesystem"), f"filesystem rules (Landlock: {shown}) are "
+                                f"not part of {carrier}: use {r['fs']}", severity="warning"))
     if prof.net is not None:
         rules = []
         for key in ("bind", "connect"):
             val = prof.net.get(key, ANY)
-            rules.append(f"{key} {'any' if val == ANY else ' '.join(_fill(t, bound, {})[0] for t, _ in val) or 'none'}")
+            rules.append(f"{key} {'any' if val == ANY else ' '.join(_shown(t, bound) for t, _ in val) or 'none'}")
         diags.append(Diagnostic(key_position(prof, "network"), f"TCP port rules ({'; '.join(rules)}) are not "
                                 f"part of {carrier}: use {r['net']}", severity="warning"))
     scoped = [k for k in ("signals", "abstract-unix") if (prof.scope.get(k) is None or
@@ -314,6 +324,6 @@ def runtime_losses(prof: Profile, fmt: str, bound: dict[str, str]) -> list[Diagn
     if scoped:
         pos = next((prof.scope[k].pos for k in scoped if prof.scope.get(k) is not None), None)
         diags.append(Diagnostic(pos, f"scope ({', '.join(scoped)} within the sandbox) is Landlock's, not part "
-                                f"of {carrier}: {r['scope']} keep them within the container",
+                                f"of {carrier}: {r['scope']} keep them within the {'Pod' if fmt == 'k8s' else 'container'}",
                                 severity="warning"))
     return diags
