@@ -242,6 +242,9 @@ def _emit(plan: FsPlan, regions: _Regions, paths: list[str], root: State) -> Non
     head = [("ProtectSystem", "strict")] if strict else []
     if narrowed:
         head.append(("NoExecPaths", "/"))
+        plan.notes.append("exec: NoExecPaths= also refuses mapping files executable (shared libraries, Python "
+                          "extensions) outside the exec paths; Landlock's execute right rules execve only "
+                          "(stricter)")
     plan.settings = head + [(k, w) for k in ("ReadOnlyPaths", "ReadWritePaths", "InaccessiblePaths",
                                              "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths",
                                              "NoExecPaths", "ExecPaths") for w in out.get(k, ())]
