@@ -57,9 +57,11 @@ DEVICE_IO = frozenset({"write_file", "truncate"})       # on a device node: I/O,
 # ProtectSystem=strict's own table: read-only /, these left writable (and, being mounts of their own,
 # outside the noexec pass of NoExecPaths=/)
 STRICT_WRITABLE = ("/dev", "/proc", "/sys", "/home", "/root", "/run/user")
-# the top-level directories hidden when the profile reads less than / (others stay readable: said)
-TOP_DIRS = ("/bin", "/boot", "/dev", "/efi", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
-            "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var")
+# the top-level directories hidden when the profile reads less than / (others stay readable: said).
+# Not /bin, /sbin, /lib*: with a merged /usr they are symbolic links, and systemd hides what a link
+# points to (/usr/lib for /lib), where sbx grants by the resolved path
+TOP_DIRS = ("/boot", "/dev", "/efi", "/etc", "/home", "/media", "/mnt", "/opt", "/proc", "/root", "/run",
+            "/srv", "/sys", "/tmp", "/usr", "/var")
 # where a specifier may resolve: %h below /root or /home, %T at or below /tmp
 SPECIFIER_HOMES = {"%h": ("/root", "/home"), "%T": ("/tmp",)}
 
@@ -118,12 +120,9 @@ def _specifier(path: str) -> str | None:
     return head if head.startswith("%") else None
 
 
-def _may_hold(top: str, path: str) -> bool:
-    """A grant at *path* may lie at or below the top-level directory *top*."""
-    spec = _specifier(path)
-    if spec is None:
-        return below(path, top)
-    return any(below(home, top) for home in SPECIFIER_HOMES.get(spec, ("/",)))
+def _may_hold(top: str, spec: str) -> bool:
+    """A path starting with the specifier *spec* may lie at or below the top-level directory *top*."""
+    return any(below(home, top) for home in SPECIFIER_HOMES.get(spec, ()))
 
 
 def plan_fs(entries: list[tuple[str, str, object]]) -> FsPlan:
@@ -157,7 +156,7 @@ def _hide_tops(plan: FsPlan, regions: _Regions, named: set[str], entries) -> set
     for top in TOP_DIRS:
         if top in named or regions.state(top).visible:
             continue                        # the profile decides it, or grants something at or above it
-        holders = sorted(g for g in regions.grants if _specifier(g) and _may_hold(top, g))
+        holders = sorted(g for g in regions.grants if _specifier(g) and _may_hold(top, _specifier(g)))
         if holders:
             kept.append(f"{top} ({', '.join(holders)} may lie there)")
         else:
@@ -180,74 +179,89 @@ def _depth_key(path: str):
 @dataclass
 class _Entry:
     path: str
-    mode: str            # what systemd calls the mount: ro | rw | bind | hidden | tmpfs | implicit | host
+    mode: str            # the mount systemd makes: ro | rw | bind | hidden | tmpfs | implicit | host
     state: State
 
 
-def _emit(plan: FsPlan, regions: _Regions, paths: list[str], root: State) -> None:
-    strict, narrowed = not root.writable, not root.executable
-    out: dict[str, list[str]] = {}
+ORDER = ("ReadOnlyPaths", "ReadWritePaths", "InaccessiblePaths", "TemporaryFileSystem", "BindPaths",
+         "BindReadOnlyPaths", "NoExecPaths", "ExecPaths")
 
-    def put(key: str, word: str) -> None:
-        out.setdefault(key, []).append(word)
 
-    host = State(True, True, True)
-    entries = [_Entry("/", "ro" if strict else "host", root)]
-    if strict:
-        entries += [_Entry(p, "implicit", host) for p in STRICT_WRITABLE]
-    for path in paths:
-        want = regions.state(path)
-        above = [e for e in entries if e.path != path and below(path, e.path)]
+class _Mounts:
+    """The mount settings as they are decided, and the mounts systemd will make of them (``entries``:
+    / and what ProtectSystem=strict leaves writable, then each path given a setting)."""
+
+    def __init__(self, root: State):
+        self.root = root
+        self.strict, self.narrowed = not root.writable, not root.executable
+        self.out: dict[str, list[str]] = {}
+        self.entries = [_Entry("/", "ro" if self.strict else "host", root)]
+        if self.strict:
+            self.entries += [_Entry(p, "implicit", State(True, True, True)) for p in STRICT_WRITABLE]
+
+    def put(self, key: str, word: str) -> None:
+        self.out.setdefault(key, []).append(word)
+
+    def record(self, path: str, mode: str, state: State) -> None:
+        own = next((e for e in self.entries if e.path == path), None)
+        if own:
+            own.mode, own.state = mode, state
+        else:
+            self.entries.append(_Entry(path, mode, state))
+
+    def decide(self, path: str, want: State, visible_below: bool) -> None:
+        above = [e for e in self.entries if e.path != path and below(path, e.path)]
         if any(e.mode == "hidden" for e in above):
-            continue                                # hidden with everything beneath it
+            return                                   # hidden with everything beneath it
+        if not want.visible:
+            if visible_below:
+                self.put("TemporaryFileSystem", f"{quote(path)}:ro")
+            else:
+                self.put("InaccessiblePaths", "-" + quote(path))
+            self.record(path, "tmpfs" if visible_below else "hidden", want)
+            return
         parent = max(above, key=lambda e: len(e.path))
-        own = next((e for e in entries if e.path == path), None)
+        own = next((e for e in self.entries if e.path == path), None)
         base = own.state if own else parent.state
         in_tmpfs = any(e.mode == "tmpfs" for e in above)
         spec = _specifier(path) is not None
-        if not want.visible:
-            if any(p != path and below(p, path) and regions.state(p).visible for p in paths):
-                put("TemporaryFileSystem", f"{quote(path)}:ro")
-                mode = "tmpfs"
-            else:
-                put("InaccessiblePaths", "-" + quote(path))
-                mode = "hidden"
-            if own:
-                own.mode, own.state = mode, want
-            else:
-                entries.append(_Entry(path, mode, want))
-            continue
-        if not in_tmpfs and (want == base if not spec else (want == root and not want.writable)):
-            continue
-        if own and not in_tmpfs and not want.writable and want.executable == root.executable:
+        if not in_tmpfs and (want == base if not spec else (want == self.root and not want.writable)):
+            return
+        if own and not in_tmpfs and not want.writable and want.executable == self.root.executable:
             # below the read-only /, systemd drops ReadOnlyPaths= as redundant: / covers the tree, flags too
-            put("ReadOnlyPaths", "-" + quote(path))
-            own.mode, own.state = "ro", want
-            continue
+            self.put("ReadOnlyPaths", "-" + quote(path))
+            self.record(path, "ro", want)
+            return
         mode = "rw" if want.writable else "ro"
         if in_tmpfs or parent.mode == mode or (want.writable == base.writable and not spec):
-            put("BindPaths" if want.writable else "BindReadOnlyPaths",
-                f"-{quote(path)}:{quote(path)}:rbind")
+            # same writability as the mount above (systemd would drop the setting), or inside a hidden one
+            self.put("BindPaths" if want.writable else "BindReadOnlyPaths", f"-{quote(path)}:{quote(path)}:rbind")
             mode = "bind"
         else:
-            put("ReadWritePaths" if want.writable else "ReadOnlyPaths", "-" + quote(path))
+            self.put("ReadWritePaths" if want.writable else "ReadOnlyPaths", "-" + quote(path))
         if not want.executable:
-            put("NoExecPaths", "-" + quote(path))
-        elif narrowed:
-            put("ExecPaths", "-" + quote(path))
-        if own:
-            own.mode, own.state = mode, want
-        else:
-            entries.append(_Entry(path, mode, want))
-    head = [("ProtectSystem", "strict")] if strict else []
-    if narrowed:
-        head.append(("NoExecPaths", "/"))
+            self.put("NoExecPaths", "-" + quote(path))
+        elif self.narrowed:
+            self.put("ExecPaths", "-" + quote(path))
+        self.record(path, mode, want)
+
+    def settings(self) -> list[tuple[str, str]]:
+        head = [("ProtectSystem", "strict")] if self.strict else []
+        if self.narrowed:
+            head.append(("NoExecPaths", "/"))
+        return head + [(k, w) for k in ORDER for w in self.out.get(k, ())]
+
+
+def _emit(plan: FsPlan, regions: _Regions, paths: list[str], root: State) -> None:
+    mounts = _Mounts(root)
+    for path in paths:
+        visible_below = any(p != path and below(p, path) and regions.state(p).visible for p in paths)
+        mounts.decide(path, regions.state(path), visible_below)
+    plan.settings = mounts.settings()
+    if mounts.narrowed:
         plan.notes.append("exec: NoExecPaths= also refuses mapping files executable (shared libraries, Python "
                           "extensions) outside the exec paths; Landlock's execute right rules execve only "
                           "(stricter)")
-    plan.settings = head + [(k, w) for k in ("ReadOnlyPaths", "ReadWritePaths", "InaccessiblePaths",
-                                             "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths",
-                                             "NoExecPaths", "ExecPaths") for w in out.get(k, ())]
 
 
 def _device_notes(plan: FsPlan, regions: _Regions, entries) -> None:
