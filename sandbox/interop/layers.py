@@ -195,6 +195,9 @@ def systemd_layers(prof: Profile, bound: dict[str, str], features: set[str] | No
         d, n = _unbound_diags(missing, "unit")
         diags += d
         notes += n
+        if "HOME" not in bound and any("HOME" in _names(t) for _w, t, _p in prof.fs):
+            notes.append("$HOME is %h: the home of the user running the service manager, /root for a "
+                         "system service whatever User= says; for a service with User=, bind --var HOME=")
         plan = plan_fs(entries)
         settings += plan.settings
         notes += plan.notes

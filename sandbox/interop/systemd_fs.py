@@ -15,7 +15,9 @@ measured under a real service manager, tests/kernel/test_systemd_export.py):
 - ``ProtectSystem=strict`` makes / read-only but leaves /dev, /proc, /sys,
   /home, /root and /run/user writable (its own table marks them so; the man
   page names only the first three): each gets ``ReadOnlyPaths=`` when the
-  profile grants no write there.
+  profile grants no write there. Not ``ProtectKernelTunables=``: it also
+  hides /proc/kallsyms and /proc/kcore, which a profile may let a command
+  read; read-only is what the profile says.
 - Every path setting is a mount of its own, and a mount keeps the flags it was
   made with: the recursive read-only and noexec passes of / skip it. So
   ``ExecPaths=P`` alone makes P *writable* under ``ProtectSystem=strict``, and

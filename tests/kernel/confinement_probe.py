@@ -52,6 +52,13 @@ def _write_once(path: str) -> None:
     os.unlink(path)
 
 
+def _make_cgroup() -> None:
+    top = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") else "/sys/fs/cgroup"
+    path = os.path.join(top, f"sbx-probe-{os.getpid()}")
+    os.mkdir(path)
+    os.rmdir(path)
+
+
 def _read(path: str) -> None:
     with open(path) as fh:
         fh.read()
@@ -68,6 +75,8 @@ def checks(area: str) -> dict:
         "read $HOME/.ssh": lambda: _read(os.path.join(home, ".ssh", "id")),
         "write $TMPDIR": lambda: _write(os.path.join(tmp, f"probe-{os.getpid()}")),
         "write /dev/null": lambda: _write("/dev/null"),
+        "write /proc/self/comm": lambda: _write("/proc/self/comm"),
+        "create a cgroup": _make_cgroup,
         "create a user namespace": _unshare_user,
         "give a file to nobody": lambda: os.chown("owned", 65534, -1),
         "run a program copied to $TMPDIR": lambda: _run_copy(tmp),

@@ -7,7 +7,8 @@ what the profile decides: the unit starts, its allowed work succeeds, and it
 is refused exactly what the same probe is refused under `sbx run` with the
 same profile: writes outside the granted paths, reading $HOME/.ssh and paths
 no grant reaches, user namespaces, capabilities the profile does not keep,
-running what it wrote where it may not execute. The work directory lies in
+running what it wrote where it may not execute, writing /proc or /sys. The
+work directory lies in
 /srv under a name with a space, a colon and a percent sign, which the `web`
 unit hides and binds back. What systemd cannot do on this machine (port
 rules without BPF_FRAMEWORK) is checked as said.
@@ -163,7 +164,7 @@ def test_systemd_default_set_matches_the_installed_systemd():
 
 EXPECTED = {      # what each built-in decides about the probe's checks, the same under sbx and systemd
     "read /etc/hostname": "ok", "read $HOME/.ssh": "refused", "write outside the granted paths": "refused",
-    "write in /root": "refused",
+    "write in /root": "refused", "write /proc/self/comm": "refused", "create a cgroup": "refused",
     "write /dev/null": "ok", "create a user namespace": "refused", "give a file to nobody": "refused",
     "open a vsock socket": "refused",
 }
