@@ -25,6 +25,7 @@ TITLES = {
     7: "Trace overhead",
     8: "Profile life cycle: semantic diff, drift gate, fleet build",
     9: "Static analysis (sbx analyze) on 15 Debian programs",
+    10: "Exported systemd units under a real service manager",
 }
 TARGET = 0.7            # sbx mean and max <= 0.7 x libseccomp's binary tree on Docker's default
 STARTUP_TARGET_MS = 5.0
@@ -332,6 +333,11 @@ def trace_overhead(args, settings, state) -> Section:
 
 def lifecycle(args, settings, state) -> Section:
     from bench_lifecycle import lifecycle as measure
+    return measure(args, settings, state)
+
+
+def systemd_units(args, settings, state) -> Section:
+    from bench_systemd import systemd_units as measure
     return measure(args, settings, state)
 
 

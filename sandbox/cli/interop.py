@@ -26,6 +26,20 @@ def _libseccomp_knows():
     return lambda name: pyseccomp.resolve_syscall(native, name) != -1
 
 
+def _systemd_features() -> set[str] | None:
+    """The +FEATURE/-FEATURE words of this machine's `systemctl --version`, or None without systemd."""
+    import shutil
+    import subprocess
+    tool = shutil.which("systemctl")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {w for w in out.split() if w[:1] in "+-"}
+
+
 RUNTIME_FORMATS = ("oci", "docker", "k8s")      # run by runc/crun: the runtime preset applies
 
 
@@ -42,17 +56,28 @@ RUNTIME_FORMATS = ("oci", "docker", "k8s")      # run by runc/crun: the runtime 
               help="k8s: security-profiles-operator API (v1: operator 1.0+, v1beta1: older)")
 @click.option("--no-runtime-preset", is_flag=True,
               help="oci/docker/k8s: leave out the calls runc/crun make after installing the filter")
-def export(profile, fmt, output, arch, api_version, no_runtime_preset):
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="bind a variable of the profile's paths and ports ($CWD, $EXEC_ROOT, ${PORT}, ...; "
+              "systemd: $HOME and $TMPDIR are %h and %T unless bound); repeatable")
+def export(profile, fmt, output, arch, api_version, no_runtime_preset, variables):
     """Write PROFILE for a container runtime, Kubernetes or systemd.
 
     Rules are first-match in sbx and order-free in libseccomp: each syscall's
     argument space is split exactly and written as entries libseccomp decides
     the same way.  For container runtimes the OCI runtime preset
     (profiles/presets/oci-runtime.yaml: what runc and crun call after installing
-    the filter) comes first.  What a format cannot express is reported on stderr.
+    the filter) comes first.  The profile's files, ports, capabilities and
+    scopes become systemd settings; the other formats carry the filter only and
+    name the runtime's own settings for the rest.  What a format cannot express
+    is reported on stderr.
     """
     from .. import interop
     prof = load(profile)
+    try:
+        bound, notes = interop.bind_vars(prof, list(variables))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--var") from err
+    warn(notes, prof.sources)
     host = native(arch)
     if fmt in RUNTIME_FORMATS:
         if no_runtime_preset:
@@ -63,20 +88,22 @@ def export(profile, fmt, output, arch, api_version, no_runtime_preset):
             click.echo(interop.preset_note(added), err=True)
     an = interop.analyze(prof, host, low_word=fmt == "k8s")
     if fmt == "systemd":
-        text, diags = interop.export_systemd(an, known=_libseccomp_knows())
+        text, diags = interop.export_systemd(an, known=_libseccomp_knows(), bound=bound,
+                                             features=_systemd_features())
         warn(diags, prof.sources)
         emit(text, output)
     elif fmt == "k8s":
-        _export_k8s(interop, an, output, api_version)
+        _export_k8s(interop, an, output, api_version, bound)
     else:
-        spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows())
+        spec, diags = interop.export_oci(an, comments=fmt == "docker", known=_libseccomp_knows(), bound=bound,
+                                         losses=fmt)
         warn(diags, prof.sources)
         emit(json.dumps(spec, indent=2) + "\n", output)
 
 
-def _export_k8s(interop, an, output: str | None, api_version: str) -> None:
+def _export_k8s(interop, an, output: str | None, api_version: str, bound: dict) -> None:
     """The manifest alone on stdout (a stream kubectl apply takes); with -o also the localhost JSON."""
-    manifest, local, diags = interop.export_k8s(an, api_version, known=_libseccomp_knows())
+    manifest, local, diags = interop.export_k8s(an, api_version, known=_libseccomp_knows(), bound=bound)
     warn(diags, an.profile.sources)
     name = interop.k8s_name(an.profile.name)
     if not output:

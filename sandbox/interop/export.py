@@ -1,4 +1,8 @@
-"""Export: profiles as OCI/Docker JSON and Kubernetes manifests (see the package docstring)."""
+"""Export: profiles as OCI/Docker JSON and Kubernetes manifests (see the package docstring).
+
+The objects carry the seccomp filter only; the profile's other layers come back as
+warnings naming the runtime's own setting for each (``layers.runtime_losses``).
+"""
 from __future__ import annotations
 
 import json
@@ -14,6 +18,7 @@ from ..policy.profile import baseline_spec
 from ..policy.show import action_text
 
 from .analysis import Analysis, MAX_ENTRIES_PER_SYSCALL, OCI_ACTION, OCI_ARCH, render_region
+from .layers import runtime_losses
 
 # ---------------------------------------------------------------- OCI / Docker / Kubernetes
 
@@ -117,11 +122,15 @@ def oci_entries(an: Analysis, comments: bool = True, int64: bool = False) -> lis
     return out
 
 
-def export_oci(an: Analysis, comments: bool = True, known=None, int64: bool = False) -> tuple[dict, list[Diagnostic]]:
+def export_oci(an: Analysis, comments: bool = True, known=None, int64: bool = False,
+               bound: dict[str, str] | None = None, losses: str | None = None) -> tuple[dict, list[Diagnostic]]:
     """The OCI ``linux.seccomp`` object (Docker's --security-opt seccomp= file) and warnings.
 
     *known(name)* tells whether the target's libseccomp can name a syscall;
-    runc silently drops rules for names it cannot.
+    runc silently drops rules for names it cannot. *losses* ("oci", "docker",
+    "k8s") adds a warning for each of the profile's other layers, which the
+    object does not carry, naming that runtime's own setting for it (*bound*:
+    --var bindings, to show the paths and ports as they would be).
     """
     diags: list[Diagnostic] = []
     _check_actions(an, diags)
@@ -141,6 +150,8 @@ def export_oci(an: Analysis, comments: bool = True, known=None, int64: bool = Fa
                                     "runc built against it ignores their rules (they get "
                                     "defaultAction, or ENOSYS above its highest known syscall)",
                                     severity="warning"))
+    if losses:
+        diags += runtime_losses(an.profile, losses, bound or {})
     return out, diags
 
 
@@ -155,14 +166,15 @@ K8S_VERSIONS = ("v1", "v1beta1")     # v1: security-profiles-operator 1.0+ (stor
 INT64_MAX = (1 << 63) - 1
 
 
-def export_k8s(an: Analysis, api_version: str = "v1", known=None) -> tuple[str, str, list[Diagnostic]]:
+def export_k8s(an: Analysis, api_version: str = "v1", known=None,
+               bound: dict[str, str] | None = None) -> tuple[str, str, list[Diagnostic]]:
     """(SeccompProfile manifest, the localhost profile JSON, warnings).
 
     The manifest is one YAML document ``kubectl apply -f`` takes; the CRD's
     spec has no ``defaultErrnoRet`` (the API server prunes unknown fields) and
     int64 argument values, which the warnings name.
     """
-    spec, diags = export_oci(an, comments=False, known=known, int64=True)
+    spec, diags = export_oci(an, comments=False, known=known, int64=True, bound=bound, losses="k8s")
     local, _ = export_oci(an, comments=True, int64=True)
     name = k8s_name(an.profile.name)
     errno = spec.pop("defaultErrnoRet", None)

@@ -19,9 +19,14 @@ drop-in, and so do per-call errno values and kill actions systemd replaces
 by ``SystemCallErrorNumber=``, the names systemd always allows (its
 ``@default`` set), and names this machine's libseccomp, which systemd uses to
 resolve them, does not know.
+
+The profile's other layers (files, ports, capabilities, scopes) follow the
+seccomp settings, from ``layers.systemd_layers``, with what systemd cannot
+say about them in the same header and on stderr.
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 from bpf_filters.ir import Action
@@ -31,6 +36,7 @@ from ..policy.constants import CONSTANTS
 from ..policy.diagnostics import Diagnostic
 from ..policy.show import action_text
 from .analysis import PERMISSIVE, SYSTEMD_ARCH, Analysis, SyscallPlan
+from .layers import systemd_layers
 
 # `systemd-analyze syscall-filter @default` of systemd 252 (Debian 12, 252.39): an allow-list always
 # includes these (tests/test_systemd_export.py compares this with the installed systemd)
@@ -236,8 +242,13 @@ def _rule_pos(an: Analysis, plan: SyscallPlan):
     return an.profile.default.pos
 
 
-def export_systemd(an: Analysis, known=None) -> tuple[str, list[Diagnostic]]:
-    """(the drop-in, warnings): every loosening and lost action named, in both."""
+def export_systemd(an: Analysis, known=None, bound: dict[str, str] | None = None,
+                   features: set[str] | None = None) -> tuple[str, list[Diagnostic]]:
+    """(the drop-in, warnings): every loosening and lost action named, in both.
+
+    *bound*: --var bindings for the profile's path and port variables; *features*: the words of this
+    machine's `systemctl --version`, or None (see ``layers.systemd_layers``).
+    """
     prof, default = an.profile, an.default
     allow_list = default.kind not in PERMISSIVE
     d = _Dropin()
@@ -276,7 +287,10 @@ def export_systemd(an: Analysis, known=None) -> tuple[str, list[Diagnostic]]:
                        "action under systemd")
     if prof.bad_arch.value.kind != "kill-process":
         d.notes.append(f"other architectures: {action_text(prof.bad_arch.value)} here; systemd denies them")
-    return _render(an, allow_list, d, diags, lost), diags
+    settings, notes, more = systemd_layers(prof, bound or {}, features)
+    d.notes += notes
+    diags += more
+    return _render(an, allow_list, d, diags, lost, settings), diags
 
 
 def _native_names(an: Analysis) -> set[str]:
@@ -284,18 +298,22 @@ def _native_names(an: Analysis) -> set[str]:
     return set(syscalls.table(an.native).by_name)
 
 
-def _render(an: Analysis, allow_list: bool, d: _Dropin, diags: list[Diagnostic], lost: list[str]) -> str:
+def _render(an: Analysis, allow_list: bool, d: _Dropin, diags: list[Diagnostic], lost: list[str],
+            layers: list[tuple[str, str]]) -> str:
     prof, default = an.profile, an.default
     out = [f"# systemd drop-in for profile '{prof.name}' ({display_path(prof.path)}), from "
            "`sbx export --format systemd`",
-           "# Install as /etc/systemd/system/UNIT.service.d/sbx-seccomp.conf, then "
-           "`systemctl daemon-reload`."]
+           "# Install as /etc/systemd/system/UNIT.service.d/sbx.conf, then `systemctl daemon-reload`.",
+           "# A unit's own settings add to the path lists below (ReadWritePaths=, ...)."]
     said = [f"systemd allows {what}" for _, what in d.loosened] + \
         [f"{t}: {', '.join(sorted(n))} get the default action" for t, n in d.other.items()] + d.notes
     if lost:
         said.append(f"unknown to libseccomp here, left out: {', '.join(lost)}")
     if said:
-        out += ["# What systemd cannot express:"] + [f"#   {n}" for n in said]
+        out += ["# What systemd cannot express:"]
+        for n in said:
+            out += textwrap.wrap(n, 100, initial_indent="#   ", subsequent_indent="#     ",
+                                 break_long_words=False, break_on_hyphens=False)
     out += ["[Service]", "SystemCallArchitectures=" + " ".join(
         "native" if a == "native" else SYSTEMD_ARCH[a] for a in dict.fromkeys(prof.arches.value))]
     out += _wrap("SystemCallFilter", "" if allow_list else "~", sorted(set(d.listed)))
@@ -305,4 +323,5 @@ def _render(an: Analysis, allow_list: bool, d: _Dropin, diags: list[Diagnostic],
         out.append(f"# default {action_text(default)}: systemd kills the process (SIGSYS) for the rest")
     out += [f"{k}={v}" for k, v in d.extra.items()]
     out += _wrap("SystemCallLog", "", sorted(set(d.logged))) if d.logged else []
+    out += [f"{k}={v}" for k, v in layers]
     return "\n".join(out) + "\n"

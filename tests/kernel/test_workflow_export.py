@@ -5,8 +5,11 @@ traced profile is exported to runc (`--format oci`, with the OCI runtime
 preset) and the server runs in a runc container (host binaries bound read-only,
 host network, Docker's default capabilities, no noNewPrivileges as under
 Docker) and answers the same client; it is exported to systemd (`--format
-systemd`), the unit passes `systemd-analyze verify`, and the server answers
-the client under the filters systemd would install (tests/systemd_sim.py).
+systemd`), the unit passes `systemd-analyze verify`, and a real service manager
+(tests/systemd_manager.py) starts it: the server answers the client under
+systemd. The profiles keep no capability, so the units run as nobody (nginx's
+master cannot switch its worker's user without CAP_SETUID, under `sbx run` as
+under systemd).
 """
 import json
 import os
@@ -25,7 +28,7 @@ from click.testing import CliRunner
 
 from sandbox.cli import cli
 from tests.conftest import need
-from tests.systemd_sim import simulated_profile
+from tests.systemd_manager import SystemdManager, available
 
 pytestmark = pytest.mark.system
 SBX = os.path.join(os.path.dirname(sys.executable), "sbx")
@@ -171,37 +174,71 @@ def test_the_traced_server_runs_under_runc(traced):
     assert "operation not permitted" not in res.stderr.lower(), res.stderr
 
 
-def test_the_traced_server_runs_under_its_systemd_unit(traced):
-    server, profile, tmp_path = traced
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory):
+    why = available()
+    need(why is None, why or "")
+    with SystemdManager(tmp_path_factory.mktemp("systemd")) as m:
+        yield m
+
+
+def serve_unit(m: SystemdManager, name: str, server, dropin: str, work) -> str:
+    """Start SERVER as a unit (as nobody, in WORK), let the client talk to it, stop it; its output."""
+    out = work / f"{name}.out"
+    shutil.chown(work, "nobody")
+    m.install(f"{name}.service", "[Unit]\nDefaultDependencies=no\n[Service]\nType=simple\nUser=nobody\n"
+              f"Group=nogroup\nWorkingDirectory={work}\nExecStart={' '.join(server.argv)}\n"
+              f"StandardOutput=file:{out}\nStandardError=file:{out}\n", dropin)
+    res = m.start_unit(f"{name}.service")
+    assert res.returncode == 0, f"{res.stderr}\n{m.unit_log(name)}"
+    try:
+        end = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", server.port), timeout=0.5).close()
+                break
+            except OSError:
+                state = m.show(f"{name}.service", "ActiveState")["ActiveState"]
+                if state != ["active"] or time.monotonic() > end:
+                    text = out.read_text() if out.exists() else ""
+                    raise AssertionError(f"{name} is {state}:\n{text}\n{m.unit_log(name)}")
+                time.sleep(0.1)
+        server.exercise()
+    finally:
+        m.stop_unit(f"{name}.service")
+    return out.read_text() if out.exists() else ""
+
+
+def test_the_traced_server_runs_under_its_systemd_unit(traced, manager):
+    server, profile, work = traced
     dropin, stderr = export(profile, "systemd")
     assert "warning: systemd allows" in stderr              # the loosenings are named
     analyze = shutil.which("systemd-analyze")
     need(analyze is not None, "systemd-analyze is not installed")
-    unit = tmp_path / "sbx-server.service"
+    unit = work / "sbx-server.service"
     unit.write_text("[Unit]\nDescription=traced server\n[Service]\nExecStart=" + " ".join(server.argv) +
                     "\n" + dropin.replace("[Service]\n", ""))
     res = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout + res.stderr == "", res.stdout + res.stderr
-    sim = tmp_path / "systemd-sim.yaml"
-    sim.write_text(simulated_profile(dropin))
-    serve([SBX, "run", "--profile", str(sim), "--", *server.argv], server)
+    said = serve_unit(manager, f"traced-{type(server).__name__.lower()}", server, dropin, work)
+    assert "Operation not permitted" not in said, said
 
 
-def test_nginx_runs_under_the_web_profiles_systemd_unit():
+def test_nginx_runs_under_the_web_profiles_systemd_unit(manager):
     """The issue's case: `web` decides socket, socketpair and ioctl by their arguments; the unit allows
-    them (with RestrictAddressFamilies=) instead of leaving nginx without sockets."""
+    them (with RestrictAddressFamilies=) instead of leaving nginx without sockets; and its files and
+    ports (bound with --var) let nginx serve from its directory."""
     need(os.path.isfile(Nginx.need_binary), "nginx is not installed")
-    need(os.geteuid() == 0, "nginx's master switches its worker to nobody: needs root")
     work = pathlib.Path(tempfile.mkdtemp(prefix="sbx-workflow-"))
     try:
         work.chmod(0o755)
         server = Nginx(work, free_port())
-        dropin, stderr = export("web", "systemd")
+        res = CliRunner().invoke(cli, ["export", "web", "--format", "systemd", "--var", f"CWD={work}",
+                                       "--var", f"PORT={server.port}"])
+        assert res.exit_code == 0, res.stderr
         for name in ("socket", "socketpair", "ioctl"):
-            assert f"warning: systemd allows {name}" in stderr
-        sim = work / "systemd-sim.yaml"
-        sim.write_text(simulated_profile(dropin))
-        res = serve([SBX, "run", "--profile", str(sim), "--", *server.argv], server)
-        assert "Operation not permitted" not in res.stderr, res.stderr
+            assert f"warning: systemd allows {name}" in res.stderr
+        said = serve_unit(manager, "web-nginx", server, res.stdout, work)
+        assert "Operation not permitted" not in said, said
     finally:
         shutil.rmtree(work, ignore_errors=True)
