@@ -22,10 +22,15 @@ Landlock checks it:
   unlink(at), rmdir              remove
   rename(at,at2), link(at)       remove the old name (link: refer), create the new one
   truncate                       modify
+  chdir                          list: Landlock does not check chdir, but a unit's
+                                 mount namespace (sbx export --format systemd) hides
+                                 what no grant reaches, and a hidden directory cannot
+                                 be entered; listing the directory a program works
+                                 in is the smallest grant that keeps it reachable
 
 Reading a directory needs Landlock's read_dir at its open, so listing is
 recorded at the open (getdents64 needs nothing more).  stat, access,
-chdir, chmod, chown, utimes and xattrs are not recorded: Landlock does not
+fchdir, chmod, chown, utimes and xattrs are not recorded: Landlock does not
 check them.
 
 ``FileLog.resolve`` (after the run) maps intents to Landlock's words on real
@@ -67,6 +72,7 @@ PATH_ARGS: dict[str, tuple] = {
     "symlink": (None, 1, None, None, None),          # the new link; its target needs no right
     "symlinkat": (1, 2, None, None, None),
     "truncate": (None, 0, None, None, None),
+    "chdir": (None, 0, None, None, None),
 }
 SOCKET_CALLS = ("bind", "connect")                  # TCP ports; bind of a Unix socket: a file
 PATH_LIMIT = 255            # bytes of a path the eBPF probe reads (SBX_PATH_LEN - 1)
@@ -92,6 +98,8 @@ def intents(name: str, flags: int, path: bytes, path2: bytes | None = None
         return [("remove", path)]
     if name == "truncate":
         return [("modify", path)]
+    if name == "chdir":
+        return [("list", path)]
     if name in ("rename", "renameat", "renameat2") and path2 is not None:
         out = [("remove", path), ("create", path2)]
         if flags & RENAME_EXCHANGE:
@@ -132,6 +140,8 @@ def may_succeed(name: str, flags: int, path: bytes, path2: bytes | None = None) 
         return is_dir_of(path) and not os.path.lexists(path)
     if name in ("rename", "renameat", "renameat2", "link", "linkat"):
         return path2 is not None and os.path.lexists(path) and is_dir_of(path2)
+    if name == "chdir":
+        return os.path.isdir(path)
     return os.path.lexists(path)            # unlink, rmdir, truncate
 
 

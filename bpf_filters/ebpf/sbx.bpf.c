@@ -55,6 +55,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_bind        49
 #define NR_execve      59
 #define NR_truncate    76
+#define NR_chdir       80
 #define NR_rename      82
 #define NR_mkdir       83
 #define NR_rmdir       84
@@ -496,7 +497,7 @@ static __always_inline bool path_args(__s32 nr, __u64 *a, int *d1, __u64 *p1, in
 		if (bpf_probe_read_user(flags, sizeof(*flags), (void *)a[2]))
 			*flags = 0;
 		return true;
-	case NR_mkdir: case NR_rmdir: case NR_unlink: case NR_truncate:
+	case NR_mkdir: case NR_rmdir: case NR_unlink: case NR_truncate: case NR_chdir:
 		*p1 = a[0]; return true;
 	case NR_mknod:
 		*p1 = a[0]; *flags = a[1]; return true;

@@ -131,8 +131,8 @@ def traced(request):
     shutil.rmtree(work, ignore_errors=True)
 
 
-def export(ref: str, fmt: str) -> tuple[str, str]:
-    res = CliRunner().invoke(cli, ["export", ref, "--format", fmt])
+def export(ref: str, fmt: str, *extra: str) -> tuple[str, str]:
+    res = CliRunner().invoke(cli, ["export", ref, "--format", fmt, *extra])
     assert res.exit_code == 0, res.stderr
     return res.stdout, res.stderr
 
@@ -211,7 +211,9 @@ def serve_unit(m: SystemdManager, name: str, server, dropin: str, work) -> str:
 
 def test_the_traced_server_runs_under_its_systemd_unit(traced, manager):
     server, profile, work = traced
-    dropin, stderr = export(profile, "systemd")
+    # the trace ran with TMPDIR=/tmp and wrote the work dir there as $TMPDIR; the test's
+    # manager sets its own TMPDIR (%T), so the export binds $TMPDIR to what the trace saw
+    dropin, stderr = export(profile, "systemd", "--var", f"TMPDIR={tempfile.gettempdir()}")
     assert "warning: systemd allows" in stderr              # the loosenings are named
     analyze = shutil.which("systemd-analyze")
     need(analyze is not None, "systemd-analyze is not installed")
