@@ -44,7 +44,7 @@ test: install deps-test bpf
 bpf:
 	@if command -v clang >/dev/null && command -v bpftool >/dev/null; then \
 	  sh tools/build_bpf.sh; \
-	else echo "clang/bpftool missing: using the shipped bpf_filters/ebpf/sbx.bpf.o"; fi
+	else echo "clang/bpftool missing: using the shipped sandbox/ebpf/sbx.bpf.o"; fi
 
 syscalls:
 	$(PYTHON) tools/gen_syscalls.py

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox.monitor import FAMILIES, Probe, ProbeUnavailable  # noqa: E402
+from sandbox.ebpf.probe import FAMILIES, Probe, ProbeUnavailable  # noqa: E402
 
 LOOP_C = r"""
 #include <stdio.h>

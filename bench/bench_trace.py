@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sandbox import trace  # noqa: E402
 from sandbox.kernel import spawn  # noqa: E402
-from sandbox.monitor import available  # noqa: E402
+from sandbox.ebpf.probe import available  # noqa: E402
 
 MODES = ("untraced", "ebpf", "ebpf_run", "notify", "strace")
 

@@ -8,7 +8,6 @@ per-argument widths, an ``unknown`` action distinct from the default);
 """
 from __future__ import annotations
 
-import os
 import tempfile
 
 import pyseccomp as sc

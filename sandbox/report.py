@@ -81,7 +81,7 @@ class Reporter:
                          "be listed")
         if self.monitor:
             from .errors import LaunchError
-            from .monitor import Probe, ProbeUnavailable
+            from .ebpf import Probe, ProbeUnavailable
             try:
                 self.probe = Probe("monitor")
             except ProbeUnavailable as e:

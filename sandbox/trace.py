@@ -5,7 +5,7 @@ Pipeline: ``record`` (the eBPF tracer as root, else seccomp user notification)
 -> ``merge`` with earlier generated profiles (``observed_from_profile``)
 -> ``write_profile`` (commented YAML, byte-identical for the same input).
 ``sandbox.cli.trace`` then summarizes and verifies.  Only the recorders touch
-the kernel, through ``sandbox.monitor``, ``sandbox.kernel.spawn`` and
+the kernel, through ``sandbox.ebpf``, ``sandbox.kernel.spawn`` and
 ``sandbox.kernel.notify``; everything after them is pure.  The files and
 ports a run used go the same way beside the syscalls: recorded into a
 ``trace_access.FileLog``, resolved to real paths when the run ends,
@@ -83,7 +83,7 @@ class TraceError(Exception):
 
 @dataclass
 class Recording:
-    """What one traced run did, keyed like sandbox.monitor's counters."""
+    """What one traced run did, keyed like sandbox.ebpf's counters."""
     argv: list[str]
     backend: str                                      # "ebpf" | "notify"
     calls: dict[tuple[str, int], int]                 # (arch, nr) -> count
@@ -105,7 +105,7 @@ def choose_backend(requested: str) -> tuple[str, str]:
         if requested == "ebpf":
             raise TraceError("cannot trace with eBPF: it needs root (try --backend notify)", 2)
         return "notify", "not root"
-    from .monitor import available
+    from .ebpf import available
     ok, reason = available()
     if ok:
         return "ebpf", "tracepoints"
@@ -172,7 +172,7 @@ def _start_probe(child: spawn.Child, on_path=None):
     """Load the probe and track *pid*; the child must never run untracked, so any
     failure (or SIGTERM/SIGHUP meanwhile) kills it before it is told to go."""
     from .kernel.proc import wait_blocked
-    from .monitor import Probe, ProbeUnavailable
+    from .ebpf import Probe, ProbeUnavailable
 
     def interrupted(signum, _frame):
         raise TraceError(f"interrupted by signal {signum} before the command started",

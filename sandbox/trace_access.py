@@ -49,7 +49,7 @@ from .policy.constants import CONSTANTS as C
 
 # Where each x86_64 file syscall keeps its paths: (dirfd, path) argument indexes of
 # the first and the second path, and the flags argument (an int: its index; a
-# tuple: a constant).  bpf_filters/ebpf/sbx.bpf.c (path_args) reads the same.
+# tuple: a constant).  sandbox/ebpf/sbx.bpf.c (path_args) reads the same.
 PATH_ARGS: dict[str, tuple] = {
     "open": (None, 0, None, None, 1),
     "creat": (None, 0, None, None, (C["O_CREAT"] | C["O_WRONLY"] | C["O_TRUNC"],)),

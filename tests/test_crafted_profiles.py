@@ -8,7 +8,6 @@ child with 1 GiB of address space and a time-out, so a regression fails
 instead of eating the machine; the work itself is counted in-process.
 """
 import json
-import os
 import resource
 import subprocess
 import sys

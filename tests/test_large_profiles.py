@@ -1,7 +1,6 @@
 """Large profiles: consecutive values become ranges, compile work grows near-linearly, and a
 program over the kernel's 4,096 instructions is a positioned error (never a traceback) that
 `sbx check` fails with SBX145."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Build bpf_filters/ebpf/sbx.bpf.o (the CO-RE eBPF object loaded by
-# sandbox/monitor.py) from sbx.bpf.c.  vmlinux.h is generated from the running
+# Build sandbox/ebpf/sbx.bpf.o (the CO-RE eBPF object loaded by
+# sandbox/ebpf/probe.py) from sbx.bpf.c.  vmlinux.h is generated from the running
 # kernel's BTF into a build directory and never committed; CO-RE relocations
 # make the object load on other kernels with BTF.
 # Needs: clang (>= 12), bpftool, libbpf-dev (Debian: clang llvm libbpf-dev bpftool).
@@ -9,7 +9,7 @@ set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-"$root/build/bpf"}
-src="$root/bpf_filters/ebpf"
+src="$root/sandbox/ebpf"
 btf=${SBX_VMLINUX_BTF:-/sys/kernel/btf/vmlinux}
 clang=${CLANG:-clang}
 bpftool=${BPFTOOL:-bpftool}

@@ -1,6 +1,6 @@
 """``sbx monitor`` (live stream of seccomp denials) and ``sbx refine`` (profile change from denials).
 
-``monitor`` drives the eBPF probe of ``sandbox.monitor`` over a process tree
+``monitor`` drives the eBPF probe of ``sandbox.ebpf`` over a process tree
 (--pid), a cgroup v2 subtree (--cgroup) or every process, prints each denial
 as it happens and ends with the probe's lossless counters.  ``refine`` reads
 such denials back and prints, as a unified diff, the smallest profile change
@@ -46,7 +46,7 @@ def monitor(pids, cgroups, as_json, duration, profile):
     print the in-kernel counters, with events lost to a full buffer, on stderr.
     Without --pid or --cgroup every process on the host is watched.  Needs root.
     """
-    from ..monitor import Probe, ProbeUnavailable, available
+    from ..ebpf import Probe, ProbeUnavailable, available
     ok, reason = available()
     if not ok:
         fail(f"cannot monitor: {reason}", status=1)

@@ -50,7 +50,7 @@ def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
         raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
     from .. import launcher
     from ..errors import LaunchError
-    from ..monitor import available
+    from ..ebpf import available
     denials: list = []
     opts = launcher.RunOptions(argv, profile=profile_path, log=True, quiet=True, use_cache=False,
                                env=env, monitor=available()[0], on_denials=denials.extend)

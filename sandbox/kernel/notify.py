@@ -244,7 +244,7 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
     reported to this process, and return what it called.
 
     *arg_specs* ({(arch, nr): {argidx: mask}}, default ARG_SPECS, the same
-    shape as sandbox.monitor.ARG_SPECS) picks the argument values counted;
+    shape as sandbox.ebpf.probe.ARG_SPECS) picks the argument values counted;
     *steps* the confinement steps before the filter (they must set no_new_privs);
     *inspect* hooks {(AUDIT_ARCH, nr): fn(listener, id, tid, args)} run while
     the task waits, before it is let go (``notify_args.FileWatcher``).

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from sandbox.monitor import ARG_SPECS, FAMILIES, Probe, available
+from sandbox.ebpf.probe import ARG_SPECS, FAMILIES, Probe, available
 from tests.conftest import need
 from tests.kernel import seccomp_child as sc
 

@@ -131,4 +131,4 @@ def test_verify_fails_on_a_landlock_denial(home):
                        timeout=60)
     assert r.returncode == 1, r.stderr
     assert "refused by the profile's Landlock rules" in r.stderr
-    assert f"fs.read_file" in r.stderr and f"{home}/.ssh/id_rsa" in r.stderr
+    assert "fs.read_file" in r.stderr and f"{home}/.ssh/id_rsa" in r.stderr

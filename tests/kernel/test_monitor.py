@@ -27,7 +27,7 @@ from bpf_filters.syscalls import table as _table
 NR = _table("x86_64").by_name
 
 from sandbox.kernel import libbpf
-from sandbox.monitor import DEFAULT_OBJECT, FAMILIES, Probe, ProbeUnavailable, available
+from sandbox.ebpf.probe import DEFAULT_OBJECT, FAMILIES, Probe, ProbeUnavailable, available
 from tests.conftest import need
 from tests.kernel import seccomp_child as sc
 
@@ -469,11 +469,12 @@ def test_denials_per_action_match_the_counters_across_arches(probe):
 
 
 def test_map_layouts_match_the_python_mirrors_of_sbx_h(monitor):
-    from sandbox import monitor as m
+    from sandbox.ebpf import layout as m
     layouts = {"sbx_tasks": (m.U32, m.TASK), "sbx_cfg": (m.U32, m.CONFIG),
                "sbx_cgroups": (m.U64, m.U32), "sbx_denials": (m.DENIAL_KEY, m.U64),
                "sbx_calls": (m.CALL_KEY, m.U64), "sbx_argspec": (m.CALL_KEY, m.ARGSPEC),
-               "sbx_argvals": (m.ARG_KEY, m.U64), "sbx_stats": (m.U32, m.U64)}
+               "sbx_argvals": (m.ARG_KEY, m.U64), "sbx_stats": (m.U32, m.U64),
+               "sbx_ports": (m.PORT_KEY, m.U64)}
     for name, (key, value) in layouts.items():
         bpf_map = monitor._objmap(name)
         assert (bpf_map.key_size, bpf_map.value_size) == (key.size, value.size), name

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.kernel
 def ebpf():
     need(os.geteuid() == 0, "needs root")
     need(os.uname().machine == "x86_64", "x86_64 syscall numbers")
-    from sandbox.monitor import available
+    from sandbox.ebpf.probe import available
     ok, reason = available()
     need(ok, reason)
 
@@ -326,7 +326,7 @@ def as_nobody():
     os.chmod(cache, 0o777)
     site = next(p for p in sys.path if p.endswith("site-packages"))
     extra = ["env", f"PYTHONPATH={ROOT}:{site}"]
-    check = "import ctypes, click, yaml, psutil, sandbox.cli, sandbox.monitor"
+    check = "import ctypes, click, yaml, psutil, sandbox.cli, sandbox.ebpf"
     candidates = [PY, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
     for py in candidates:
         prefix = SETPRIV + extra + [py]

@@ -72,7 +72,7 @@ def test_socket_arguments_are_recorded():
 
 
 def test_counted_arguments_match_the_ebpf_monitor():
-    monitor = pytest.importorskip("sandbox.monitor")
+    monitor = pytest.importorskip("sandbox.ebpf.probe")
     assert ARG_SPECS == monitor.ARG_SPECS
 
 

@@ -20,9 +20,8 @@ import pytest
 from sandbox import trace as tr
 from sandbox.cli.trace import count_allowed, verify_profile
 from sandbox.denials import Denial, judge, summarize
-from sandbox.policy import load_profile, lower
-from sandbox.monitor import available
-from sandbox.policy import build_filter, load_profile
+from sandbox.policy import build_filter, load_profile, lower
+from sandbox.ebpf.probe import available
 from tests.conftest import need
 
 pytestmark = pytest.mark.kernel

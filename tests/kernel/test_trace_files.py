@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import trace as tr
-from sandbox.monitor import available
+from sandbox.ebpf.probe import available
 from sandbox.policy import load_profile
 from tests.conftest import need
 

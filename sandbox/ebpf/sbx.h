@@ -1,7 +1,7 @@
-/* Layouts shared by sbx.bpf.c and sandbox/monitor.py (which mirrors them with
+/* Layouts shared by sbx.bpf.c and sandbox/ebpf/layout.py (which mirrors them with
  * the `struct` module).  Every struct is fixed-size, naturally aligned and has
  * explicit padding, so the Python format strings below each one are exact.
- * Change a layout here and in sandbox/monitor.py together.
+ * Change a layout here and in sandbox/ebpf/layout.py together.
  */
 #ifndef SBX_H
 #define SBX_H

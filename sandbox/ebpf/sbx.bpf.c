@@ -28,6 +28,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "sbx.h"
+#include "syscall_nr.h"        /* NR_<name>, generated from the syscall tables */
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -50,31 +51,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFMT            00170000
 #define S_IFSOCK          0140000
 
-/* x86_64 numbers of the syscalls whose paths trace mode reports */
-#define NR_connect     42
-#define NR_bind        49
-#define NR_execve      59
-#define NR_truncate    76
-#define NR_chdir       80
-#define NR_rename      82
-#define NR_mkdir       83
-#define NR_rmdir       84
-#define NR_creat       85
-#define NR_link        86
-#define NR_unlink      87
-#define NR_symlink     88
-#define NR_mknod       133
-#define NR_open        2
-#define NR_openat      257
-#define NR_mkdirat     258
-#define NR_mknodat     259
-#define NR_unlinkat    263
-#define NR_renameat    264
-#define NR_linkat      265
-#define NR_symlinkat   266
-#define NR_renameat2   316
-#define NR_execveat    322
-#define NR_openat2     437
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
