@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox.analyze.cache import SummaryCache  # noqa: E402
 from sandbox.analyze.program import analyze_program, object_key, open_program  # noqa: E402
-from sandbox.cli.trace import allowed_syscalls  # noqa: E402
+from sandbox.trace import allowed_syscalls  # noqa: E402
 from sandbox.policy import load_profile, lower  # noqa: E402
 
 SBX = [sys.executable, "-m", "sandbox"]

@@ -1,7 +1,7 @@
 """Benchmark: what recording a workload costs with each of sbx trace's recorders, beside strace.
 
 Each workload runs untraced (the launcher's own fork/exec, no filter), under
-the eBPF tracer (``sandbox.trace.record_ebpf``: total, and the command's own
+the eBPF tracer (``sandbox.trace.record.record_ebpf``: total, and the command's own
 run once the probe is loaded and attached), under seccomp user notification
 (``record_notify``) and under ``strace -f -c -o /dev/null``.  Reports the
 median wall time of N runs (after one warm-up) and the syscall count.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox import trace  # noqa: E402
+from sandbox.trace import record as trace  # noqa: E402
 from sandbox.kernel import spawn  # noqa: E402
 from sandbox.ebpf.probe import available  # noqa: E402
 

@@ -52,3 +52,7 @@ def wait_status_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+class TraceError(SbxError):
+    """sbx trace could not record or write (status 1, or 2 for bad input)."""

@@ -108,7 +108,7 @@ def summary_lines(conv: Convergence) -> list[str]:
         p = s.rf.provenance
         out.append(f"  {i:>2}  {p.host}  Linux {p.kernel}  {p.started}  {p.seconds:>8.1f} s  "
                    f"+{len(s.new_syscalls)} syscalls, +{s.new_values} values  "
-                   f"$ {tr._command_text(p.command)}")
+                   f"$ {tr.command_text(p.command)}")
     rate = conv.rate
     per_hour = f"{rate:.0f} new syscalls per hour" if rate is not None else "no runtime"
     span = (f"the latest {len(conv.window)} recording{'s' if len(conv.window) != 1 else ''} "
@@ -159,7 +159,7 @@ def _annotate(rules: list, prov: dict, calls: dict[str, int], native: str) -> No
         rule.names = names
         groups = [n[1:] for n, _ in rule.names if n.startswith("@")]
         if groups and not rule.comment:
-            members = members or tr._groups(syscalls.table(native))
+            members = members or tr.syscall_groups(syscalls.table(native))
             recs, hosts = set(), set()
             for g in groups:
                 for m in members.get(g, ()):
@@ -194,7 +194,7 @@ def _header(files: list[RecordingFile], obs: tr.Observed) -> list[str]:
     for rf in sorted(files, key=_started):
         p = rf.provenance
         out.append(f"#   {p.host}, Linux {p.kernel}, {p.libc}, {p.started}, {p.seconds:g} s:")
-        out.append(f"#   $ {tr._command_text(p.command)}")
+        out.append(f"#   $ {tr.command_text(p.command)}")
     out += [f"# note: {n}" for n in obs.notes]
     out += ["# After '#': the calls seen; how many recordings and hosts made them.",
             "# Widen it with more recordings: sbx profile build REC.jsonl... -o THIS.yaml"]

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from sandbox import trace as tr
-from sandbox import trace_files as tf
+from sandbox.trace import files as tf
 from sandbox.confine import RIGHT_WORDS
 from sandbox.policy import load_profile
 from sandbox.policy.constants import CONSTANTS as C
-from sandbox.trace_access import PATH_ARGS, Accesses, FileLog, intents
+from bpf_filters.syscalls.arguments import PATH_ARGS
+from sandbox.trace.access import Accesses, FileLog, intents
 
 REPO = Path(__file__).resolve().parents[1]
 HOME, CWD, TMP, ROOT = "/home/u", "/home/u/proj", "/tmp", "/opt/app"
@@ -57,7 +58,7 @@ def test_each_file_syscall_means_what_landlock_checks(name, flags, path2, expect
 
 
 def test_the_ebpf_program_reads_the_same_syscalls_at_the_same_arguments():
-    """sbx.bpf.c's path_args mirrors trace_access.PATH_ARGS (execs come from
+    """sbx.bpf.c's path_args mirrors arguments.PATH_ARGS (execs come from
     sched_process_exec there)."""
     from bpf_filters import syscalls
     source = (REPO / "sandbox/ebpf/sbx.bpf.c").read_text()

@@ -15,7 +15,7 @@ import pytest
 from bpf_filters import syscalls
 from bpf_filters.ir import evaluate
 from sandbox import trace as tr
-from sandbox.cli.trace import allowed_syscalls, count_allowed
+from sandbox.trace import allowed_syscalls, count_allowed
 from sandbox.policy import build_filter, load_profile, lower
 from sandbox.policy.constants import CONSTANTS as C
 

@@ -12,7 +12,10 @@ this table says, for the arguments that decide what a call does:
   supervisor record them for ``sbx trace`` and report them to ``sbx run
   --monitor``), compared under ``traced_mask`` (default: the argument's width).
 
-Consumers: the tracers (``counted``), the trace writer and ``sbx refine``
+``PATH_ARGS`` says where each file syscall keeps its paths, directory
+descriptors and flags: the tracers read them to learn Landlock's rights.
+
+Consumers: the tracers (``counted``, ``PATH_ARGS``), the trace writer and ``sbx refine``
 (selectors, spelling via ``sandbox.policy.spell``), ``sbx import`` (spelling).
 Pure data: no OS calls, nothing from ``sandbox``.
 """
@@ -117,5 +120,34 @@ def counted(arches: tuple[str, ...] = ("x86_64", "i386", "x32")) -> dict[tuple[s
     return out
 
 
-__all__ = ["ARGUMENTS", "ENUM", "FLAGS", "Meaning", "SOCKET_TYPE", "counted", "meaning", "selectors",
-           "traced_names"]
+# Where each x86_64 file syscall keeps its paths: (dirfd, path) argument indexes of
+# the first and the second path, and the flags argument (an int: its index; a
+# tuple: a constant).  sandbox/ebpf/sbx.bpf.c (path_args) reads the same.
+PATH_ARGS: dict[str, tuple] = {
+    "open": (None, 0, None, None, 1),
+    "creat": (None, 0, None, None, (0o1101,)),     # O_CREAT | O_WRONLY | O_TRUNC
+    "openat": (0, 1, None, None, 2),
+    "openat2": (0, 1, None, None, "how"),          # struct open_how's flags, in memory
+    "execve": (None, 0, None, None, None),
+    "execveat": (0, 1, None, None, 4),
+    "mkdir": (None, 0, None, None, None),
+    "mkdirat": (0, 1, None, None, None),
+    "mknod": (None, 0, None, None, 1),
+    "mknodat": (0, 1, None, None, 2),
+    "unlink": (None, 0, None, None, None),
+    "unlinkat": (0, 1, None, None, 2),
+    "rmdir": (None, 0, None, None, None),
+    "rename": (None, 0, None, 1, None),
+    "renameat": (0, 1, 2, 3, None),
+    "renameat2": (0, 1, 2, 3, 4),
+    "link": (None, 0, None, 1, None),
+    "linkat": (0, 1, 2, 3, 4),
+    "symlink": (None, 1, None, None, None),          # the new link; its target needs no right
+    "symlinkat": (1, 2, None, None, None),
+    "truncate": (None, 0, None, None, None),
+    "chdir": (None, 0, None, None, None),
+}
+
+
+__all__ = ["ARGUMENTS", "ENUM", "FLAGS", "Meaning", "PATH_ARGS", "SOCKET_TYPE", "counted", "meaning",
+           "selectors", "traced_names"]

@@ -7,7 +7,7 @@ import os
 
 from bpf_filters import syscalls
 
-from ..trace import NARROW, Observed
+from ..trace.observe import NARROW, Observed
 from .program import Analysis
 
 Node = tuple[int, int]

@@ -74,8 +74,7 @@ def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, na
         if not output:
             return
     if as_json:
-        from .trace import count_allowed
-        doc = to_json(analysis, count_allowed("default", native))
+        doc = to_json(analysis, tr.count_allowed("default", native))
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
         if output:
             emit(text, output)
@@ -97,7 +96,6 @@ def _report(a) -> None:
 
 
 def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native) -> None:
-    from .trace import _base_ref, count_allowed
     from ..policy import build_filter, load_profile
     if output:
         where = os.path.dirname(os.path.abspath(output))
@@ -110,12 +108,12 @@ def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, nativ
     stem = os.path.basename(analysis.path)
     title = name or "analyze-" + ("".join(c if c.isalnum() or c in "_.-" else "-" for c in stem)
                                   or "program")
-    ref = (_base_ref(base, output) if output else base) if base else None
+    ref = (tr.base_ref(base, output) if output else base) if base else None
     text = tr.write_profile(merged, title, native, base_prof, ref)
     if not output:
         click.echo(text, nl=False)
         return
     emit(text, output)
     build_filter(load_profile(os.path.abspath(output)), native=native)
-    n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
+    n, m = tr.count_allowed(os.path.abspath(output), native), tr.count_allowed("default", native)
     say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")

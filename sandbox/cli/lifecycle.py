@@ -115,7 +115,6 @@ def build(recordings, output, name, base, baseline, arch, require_converged):
     from bpf_filters.syscalls import BadVersionError
     from .. import fleet
     from .. import trace as tr
-    from .trace import _base_ref, count_allowed
     from ..paths import display_path
     from ..policy import build_filter, load_profile
     from ..policy.profile import check_baseline
@@ -136,8 +135,8 @@ def build(recordings, output, name, base, baseline, arch, require_converged):
     base_prof = load_profile(base) if base else None
     title = name or tr.default_name(files[0].provenance.command)
     text = fleet.build_profile(files, title, host, base_prof,
-                               _base_ref(base, output) if base else None, baseline)
+                               tr.base_ref(base, output) if base else None, baseline)
     emit(text, output)
     build_filter(load_profile(os.path.abspath(output)), native=host)
-    n, m = count_allowed(os.path.abspath(output), host), count_allowed("default", host)
+    n, m = tr.count_allowed(os.path.abspath(output), host), tr.count_allowed("default", host)
     say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")

@@ -11,8 +11,6 @@ import sys
 
 import click
 
-from bpf_filters import syscalls
-from bpf_filters.ir import Policy, evaluate
 
 from .. import trace as tr
 from ..paths import display_path
@@ -20,56 +18,6 @@ from ..paths import display_path
 
 def _say(message: str) -> None:
     click.echo(f"sbx: {message}", err=True)
-
-
-def allowed_syscalls(policy: Policy, arch: str) -> set[str]:
-    """Names of *arch*'s table that *policy* allows (or logs) for some arguments:
-    with every argument zero, or through any allow rule of the syscall."""
-    ap = policy.arch(arch)
-    out = set()
-    for nr, name in syscalls.table(arch).by_nr.items():
-        decision = evaluate(policy, syscalls.AUDIT_ARCH[arch], nr, tr.ZERO_ARGS)
-        rules = ap.rules.get(nr, ()) if ap is not None else ()
-        if decision.action.kind in ("allow", "log") or \
-                any(r.action.kind in ("allow", "log") for r in rules):
-            out.add(name)
-    return out
-
-
-def count_allowed(ref: str, native: str) -> int:
-    from ..policy import load_profile, lower
-    return len(allowed_syscalls(lower(load_profile(ref), native), native))
-
-
-def verify_profile(argv: list[str], profile_path: str, env: dict | None = None
-                   ) -> tuple[int, list]:
-    """Run *argv* under the profile with every denial audited (and counted by the
-    eBPF monitor too where it runs, which also sees short-lived children);
-    returns (exit code, denials).  Needs root."""
-    if os.geteuid() != 0:
-        raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
-    from .. import launcher
-    from ..errors import LaunchError
-    from ..ebpf import available
-    denials: list = []
-    opts = launcher.RunOptions(argv, profile=profile_path, log=True, quiet=True, use_cache=False,
-                               env=env, monitor=available()[0], on_denials=denials.extend)
-    try:
-        code = launcher.run(opts)
-    except LaunchError as err:
-        raise tr.TraceError(str(err), err.status) from err
-    return code, denials
-
-
-def _base_ref(base: str, output: str) -> str:
-    """How the written profile names BASE: a built-in by name, a file relative to it."""
-    from ..policy import find_profile
-    if "/" not in base and not base.endswith((".yaml", ".yml")):
-        return base
-    found = find_profile(base)
-    if found is None:
-        return base
-    return os.path.relpath(os.path.abspath(found), os.path.dirname(os.path.abspath(output)))
 
 
 def _write(path: str, text: str) -> None:
@@ -187,10 +135,10 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
         obs = tr.merge(parts)
         title = name or (previous[0].name if previous else tr.default_name(command))
         text = tr.write_profile(obs, title, native, base_prof,
-                                _base_ref(base, output) if base else None, chosen_baseline)
+                                tr.base_ref(base, output) if base else None, chosen_baseline)
         _write(output, text)
         build_filter(load_profile(os.path.abspath(output)), native=native)
-        n, m = count_allowed(os.path.abspath(output), native), count_allowed("default", native)
+        n, m = tr.count_allowed(os.path.abspath(output), native), tr.count_allowed("default", native)
         _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
         if verify:
             sys.exit(_verify(command, output, native))
@@ -205,7 +153,7 @@ def _verify(command: list[str], output: str, native: str) -> int:
     from ..denials import judge, landlock_groups, summarize
     from ..policy import load_profile, lower
     _say(f"verifying: running {command[0]} under {display_path(output)}")
-    code, denials = verify_profile(command, os.path.abspath(output))
+    code, denials = tr.verify_profile(command, os.path.abspath(output))
     failing, fallbacks = judge(summarize(denials, lower(load_profile(os.path.abspath(output)), native),
                                          native))
     refused = landlock_groups(denials)

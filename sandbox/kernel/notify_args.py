@@ -3,7 +3,7 @@
 A seccomp user notification holds the task inside its syscall until sbx
 answers, so its memory, its working directory and its descriptors are those
 the syscall will use.  ``FileWatcher`` reads, for each file syscall of
-``trace_access.PATH_ARGS`` and for bind/connect:
+``bpf_filters.syscalls.arguments.PATH_ARGS`` and for bind/connect:
 - the path strings, with process_vm_readv (one syscall; the same ptrace
   access check as /proc/PID/mem), up to PATH_MAX bytes;
 - openat2's flags from its struct open_how;
@@ -16,9 +16,10 @@ valid means the task died meanwhile and its pid may already name another
 process, so what was read is thrown away (seccomp_unotify(2)).
 
 The notification comes before the syscall runs, so its result is unknown:
-a call is recorded when it can succeed (``trace_access.may_succeed``: the
-file exists, or its directory does for a create), where the eBPF recorder
-sees the result itself.
+a call is recorded when it can succeed (the log's ``may_succeed``, from
+``sandbox.trace.access``: the file exists, or its directory does for a
+create), where the eBPF recorder sees the result itself.  The log is the
+trace's; this module only reads the task.
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ import socket
 import struct
 
 from bpf_filters import syscalls
+from bpf_filters.syscalls.arguments import PATH_ARGS
 
-from ..trace_access import PATH_ARGS, FileLog, may_succeed
 from . import libc
 
 # _IOW('!', 2, __u64)
@@ -119,7 +120,8 @@ class FileWatcher:
     """Hooks for ``notify.run_supervised(inspect=...)``: each reads one call's
     paths or address into *log* while the task waits."""
 
-    def __init__(self, log: FileLog, arch: str = "x86_64"):
+    def __init__(self, log, arch: str = "x86_64"):
+        """*log*: a ``trace.access.FileLog`` (add, add_port, may_succeed, unreadable)."""
         self.log = log
         table, audit = syscalls.table(arch), syscalls.AUDIT_ARCH[arch]
         self.hooks = {}
@@ -156,7 +158,7 @@ class FileWatcher:
                 return
             if path is None or (p2 is not None and path2 is None):
                 log.unreadable += 1
-            elif may_succeed(name, flags, path, path2):
+            elif log.may_succeed(name, flags, path, path2):
                 log.add(name, flags, path, path2)
         return hook
 
@@ -180,7 +182,7 @@ class FileWatcher:
                     return
                 path = _absolute(tid, None, raw)
                 if id_valid(listener, nid) and path is not None and \
-                        may_succeed("bind", 0, path):
+                        log.may_succeed("bind", 0, path):
                     log.add("bind", 0, path)
             elif family in (socket.AF_INET, socket.AF_INET6):
                 stream = _is_stream(tid, _signed32(args[0]))

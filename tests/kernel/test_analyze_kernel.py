@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import trace as tr
-from sandbox.cli.trace import allowed_syscalls
+from sandbox.trace import allowed_syscalls
 from sandbox.policy import load_profile, lower
 from tests.conftest import need
 

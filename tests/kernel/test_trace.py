@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import trace as tr
-from sandbox.cli.trace import count_allowed, verify_profile
+from sandbox.trace import count_allowed, verify_profile
 from sandbox.denials import Denial, judge, summarize
 from sandbox.policy import build_filter, load_profile, lower
 from sandbox.ebpf.probe import available
@@ -179,7 +179,7 @@ def serve_once(cmd: list[str], port: int, cwd: Path) -> subprocess.CompletedProc
 
 VERIFY_SNIPPET = """
 import json, sys
-from sandbox.cli.trace import verify_profile
+from sandbox.trace import verify_profile
 code, denials = verify_profile(sys.argv[2:], sys.argv[1])
 print(json.dumps({"code": code, "denials": [[d.arch, d.nr, d.action, d.comm] for d in denials]}))
 """

@@ -1,6 +1,6 @@
 """sbx trace's filesystem: and network: sections: accesses generalised to rules, merged, written.
 
-``generalise`` turns one run's ``trace_access.Accesses`` (Landlock words on
+``generalise`` turns one run's ``trace.access.Accesses`` (Landlock words on
 real paths) into ``Files`` (words on profile path templates, and denials)
 by these rules, in this order (docs/trace.md, "Files and ports"):
 
@@ -44,7 +44,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .confine import ANY, RIGHT_WORDS, exec_roots
+from ..confine import ANY, RIGHT_WORDS, exec_roots
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc",
                "/sys")
@@ -90,8 +90,8 @@ def usable(path: str | None) -> bool:
 
 def places_of(argv: list[str], env: dict | None) -> Places:
     """The places of a run of *argv* started here, now."""
-    from .errors import LaunchError
-    from .kernel.spawn import resolve_command
+    from ..errors import LaunchError
+    from ..kernel.spawn import resolve_command
     env = dict(os.environ) if env is None else env
     try:
         exe = resolve_command(argv[0], env)
@@ -102,7 +102,7 @@ def places_of(argv: list[str], env: dict | None) -> Places:
 
 def places_for(env: dict, cwd: str, exe: str | None) -> Places:
     """The places of a run from its environment, working directory and command."""
-    from .confine import expand
+    from ..confine import expand
     found = [("CWD", os.path.realpath(cwd)),
              ("TMPDIR", os.path.realpath(env.get("TMPDIR") or "/tmp"))]
     if env.get("HOME"):
@@ -121,7 +121,7 @@ def secret_templates() -> list[str]:
     """What the built-in profiles deny (the deny: entries of their filesystem
     sections; read from the YAML directly, as loading them whole takes ~0.3 s)."""
     import yaml
-    from .paths import builtin_dir
+    from ..paths import builtin_dir
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out: set[str] = set()
     for path in sorted(Path(builtin_dir()).glob("*.yaml")):
@@ -156,7 +156,7 @@ class Net:
 # -- one run -------------------------------------------------------------------------------
 
 def generalise(acc, places: Places) -> tuple[Files, Net]:
-    """The sections for one run's accesses (``trace_access.Accesses``); pure."""
+    """The sections for one run's accesses (``trace.access.Accesses``); pure."""
     grants: dict[str, set[str]] = {}
     comments: dict[tuple[str, str], str] = {}
     exact: dict[tuple[str, str], bool] = {}
@@ -368,7 +368,7 @@ def _granted(word: str, template: str, grants: list, denies: list) -> bool:
 
 def section_lines(files: Files | None, net: Net | None) -> list[str]:
     """The filesystem: and network: sections (none for an unrestricted part)."""
-    from .policy.emit import list_lines
+    from ..policy.emit import list_lines
     out: list[str] = []
     if files is not None:
         body: list[str] = []

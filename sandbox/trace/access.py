@@ -36,7 +36,7 @@ check them.
 ``FileLog.resolve`` (after the run) maps intents to Landlock's words on real
 paths (symbolic links resolved as the kernel would, except the last name of
 a call that does not follow it) and adds the interpreters of exec'd files.
-The result, ``Accesses``, is what ``sandbox.trace_files`` generalises.
+The result, ``Accesses``, is what ``sandbox.trace.files`` generalises.
 """
 from __future__ import annotations
 
@@ -45,35 +45,10 @@ import stat
 import struct
 from dataclasses import dataclass, field
 
-from .policy.constants import CONSTANTS as C
+from bpf_filters.syscalls.arguments import PATH_ARGS
 
-# Where each x86_64 file syscall keeps its paths: (dirfd, path) argument indexes of
-# the first and the second path, and the flags argument (an int: its index; a
-# tuple: a constant).  sandbox/ebpf/sbx.bpf.c (path_args) reads the same.
-PATH_ARGS: dict[str, tuple] = {
-    "open": (None, 0, None, None, 1),
-    "creat": (None, 0, None, None, (C["O_CREAT"] | C["O_WRONLY"] | C["O_TRUNC"],)),
-    "openat": (0, 1, None, None, 2),
-    "openat2": (0, 1, None, None, "how"),          # struct open_how's flags, in memory
-    "execve": (None, 0, None, None, None),
-    "execveat": (0, 1, None, None, 4),
-    "mkdir": (None, 0, None, None, None),
-    "mkdirat": (0, 1, None, None, None),
-    "mknod": (None, 0, None, None, 1),
-    "mknodat": (0, 1, None, None, 2),
-    "unlink": (None, 0, None, None, None),
-    "unlinkat": (0, 1, None, None, 2),
-    "rmdir": (None, 0, None, None, None),
-    "rename": (None, 0, None, 1, None),
-    "renameat": (0, 1, 2, 3, None),
-    "renameat2": (0, 1, 2, 3, 4),
-    "link": (None, 0, None, 1, None),
-    "linkat": (0, 1, 2, 3, 4),
-    "symlink": (None, 1, None, None, None),          # the new link; its target needs no right
-    "symlinkat": (1, 2, None, None, None),
-    "truncate": (None, 0, None, None, None),
-    "chdir": (None, 0, None, None, None),
-}
+from ..policy.constants import CONSTANTS as C
+
 SOCKET_CALLS = ("bind", "connect")                  # TCP ports; bind of a Unix socket: a file
 PATH_LIMIT = 255            # bytes of a path the eBPF probe reads (SBX_PATH_LEN - 1)
 RENAME_EXCHANGE = 2
@@ -196,6 +171,10 @@ class FileLog:
             self.moves.add((os.path.dirname(path), os.path.dirname(path2)))
             if flags & RENAME_EXCHANGE and name.startswith("rename"):
                 self.moves.add((os.path.dirname(path2), os.path.dirname(path)))
+
+    def may_succeed(self, name: str, flags: int, path: bytes, path2: bytes | None = None) -> bool:
+        """The notify recorder asks before it adds a call it cannot see the result of."""
+        return may_succeed(name, flags, path, path2)
 
     def add_port(self, op: str, port: int, count: int = 1) -> None:
         self.ports[(op, port)] = self.ports.get((op, port), 0) + count
