@@ -6,7 +6,13 @@ then with a probe attached while it is untracked (the cost every process on
 the machine pays) and tracked (the sandboxed program's cost), for each
 program family and mode.  Prints a table and writes JSON.
 
-Usage: python3 bench/bench_monitor.py [--iterations N] [--repeat R] [--json FILE]
+With --flood S it also measures `sbx monitor` itself under a denial flood:
+bench/loop.c installs the default profile's filter and calls the denied
+syslog() as fast as it can for S seconds while `sbx monitor --json --pid`
+watches it (output to a file); the monitor's RSS is sampled every 0.5 s and
+its peak read with wait4, and the rate is the loop's own call count.
+
+Usage: python3 bench/bench_monitor.py [--iterations N] [--repeat R] [--flood S] [--json FILE]
 Needs root.
 """
 from __future__ import annotations
@@ -22,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
 
 from sandbox.ebpf.probe import FAMILIES, Probe, ProbeUnavailable  # noqa: E402
 
@@ -115,6 +123,67 @@ def measure(iterations: int, repeat: int) -> dict:
     return results
 
 
+def _rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def measure_flood(seconds: int) -> dict:
+    """`sbx monitor --json --pid` on bench/loop.c denied for *seconds*: its RSS
+    over time and at peak, the denial rate, and what it delivered and counted."""
+    import re
+    from sandbox.policy import build_filter, load_profile
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        sys.exit("bench_monitor: needs a C compiler (cc/gcc)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        loop, flt = work / "loop", work / "default.bpf"
+        subprocess.run([cc, "-O2", "-o", str(loop), str(HERE / "loop.c")], check=True)
+        flt.write_bytes(build_filter(load_profile("default")).encode())
+        flood = subprocess.Popen(["sh", "-c", 'read go; exec "$@"', "sh", str(loop), str(flt),
+                                  "syslog", f"{seconds}s"], text=True, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+        out, err = open(work / "out", "w"), open(work / "err", "w+")
+        mon = subprocess.Popen([sys.executable, "-m", "sandbox", "monitor", "--json", "--pid",
+                                str(flood.pid)], cwd=ROOT, stdout=out, stderr=err)
+        while "watching" not in (work / "err").read_text():
+            if mon.poll() is not None:
+                raise RuntimeError("sbx monitor ended: " + (work / "err").read_text())
+            time.sleep(0.05)
+        idle = _rss_kib(mon.pid)
+        flood.stdin.write("go\n")
+        flood.stdin.close()
+        samples, started = [], time.monotonic()
+        while flood.poll() is None:
+            rss = _rss_kib(mon.pid)
+            if rss is not None:
+                samples.append((round(time.monotonic() - started, 1), rss))
+            time.sleep(0.5)
+        ns, _first, _errno, calls = flood.stdout.read().split()
+        _, status, usage = os.wait4(mon.pid, 0)
+        mon.returncode = os.waitstatus_to_exitcode(status)
+        text = (work / "err").read_text()
+        delivered = sum(1 for _ in open(work / "out"))
+    m = re.search(r"(\d+) denials in .*; (\d+) events delivered, (\d+) dropped", text)
+    if mon.returncode != 0 or not m:
+        raise RuntimeError(f"sbx monitor exited {mon.returncode}: {text[-400:]}")
+    calls = int(calls)
+    return {"seconds": seconds, "calls": calls, "denials_per_s": round(1e9 / float(ns)),
+            "counted": int(m.group(1)), "delivered": delivered, "dropped": int(m.group(3)),
+            "delivered_per_s": round(delivered / seconds), "exact": int(m.group(1)) == calls
+            and delivered + int(m.group(3)) == calls,
+            "rss_idle_kib": idle, "rss_peak_kib": usage.ru_maxrss,
+            "rss_first_kib": samples[0][1] if samples else None,
+            "rss_last_kib": samples[-1][1] if samples else None, "rss_samples": samples}
+
+
 def print_table(results: dict) -> None:
     print(f"getppid x {results['iterations']}, median of {results['repeat']} runs; "
           f"baseline (no probe) {results['baseline_ns']:.1f} ns/call")
@@ -134,12 +203,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--flood", type=int, metavar="S",
+                        help="also run sbx monitor for S seconds of a denial flood")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_monitor: needs root")
     results = measure(args.iterations, args.repeat)
     print_table(results)
+    if args.flood:
+        flood = results["flood"] = measure_flood(args.flood)
+        print(f"sbx monitor under {flood['denials_per_s'] / 1e6:.2f} M denials/s for "
+              f"{flood['seconds']} s: RSS idle {flood['rss_idle_kib'] // 1024} MiB, peak "
+              f"{flood['rss_peak_kib'] // 1024} MiB; {flood['delivered']} of {flood['calls']} "
+              f"delivered, counts exact: {flood['exact']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -273,7 +273,8 @@ def monitor_overhead(args, settings, state) -> Section:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "monitor.json"
         proc = subprocess.run([sys.executable, str(script), "--iterations", str(settings.monitor_iterations),
-                               "--repeat", str(settings.monitor_repeat), "--json", str(out)],
+                               "--repeat", str(settings.monitor_repeat),
+                               "--flood", str(settings.flood_seconds), "--json", str(out)],
                               capture_output=True, text=True)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"bench_monitor.py exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
@@ -292,6 +293,19 @@ def monitor_overhead(args, settings, state) -> Section:
                      row["tracked_added_ns"], ""])
     sec.table(["probe", "load+attach ms", "baseline ns", "untracked +ns", "tracked +ns", "note"], rows)
     sec.text("Added ns are differences of medians; a negative one is below this run's noise.")
+    f = data.get("flood")
+    if f:
+        mib = lambda kib: None if kib is None else round(kib / 1024, 1)   # noqa: E731
+        sec.text(f"`sbx monitor --json --pid` on bench/loop.c, denied syslog() by the default "
+                 f"profile's filter as fast as it calls, for {f['seconds']} s (output to a file). "
+                 "RSS in MiB: before the flood, at the first and last 0.5 s sample, and the peak "
+                 "(wait4). 'exact': the in-kernel count equals the loop's calls and delivered + "
+                 "dropped equals it too.")
+        sec.table(["denials/s", "seconds", "calls", "delivered/s", "dropped", "RSS idle",
+                   "RSS first", "RSS last", "RSS peak", "exact"],
+                  [[f["denials_per_s"], f["seconds"], f["calls"], f["delivered_per_s"], f["dropped"],
+                    mib(f["rss_idle_kib"]), mib(f["rss_first_kib"]), mib(f["rss_last_kib"]),
+                    mib(f["rss_peak_kib"]), f["exact"]]])
     sec.data = data
     return sec
 

@@ -3,6 +3,7 @@
  * a file (or none), then times one syscall in a tight loop.
  *
  *   loop FILTER|- CASE ITERATIONS
+ *   loop FILTER|- CASE SECONDSs     (e.g. 10s: as many calls as fit in that time)
  *
  * CASE: getppid      allowed, reads no argument (the kernel's action cache
  *                    skips the filter when the filter allows it by number)
@@ -11,7 +12,8 @@
  *       personality  personality(0xffffffff), the query form: allowed by an
  *                    argument comparison, so the filter runs on every call
  *
- * Prints "<ns per call> <first return value> <first errno>".
+ * Prints "<ns per call> <first return value> <first errno>", and in the timed
+ * form a fourth field: the number of calls made.
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -46,10 +48,35 @@ static void install(const char *path)
 	}
 }
 
+static double elapsed_ns(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1e9 + (b->tv_nsec - a->tv_nsec);
+}
+
+/* Calls fn for *seconds*, reading the clock every 1024 calls (a vDSO call,
+ * no syscall: the monitor sees only fn's calls). */
+static int timed_loop(long (*fn)(void), long seconds)
+{
+	errno = 0;
+	long first = fn();
+	int first_errno = first == -1 ? errno : 0;
+	long calls = 1;
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do {
+		for (int i = 0; i < 1024; i++)
+			fn();
+		calls += 1024;
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	} while (elapsed_ns(&a, &b) < seconds * 1e9);
+	printf("%.2f %ld %d %ld\n", elapsed_ns(&a, &b) / (calls - 1), first, first_errno, calls);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s FILTER|- getppid|syslog|personality ITERATIONS\n", argv[0]);
+		fprintf(stderr, "usage: %s FILTER|- getppid|syslog|personality ITERATIONS|SECONDSs\n", argv[0]);
 		return 2;
 	}
 	long (*fn)(void);
@@ -63,9 +90,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "unknown case %s\n", argv[2]);
 		return 2;
 	}
-	long n = atol(argv[3]);
+	char *end;
+	long n = strtol(argv[3], &end, 10);
+	int timed = *end == 's' && end[1] == 0;
+	if (n <= 0 || (*end && !timed)) {
+		fprintf(stderr, "ITERATIONS must be a positive number, or SECONDS followed by s\n");
+		return 2;
+	}
 	if (strcmp(argv[1], "-"))
 		install(argv[1]);
+	if (timed)
+		return timed_loop(fn, n);
 
 	errno = 0;
 	long first = fn();
@@ -77,7 +112,7 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++)
 		fn();
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	double ns = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n;
+	double ns = elapsed_ns(&a, &b) / n;
 	printf("%.2f %ld %d\n", ns, first, first_errno);
 	return 0;
 }

@@ -44,6 +44,7 @@ class Settings:
         self.startup_runs, self.startup_warmup = (5, 1) if quick else (100, 3)
         self.loop_iterations, self.loop_repeat = (200_000, 1) if quick else (2_000_000, 9)
         self.monitor_iterations, self.monitor_repeat = (200_000, 1) if quick else (1_000_000, 5)
+        self.flood_seconds = 3 if quick else 10     # sbx monitor under a denial flood
 
 
 def _tool_version(argv: list[str]) -> str | None:

@@ -2,7 +2,9 @@
 
 ``monitor`` drives the eBPF probe of ``sandbox.ebpf`` over a process tree
 (--pid), a cgroup v2 subtree (--cgroup) or every process, prints each denial
-as it happens and ends with the probe's lossless counters.  ``refine`` reads
+as it happens and ends with the probe's lossless counters and a per-process
+tally; it keeps no event (reads are bounded batches, counts go to
+``sandbox.ebpf.tally``), so its memory stays flat at any rate.  ``refine`` reads
 such denials back and prints, as a unified diff, the smallest profile change
 that allows them (the logic lives in the pure ``sandbox.refine``).
 """
@@ -27,6 +29,8 @@ from .common import emit, fail
 
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/sbx/cgroup2")
 POLL_MS = 200
+BATCH = 1024            # events per poll: the stop flag and --duration are checked between batches
+TOP_ROWS = 10
 
 
 
@@ -47,6 +51,7 @@ def monitor(pids, cgroups, as_json, duration, profile):
     Without --pid or --cgroup every process on the host is watched.  Needs root.
     """
     from ..ebpf import Probe, ProbeUnavailable, available
+    from ..ebpf.tally import Tally
     ok, reason = available()
     if not ok:
         fail(f"cannot monitor: {reason}", status=1)
@@ -60,9 +65,10 @@ def monitor(pids, cgroups, as_json, duration, profile):
         _scope(probe, pids, cgroups)
         started = time.monotonic()
         printer = _Printer(as_json, explain)
-        _stream(probe, printer, stop, None if duration is None else started + duration,
+        tally = Tally()
+        _stream(probe, printer, tally, stop, None if duration is None else started + duration,
                 watch_pids=bool(pids) and not cgroups)
-        _print_counters(probe.counters(), printer, time.monotonic() - started)
+        _print_counters(probe.counters(), printer, tally, time.monotonic() - started)
     sys.exit(0)
 
 
@@ -131,17 +137,29 @@ class _StopFlag:
         self.set_by = signum
 
 
-def _stream(probe, printer, stop, deadline, watch_pids: bool) -> None:
+def _stream(probe, printer, tally, stop, deadline, watch_pids: bool) -> None:
+    """Print and tally events in batches until stopped, then what the ring
+    buffer holds (at most one ring's worth: tasks may still be denying)."""
     while stop.set_by is None and not printer.closed:
         wait = POLL_MS if deadline is None else max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
-        for ev in probe.poll(wait):
-            printer.event(ev)
+        batch = probe.poll(wait, limit=BATCH)
+        for ev in batch:
+            tally.add(ev)
+        printer.events(batch)
         if deadline is not None and time.monotonic() >= deadline:
             break
         if watch_pids and not probe.tracked_tids():
             break
-    for ev in probe.poll(0):
-        printer.event(ev)
+    from ..ebpf.probe import POLL_LIMIT
+    left = POLL_LIMIT
+    while left > 0:
+        batch = probe.poll(0, limit=min(BATCH, left))
+        for ev in batch:
+            tally.add(ev)
+        printer.events(batch)
+        left -= BATCH
+        if len(batch) < BATCH:
+            break
 
 
 class _Explainer:
@@ -167,12 +185,14 @@ class _Printer:
         self.offset_ns = time.time_ns() - time.monotonic_ns()   # bpf_ktime is CLOCK_MONOTONIC
         self.closed = False
 
-    def event(self, ev) -> None:
-        if self.closed:
+    def events(self, evs) -> None:
+        """One write and one flush per batch: per line, they cost more than the line."""
+        if self.closed or not evs:
             return
-        line = json.dumps(self.record(ev)) if self.as_json else self.human(ev)
+        text = "".join((json.dumps(self.record(ev)) if self.as_json else self.human(ev)) + "\n"
+                       for ev in evs)
         try:
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(text)
             sys.stdout.flush()
         except BrokenPipeError:
             self.closed = True
@@ -218,22 +238,40 @@ def _outcome(ev) -> str:
     return f"= {ev.ret} ({ev.action})"
 
 
-def _print_counters(counters: dict, printer: _Printer, seconds: float) -> None:
+def _print_counters(counters: dict, printer: _Printer, tally, seconds: float) -> None:
     denials = counters["denials"]
     total = sum(denials.values())
     say = lambda text: click.echo(text, err=True)   # noqa: E731
+    unread = max(0, counters["events"] - tally.events)
     say(f"sbx monitor: {total} denial{'s' if total != 1 else ''} in {seconds:.1f} s "
-        f"(in-kernel counters); {counters['events']} events delivered, "
-        f"{counters['dropped']} dropped" + (", output closed early" if printer.closed else ""))
+        f"(in-kernel counters); {tally.events} events delivered, "
+        + (f"{unread} left in the buffer at the end, " if unread else "")
+        + f"{counters['dropped']} dropped"
+        + (", output closed early" if printer.closed else ""))
     if denials:
         say(f"  {'COUNT':>8}  {'SYSCALL':24} {'ARCH':7} ACTION")
     for (arch, nr, action), n in sorted(denials.items(), key=lambda kv: (-kv[1], kv[0])):
         name = syscalls.name_of(arch, nr) or "?"
         say(f"  {n:>8}  {f'{name} ({nr})':24} {arch:7} {action}")
+    if tally.events:
+        _print_tally(tally, say)
     full = {k: v for k, v in counters["map_full"].items() if v}
     if full:
         say("sbx monitor: warning: kernel maps were full, some counts are missing: "
             + ", ".join(f"{k} {v}" for k, v in full.items()))
+
+
+def _print_tally(tally, say) -> None:
+    """The events delivered, by process: the largest rows, each with its latest example."""
+    rows = tally.top(TOP_ROWS)
+    say(f"  events delivered, by process ({len(tally)} row{'s' if len(tally) != 1 else ''}"
+        + (f", largest {TOP_ROWS}" if len(tally) > TOP_ROWS else "") + "):")
+    say(f"  {'COUNT':>8}  {'PROCESS':24} {'SYSCALL':24} ACTION  LATEST ARGS")
+    for r in rows:
+        who = r.comm if r.pid is None else f"{r.comm}[{r.pid}]"
+        name = syscalls.name_of(r.arch, r.nr) or "?"
+        args = ", ".join(hex(a) for a in (r.example.args or ())[:min(_arg_count(name), 4)])
+        say(f"  {r.count:>8}  {who:24} {f'{name} ({r.nr})':24} {r.action:7} {args}")
 
 
 # -- sbx refine ---------------------------------------------------------------------

@@ -28,6 +28,12 @@ DEFAULT_OBJECT = Path(__file__).resolve().parent / "sbx.bpf.o"
 HOOKS = ("enter", "exit", "signal", "fork", "exec", "gone")
 FAMILIES = {"tp_btf": "btf", "raw_tp": "raw"}
 
+# The most denial events one poll() returns.  The ring buffer (4 MiB, 136-byte
+# records) holds at most 30,840, so a poll after the tasks exited still gets
+# them all; while tasks deny faster than Python decodes (a C loop: over 1 M/s),
+# libbpf would otherwise read on for as long as they run, into one list.
+POLL_LIMIT = 32768
+
 # Arguments whose values trace mode counts, {(arch, nr): {argidx: mask}}: the
 # selectors profiles narrow, from the one table of argument knowledge.
 ARG_SPECS: dict[tuple[str, int], dict[int, int]] = counted()
@@ -91,6 +97,7 @@ class Probe:
         self._obj: libbpf.BpfObject | None = None
         self._ring: libbpf.RingBuffer | None = None
         self._pending: list[bytes] = []
+        self._limit, self._polling = POLL_LIMIT, False
         self._on_path = on_path
         self._config = [MODE_FLAGS[mode], 0]
         started = time.perf_counter()
@@ -143,12 +150,16 @@ class Probe:
             raise BpfError("the probe is closed")
         return self._obj.map(name)
 
-    def _on_record(self, record: bytes) -> None:
+    def _on_record(self, record: bytes) -> bool:
+        """Keep a denial record for poll(); True (stop reading) once poll's limit is reached."""
         if KIND.unpack_from(record)[0] == EVENT_PATH:
             if self._on_path is not None:
                 self._on_path(decode_path_event(record))
-            return
+            return False
+        if len(self._pending) >= self._limit:
+            return False            # drain(): more than a poll returns; the counters have it
         self._pending.append(record)
+        return self._polling and len(self._pending) >= self._limit
 
     # -- scope ------------------------------------------------------------------
 
@@ -184,18 +195,25 @@ class Probe:
 
     # -- results ----------------------------------------------------------------
 
-    def poll(self, timeout_ms: int = 100) -> list[Event]:
-        """Wait up to *timeout_ms* for denial events; return all available."""
+    def poll(self, timeout_ms: int = 100, limit: int = POLL_LIMIT) -> list[Event]:
+        """Wait up to *timeout_ms* for denial events; return those available,
+        at most *limit* (the rest stay in the ring buffer for the next poll)."""
         if self._ring is None:
             raise BpfError("the probe is closed")
-        self._ring.poll(timeout_ms)
-        self._ring.consume()
+        self._limit, self._polling = max(1, limit), True
+        try:
+            self._ring.poll(timeout_ms)
+            if len(self._pending) < self._limit:
+                self._ring.consume()
+        finally:
+            self._limit, self._polling = POLL_LIMIT, False
         records, self._pending = self._pending, []
         return [decode_event(record) for record in records]
 
     def drain(self) -> None:
         """Handle every record available now (path events go to *on_path*;
-        denial events wait for the next poll)."""
+        denial events wait for the next poll, at most POLL_LIMIT of them: the
+        in-kernel counters count the others)."""
         if self._ring is None:
             raise BpfError("the probe is closed")
         self._ring.consume()

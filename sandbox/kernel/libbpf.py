@@ -278,20 +278,28 @@ class RingBuffer:
     """A libbpf ring_buffer over one BPF_MAP_TYPE_RINGBUF map.
 
     *callback* gets each record as bytes; an exception it raises stops the
-    current poll and is re-raised from poll()/consume().
+    current poll and is re-raised from poll()/consume().  A callback that
+    returns True has had enough: the current poll()/consume() returns after
+    that record (without it, libbpf reads on for as long as the producers
+    keep up, so a consumer slower than them would never return).
     """
 
-    def __init__(self, ring_map: BpfMap, callback: Callable[[bytes], None]):
+    def __init__(self, ring_map: BpfMap, callback: Callable[[bytes], bool | None]):
         self._lib, self._callback = ring_map._lib, callback
         self._error: BaseException | None = None
+        self._enough = False
         self._sample_cb = _SAMPLE_FN(self._on_sample)
         self._rb = self._lib.pointer(
             f"create ring buffer on map '{ring_map.name}'",
             lambda: self._lib.cdll.ring_buffer__new(ring_map.fd, self._sample_cb, None, None))
 
     def _on_sample(self, _ctx: int, data: int, size: int) -> int:
+        # libbpf has already moved its consumer position past this record, so
+        # a negative return keeps the record read and stops the loop there.
         try:
-            self._callback(ctypes.string_at(data, size))
+            if self._callback(ctypes.string_at(data, size)):
+                self._enough = True
+                return -1
         except BaseException as err:  # re-raised in the caller's frame
             self._error = err
             return -1
@@ -301,6 +309,9 @@ class RingBuffer:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+        if self._enough:
+            self._enough = False
+            return 0
         if ret == -_errno.EINTR:
             return 0
         if ret < 0:

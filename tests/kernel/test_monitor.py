@@ -325,6 +325,45 @@ def test_a_burst_of_100k_denials_is_counted_losslessly(monitor, consume_during):
     print(f"burst of {burst}: {len(events)} events, {counts['dropped']} dropped")
 
 
+def test_a_poll_returns_at_most_its_limit_while_a_task_keeps_denying(monitor):
+    """A task denying faster than Python decodes: each poll() comes back with
+    at most its limit, while the task still runs (libbpf alone would read on
+    for as long as the task does, into one unbounded list), and what the
+    polls read plus what the kernel dropped is still the exact count."""
+    seconds = 3.0
+
+    def body():
+        sc.install(sc.filter_program({GETPPID: sc.RET_ERRNO | EPERM}))
+        syscall, nr = sc.libc.syscall, ctypes.c_long(GETPPID)
+        calls, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            for _ in range(1000):
+                syscall(nr)
+            calls += 1000
+        os.write(out_w, b"%d" % calls)
+    out_r, out_w = os.pipe()
+    pid = sc.spawn(body, monitor)
+    os.close(out_w)
+    time.sleep(0.5)                                  # let the ring buffer fill
+    read, polls_while_running = 0, 0
+    while True:
+        batch = monitor.poll(0, limit=1000)
+        assert len(batch) <= 1000
+        read += len(batch)
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            break
+        polls_while_running += 1
+    read += len(sc.drain(monitor))
+    calls = int(os.read(out_r, 64))
+    os.close(out_r)
+    counts = monitor.counters()
+    assert polls_while_running > 10, "poll() did not return while the task was denying"
+    assert counts["denials"] == {("x86_64", GETPPID, "errno"): calls}
+    assert read + counts["dropped"] == calls
+    print(f"{calls} denials in {seconds} s: {read} read in {polls_while_running} polls, "
+          f"{counts['dropped']} dropped")
+
+
 SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100
 SECCOMP_IOCTL_NOTIF_SEND = 0xC0182101
 NOTIF_FLAG_CONTINUE = 1
