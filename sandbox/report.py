@@ -56,6 +56,7 @@ class Reporter:
         self._counters = None
         self._policy_cache = None
         self._listened = True
+        self._audit_problem = None      # why the audit socket could not be opened
 
     @property
     def needs_go(self) -> bool:
@@ -76,6 +77,7 @@ class Reporter:
                 # Landlock logs its denials only while audit is on (seccomp logs either way)
                 ensure_audit_enabled()
             except OSError as err:
+                self._audit_problem = err.strerror
                 if self.summary and not self.monitor:
                     _say(f"cannot read audit records ({err.strerror}); denials will not "
                          "be listed")
@@ -205,7 +207,8 @@ class Reporter:
         mine = [d for d in denials if d.action in kills and d.pid == self.pid] or \
             [d for d in denials if d.action in kills]
         if not mine:
-            why = "audit records need root" if os.geteuid() else "no audit record arrived"
+            why = (f"audit records cannot be read: {self._audit_problem}" if self._audit_problem
+                   else "audit records need root" if os.geteuid() else "no audit record arrived")
             _say(f"{cmd} was killed by seccomp (SIGSYS) under profile {self.compiled.name}; "
                  f"the syscall is unknown ({why}); rerun with --monitor to see it")
             return

@@ -59,8 +59,9 @@ def available(obj_path: str | None = None) -> tuple[bool, str]:
 
 
 def _check_prerequisites(obj: Path) -> None:
-    if not libbpf.is_root():
-        raise ProbeUnavailable("the eBPF monitor needs root")
+    problem = libbpf.privilege_problem()
+    if problem:
+        raise ProbeUnavailable(problem)
     if not libbpf.has_kernel_btf():
         raise ProbeUnavailable(f"the kernel has no BTF ({libbpf.KERNEL_BTF} missing)")
     if not obj.is_file():

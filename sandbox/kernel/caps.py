@@ -1,4 +1,4 @@
-"""Capabilities: their names, and the spawn step that drops all but the ones a profile keeps.
+"""Capabilities: their names, why this process lacks some, and the spawn step that drops all but the ones a profile keeps.
 
 Kernel facts (include/uapi/linux/capability.h, kernel/capability.c, security/commoncap.c):
 - The bounding set can only shrink (PR_CAPBSET_DROP) and only with CAP_SETPCAP
@@ -76,6 +76,56 @@ def current() -> dict[str, int]:
         if libc.prctl(PR_CAPBSET_READ, cap) == 1:
             bnd |= 1 << cap
     return {"effective": eff, "permitted": perm, "inheritable": inh, "bounding": bnd}
+
+
+_IDENTITY_MAP = ["0", "0", "4294967295"]
+
+
+def in_user_namespace(proc: str = "/proc") -> str | None:
+    """The first line of this process's uid_map ("0 1000 1") if it runs in a
+    user namespace other than the initial one (whose map is the identity over
+    every uid), else None."""
+    try:
+        with open(f"{proc}/self/uid_map", encoding="ascii") as fh:
+            first = fh.readline().split()
+    except OSError:
+        return None
+    return None if first == _IDENTITY_MAP else " ".join(first)
+
+
+def _under_seccomp(proc: str) -> bool:
+    try:
+        with open(f"{proc}/self/status", encoding="ascii") as fh:
+            return any(line.split() == ["Seccomp:", "2"] for line in fh)
+    except OSError:
+        return False
+
+
+def why_lacking(needed: tuple[str, ...], what: str, proc: str = "/proc") -> str | None:
+    """None if this process holds every capability in *needed* (names as in
+    NAMES) where the kernel checks them, the initial user namespace; else a
+    sentence saying that *what* needs them and what keeps them from sbx:
+    a user namespace (its capabilities stop at its border), a bounding set
+    that lost them (sbx started inside another sandbox: they can never come
+    back), or not being root."""
+    caps = [number(n) for n in needed]
+    names = " and ".join(name(c) for c in caps)
+    them = "them" if len(caps) > 1 else "it"
+    mapping = in_user_namespace(proc)
+    if mapping is not None:
+        return (f"{what} needs {names} in the initial user namespace; sbx runs in a user "
+                f"namespace (uid_map {mapping}), which cannot grant {them} (run sbx outside it)")
+    held = current()
+    if all(held["effective"] >> c & 1 for c in caps):
+        return None
+    if os.geteuid() != 0:
+        return f"{what} needs root ({names})"
+    if not all(held["bounding"] >> c & 1 for c in caps):
+        inside = "under a seccomp filter, " if _under_seccomp(proc) else ""
+        return (f"{what} needs {names}; sbx runs as root, but {inside}with a capability bounding "
+                f"set that lacks {them}: it was started inside a sandbox that dropped {them} (such "
+                f"as another sbx run or a container), where {them} cannot be regained")
+    return f"{what} needs {names}; sbx runs as root without {them} in its effective set"
 
 
 class CapDrop:

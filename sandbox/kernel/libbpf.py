@@ -417,8 +417,20 @@ class BpfObject:
 
 # -- kernel facts a loader needs ------------------------------------------------
 
-def is_root() -> bool:
-    return os.geteuid() == 0
+def privilege_problem() -> str | None:
+    """Why this process cannot load and attach tracing programs, or None.
+
+    The kernel checks CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) against the
+    initial user namespace: uid 0 of a user namespace (``unshare -Ur``, a
+    rootless container) has them only in its own, so bpf() answers EPERM
+    there, and a root whose bounding set lost them (sbx inside a sandbox) has
+    them nowhere."""
+    from . import caps
+    if os.geteuid() != 0 and caps.in_user_namespace() is None:
+        if caps.why_lacking(("BPF", "PERFMON"), "") is None:
+            return None
+        return "the eBPF monitor needs root"
+    return caps.why_lacking(("BPF", "PERFMON"), "the eBPF monitor")
 
 
 def has_kernel_btf() -> bool:

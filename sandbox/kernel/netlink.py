@@ -54,10 +54,12 @@ def open_audit_readlog(rcvbuf: int = RCVBUF_BYTES) -> int:
         sock.bind((0, 1 << (AUDIT_NLGRP_READLOG - 1)))
     except OSError as err:
         sock.close()
-        why = os.strerror(err.errno or 0)
+        why = f"audit netlink: {os.strerror(err.errno or 0)}"
         if err.errno in (errno.EPERM, errno.EACCES):
-            why += " (reading audit records needs CAP_AUDIT_READ)"
-        raise OSError(err.errno, f"audit netlink: {why}") from err
+            from .caps import why_lacking
+            why = why_lacking(("AUDIT_READ",), "the audit socket") or \
+                why + " (reading audit records needs CAP_AUDIT_READ)"
+        raise OSError(err.errno, why) from err
     return sock.detach()
 
 
