@@ -17,6 +17,7 @@ purpose becomes allowed unless the seen denial itself was (``--broad``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -37,7 +38,12 @@ NONNULL = -1            # projection of a non-NULL pointer argument
 ZERO_ARGS = (0,) * 6
 
 class RefineError(Exception):
-    """The denials or the profile cannot be refined; str() is one clear line."""
+    """The denials or the profile cannot be refined; str() is one clear line,
+    *col* the 1-based column in the input line it is about, when known."""
+
+    def __init__(self, message: str, col: int | None = None, length: int = 1):
+        super().__init__(message)
+        self.col, self.length = col, length
 
 
 @dataclass
@@ -77,19 +83,52 @@ def parse_json_line(text: str) -> Denial | None:
     """One JSON line of ``sbx monitor --json`` or ``sbx run -o`` (any object with
     arch and nr or syscall); None for blank lines, comments and objects that
     are no denial."""
-    text = text.strip()
-    if not text or text.startswith("#"):
+    if not text.strip() or text.lstrip().startswith("#"):
         return None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        raise RefineError(f"not JSON ({err.msg})") from err
+        raise RefineError(f"not JSON ({err.msg})", err.colno) from err
     except RecursionError as err:
-        raise RefineError("JSON nested too deeply") from err
+        raise RefineError("JSON nested too deeply", len(text) - len(text.lstrip()) + 1) from err
+    except ValueError as err:       # an integer longer than Python converts (4,300 digits)
+        m = _LONG_NUMBER.search(text)
+        raise RefineError("a number of more than 4,300 digits: no argument has more than 20 (the "
+                          "largest, 2^64-1, is 18446744073709551615)",
+                          m.start() + 1 if m else 1, 20) from err
+    args = obj.get("args") if isinstance(obj, dict) else None
+    if isinstance(args, list):
+        for i, a in enumerate(args):
+            if isinstance(a, int) and not isinstance(a, bool) and not -(1 << 63) <= a < (1 << 64):
+                col, length = _number_at(text, a)
+                raise RefineError(f"argument {i} is {a}, which does not fit 64 bits (registers "
+                                  "hold -2^63 to 2^64-1; a larger value would wrap)", col, length)
     try:
         return Denial.from_json(obj)
     except ValueError as err:
-        raise RefineError(str(err)) from err
+        raise RefineError(str(err), _key_col(text, str(err))) from err
+
+
+_LONG_NUMBER = re.compile(r"-?\d{4301,}")
+
+
+def _number_at(text: str, value: int) -> tuple[int, int]:
+    """(1-based column, length) of the literal of *value* after the "args" key of *text*."""
+    start = max(0, text.find('"args"'))
+    for m in re.finditer(r"-?\d+", text[start:]):
+        if int(m.group()) == value:
+            return start + m.start() + 1, len(m.group())
+    return start + 1, 1
+
+
+def _key_col(text: str, message: str) -> int:
+    """The column of the key *message* is about ("unknown arch" -> "arch"), else of the object."""
+    for key, word in (("args", "arg"), ("syscall", "syscall"), ("arch", "arch"), ("count", "count"),
+                      ("action", "action"), ("nr", "number")):
+        at = text.find(f'"{key}"') if word in message else -1
+        if at >= 0:
+            return at + 1
+    return len(text) - len(text.lstrip()) + 1
 
 
 # -- naming values ------------------------------------------------------------------
@@ -321,15 +360,16 @@ def apply_changes(text: str, plan: Plan, source: str = "") -> str:
         raise RefineError(f"the profile is not valid YAML: {err}") from err
     if not isinstance(root, yaml.MappingNode):
         raise RefineError("the profile is not a YAML mapping")
+    nl = _newline(text)
     lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += nl
     entry = next(((k, v) for k, v in root.value
                   if isinstance(k, yaml.ScalarNode) and k.value == "rules"), None)
     if entry is None:
         block = render_rules(plan, 2, source)
-        sep = [] if not lines or lines[-1].strip() == "" else ["\n"]
-        return "".join(lines + sep + ["rules:\n"] + [ln + "\n" for ln in block])
+        sep = [] if not lines or lines[-1].strip() == "" else [nl]
+        return "".join(lines + sep + ["rules:" + nl] + [ln + nl for ln in block])
     key, value = entry
     if isinstance(value, yaml.SequenceNode) and not value.flow_style and value.value:
         indent = value.start_mark.column
@@ -340,11 +380,17 @@ def apply_changes(text: str, plan: Plan, source: str = "") -> str:
     else:
         raise RefineError("the profile's rules: is not a block list ('- allow: ...' lines); "
                           "rewrite it in block style to refine it")
-    block = [ln + "\n" for ln in render_rules(plan, indent, source)]
+    block = [ln + nl for ln in render_rules(plan, indent, source)]
     at = key.start_mark.line + 1
     if at < len(lines) and lines[at].strip():
-        block.append("\n")
+        block.append(nl)
     return "".join(lines[:at] + block + lines[at:])
+
+
+def _newline(text: str) -> str:
+    """The file's line ending, as its first line has it (a CRLF profile stays CRLF)."""
+    end = text.find("\n")
+    return "\r\n" if end > 0 and text[end - 1] == "\r" else "\n"
 
 
 def _is_empty(node: yaml.Node) -> bool:

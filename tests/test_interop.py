@@ -562,8 +562,11 @@ def test_symbolic_constants_in_imported_conditions():
     ('{"syscalls": []}', "1:1", "the profile has no 'defaultAction'"),
     ('{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",'
      ' "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}', "1:117", "index must be an integer 0..5"),
+    ('{"defaultAction": "SCMP_ACT_ERRNO",\n "defaultErrnoRet": ' + "9" * 5000 + "}", "2:21",
+     "a number of 5000 digits: no seccomp value has more than 20"),
 ], ids=["unknown action with a suggestion", "invalid op", "a JSON syntax error", "errnoRet on allow",
-        "a value wider than a 32-bit argument", "no default action", "argument index out of range"])
+        "a value wider than a 32-bit argument", "no default action", "argument index out of range",
+        "a 5000-digit number"])
 def test_import_errors_point_into_the_json(tmp_path, text, where, message):
     f = tmp_path / "p.json"
     f.write_text(text)
@@ -571,6 +574,20 @@ def test_import_errors_point_into_the_json(tmp_path, text, where, message):
     assert res.exit_code == 2, res.stderr
     assert f"{f}:{where}: error: {message}" in res.stderr
     assert "Traceback" not in res.stderr and res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@pytest.mark.parametrize("raw, where, byte", [
+    (b'{"defaultAction": "SCMP_ACT_ERRNO",\n "syscalls": [{"names": ["re\xffad"]}]}', "2:29", "0xff at offset 64"),
+    (b'\xef\xbb\xbf{"a": 1}\n{"b": "\xc3\x28"}', "2:8", "0xc3 at offset 19"),
+    (b'\xff\xfe{\x00}\x00', "1:1", "0xff at offset 0"),                            # UTF-16
+], ids=["a stray byte", "a truncated sequence on line 2", "UTF-16"])
+def test_import_of_a_file_that_is_not_utf8_points_at_the_byte(tmp_path, raw, where, byte):
+    f = tmp_path / "p.json"
+    f.write_bytes(raw)
+    res = CliRunner().invoke(cli, ["import", str(f)])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert res.stderr.startswith(f"{f}:{where}: error: the JSON file is not valid UTF-8 (byte {byte}) "
+                                 "(save the file as UTF-8)\n"), res.stderr
 
 
 def test_import_cli_writes_a_loadable_profile(tmp_path):

@@ -338,10 +338,49 @@ def test_cli_reports_bad_input_with_its_line(tmp_path):
     denials = tmp_path / "d.jsonl"
     denials.write_text('{"syscall": "uname"}\n{"syscall": "nope"}\n')
     r = CliRunner().invoke(cli, ["refine", "default", "--from", str(denials)])
-    assert r.exit_code == 2 and "d.jsonl:2: unknown syscall 'nope'" in r.stderr
+    assert r.exit_code == 2 and f"{denials}:2:2: error: unknown syscall 'nope'" in r.stderr
     denials.write_text("nothing here\n")
     r = CliRunner().invoke(cli, ["refine", "default", "--from", str(denials)])
     assert r.exit_code == 1 and "no denials" in r.stderr
+
+
+PREFIX = '{"syscall": "ioctl", "args": [1, '
+
+
+def test_cli_points_at_an_argument_too_large_for_a_register_instead_of_wrapping_it(tmp_path):
+    denials = tmp_path / "d.jsonl"
+    denials.write_text('{"syscall": "uname"}\n'
+                       '{"syscall": "ioctl", "args": [1, 18446744073709551617]}\n')
+    r = CliRunner().invoke(cli, ["refine", "default", "--from", str(denials)])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == (f"{denials}:2:{len(PREFIX) + 1}: error: argument 1 is 18446744073709551617, which does "
+                        "not fit 64 bits (registers hold -2^63 to 2^64-1; a larger value would "
+                        "wrap)\n"
+                        '  {"syscall": "ioctl", "args": [1, 18446744073709551617]}\n'
+                        "  " + " " * len(PREFIX) + "^" + "~" * 19 + "\n")
+
+
+def test_cli_points_at_a_number_too_long_to_convert(tmp_path):
+    denials = tmp_path / "d.jsonl"
+    denials.write_text('{"syscall": "ioctl", "args": [1, ' + "7" * 5000 + "]}\n")
+    r = CliRunner().invoke(cli, ["refine", "default", "--from", str(denials)])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit)
+    assert r.stderr.startswith(f"{denials}:1:{len(PREFIX) + 1}: error: a number of more than "
+                               "4,300 digits")
+
+
+def test_cli_keeps_the_crlf_line_endings_of_a_crlf_profile(tmp_path):
+    prof = tmp_path / "p.yaml"
+    prof.write_bytes(BASE.replace("\n", "\r\n").encode())
+    denials = tmp_path / "d.jsonl"
+    denials.write_text(json.dumps({"arch": "x86_64", "nr": NR["socket"], "args": [16, 3, 0, 0, 0, 0]}))
+    out = tmp_path / "new.yaml"
+    r = CliRunner().invoke(cli, ["refine", str(prof), "--from", str(denials), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    data = out.read_bytes()
+    assert b"- allow: socket" in data
+    assert data.count(b"\n") == data.count(b"\r\n") > BASE.count("\n")
+    assert data.replace(b"\r\n", b"\n").decode().startswith(BASE.split("rules:")[0])
 
 
 # -- the promise, on every built-in profile ---------------------------------------------

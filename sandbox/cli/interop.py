@@ -154,11 +154,15 @@ def import_(file, output, caps, arch, kernel, name):
         kern = interop.parse_kernel(kernel)
         if kern is None:
             raise click.BadParameter(f"'{kernel}' is not MAJOR.MINOR", param_hint="--kernel")
+    from ..policy.diagnostics import decode_utf8
     try:
-        with open(file, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as err:
-        raise click.FileError(file, str(err)) from err
+        with open(file, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        raise click.FileError(file, err.strerror or str(err)) from err
+    text, bad = decode_utf8(raw, file, "the JSON file")
+    if bad is not None:
+        raise PolicyError([bad], {file: raw.decode("utf-8", "replace").splitlines(keepends=True)})
     opts = interop.ImportOptions(_caps(caps), arch, kern, name)
     yaml_text, diags = interop.import_oci(text, file, opts)
     warn(diags, {file: text.splitlines(keepends=True)})

@@ -302,7 +302,8 @@ def refine(profile, source, output, broad):
         kind = "warning" if skip.needs_broad else "note"
         click.echo(f"sbx refine: {kind}: {skip.name} ({skip.denials} denial"
                    f"{'s' if skip.denials != 1 else ''}) not added: {skip.reason}{hint}", err=True)
-    text = Path(prof.path).read_text()
+    with open(prof.path, encoding="utf-8", newline="") as fh:     # CRLF stays CRLF
+        text = fh.read()
     label = "stdin" if source == "-" else os.path.basename(source)
     try:
         new_text = rf.apply_changes(text, plan, label)
@@ -336,7 +337,7 @@ def _read_denials(source: str) -> list:
             try:
                 obs = rf.parse_json_line(text)
             except rf.RefineError as err:
-                fail(f"{source}:{lineno}: {err}")
+                _fail_at(source, lineno, err, lines)
             if obs is not None:
                 out.append(obs)
             continue
@@ -349,6 +350,15 @@ def _read_denials(source: str) -> list:
         click.echo(f"sbx refine: note: ignored {ignored} line{'s' if ignored != 1 else ''} of "
                    f"{source} that are not denial records", err=True)
     return out
+
+
+def _fail_at(source: str, lineno: int, err, lines: list[str]) -> None:
+    """``FILE:LINE:COL: error: ...``, the line and a caret; exit status 2."""
+    from ..policy.diagnostics import Diagnostic, Position
+    name = "stdin" if source == "-" else display_path(source)
+    diag = Diagnostic(Position(name, lineno, err.col or 1, err.length), str(err))
+    click.echo(diag.format({name: lines}), err=True)
+    sys.exit(2)
 
 
 def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 
 import yaml
@@ -146,6 +147,20 @@ def _too_deep(file: str, text: str) -> Diagnostic:
     return Diagnostic(Position(file, 1, 1), "the JSON nests too deeply: not a seccomp profile")
 
 
+_LONG_NUMBER = re.compile(r"-?\d{%d,}" % (sys.get_int_max_str_digits() + 1))
+
+
+def _huge_number(file: str, text: str) -> Diagnostic:
+    """Where the number too long to convert is (no seccomp value needs more than 20 digits)."""
+    m = _LONG_NUMBER.search(text)
+    at = m.start() if m else 0
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    digits = len(m.group().lstrip("-")) if m else 0
+    return Diagnostic(Position(file, line, col, 20), f"a number of {digits} digits: no seccomp "
+                      "value has more than 20 (the largest, 2^64-1, is 18446744073709551615)")
+
+
 def _compose(file: str, text: str, j: _Json):
     try:
         json.loads(text)
@@ -154,6 +169,9 @@ def _compose(file: str, text: str, j: _Json):
         return None
     except RecursionError:
         j.diags.append(_too_deep(file, text))
+        return None
+    except ValueError:              # an integer longer than Python converts (4,300 digits)
+        j.diags.append(_huge_number(file, text))
         return None
     # JSON is YAML, except that YAML forbids tabs as indentation; a tab is one column either way
     try:

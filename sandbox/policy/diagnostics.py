@@ -86,6 +86,19 @@ class PolicyError(SbxError):
                f"{len(errors)} error{'s' if len(errors) != 1 else ''} in profile"
 
 
+def decode_utf8(raw: bytes, file: str, what: str) -> tuple[str | None, Diagnostic | None]:
+    """(*raw* decoded, None), or (None, an error at the first byte that is not
+    UTF-8: line and column counted in bytes, as an editor's hex view shows them)."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        return None, Diagnostic(Position(file, line, col), f"{what} is not valid UTF-8 "
+                                f"(byte {raw[err.start]:#04x} at offset {err.start})",
+                                hint="save the file as UTF-8")
+
+
 MAX_SHOWN = 20       # diagnostics printed for one profile; a crafted one may have thousands
 
 

@@ -21,7 +21,7 @@ from bpf_filters.ir import Action, Origin
 
 from . import constants
 from .conditions import CondSpec, parse_condition
-from .diagnostics import Diagnostic, PolicyError, Position, did_you_mean
+from .diagnostics import Diagnostic, PolicyError, Position, decode_utf8, did_you_mean
 from .expand import expand_groups, redefined, resolve_extends
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
@@ -142,13 +142,9 @@ class _Reader:
         except OSError as err:
             self.error(Position(file, 1, 1), f"cannot read profile: {err.strerror}")
             return None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            line = raw.count(b"\n", 0, err.start) + 1
-            col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-            self.error(Position(file, line, col), "profile is not valid UTF-8 "
-                       f"(byte {raw[err.start]:#04x})", hint="save the file as UTF-8")
+        text, bad = decode_utf8(raw, file, "profile")
+        if bad is not None:
+            self.diags.append(bad)
             return None
         if "\0" in text:
             at = text.index("\0")
