@@ -1,5 +1,8 @@
 # sbx — build, install, test, benchmark.
-# `make install` : Debian packages (as root), a venv in .venv with sbx and its deps, /usr/local/bin/sbx
+# `make install` : Debian packages (as root); a venv in $(PREFIX)/lib/sbx made from the system Python
+#                  (/usr/bin/python3) with a copy of sbx and its deps, world-readable; the launcher
+#                  $(PREFIX)/bin/sbx. PREFIX=/usr/local by default; DESTDIR=DIR stages it all below DIR.
+# `make venv`    : the development venv .venv (sbx editable, test deps), what tests and bench run with
 # `make syscalls`: regenerate the syscall modules (numbers and ages) from bpf_filters/syscalls/tbl
 # `make test`    : install + test deps, rebuild the eBPF object from source, run the whole suite
 #                  (under CI=true every kernel test is required: a skip fails the run)
@@ -7,7 +10,11 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 VPY      := $(VENV)/bin/python
-BINDIR   ?= /usr/local/bin
+SYSTEM_PYTHON ?= /usr/bin/python3
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
+LIBDIR   ?= $(PREFIX)/lib/sbx
 APT_RUN  := python3-venv python3-pip
 APT_TEST := clang llvm libbpf-dev bpftool gcc libc6-dev make git strace sqlite3 tar xz-utils curl \
             runc busybox-static bubblewrap firejail hyperfine nginx-light redis-server systemd crun openssl
@@ -15,11 +22,21 @@ PYTEST_ARGS ?=
 
 .PHONY: install deps-run deps-test venv test bench bpf syscalls syscall-ages lint clean
 
-install: deps-run venv
-	@if [ -w "$(BINDIR)" ]; then \
-	  $(VPY) tools/make_launcher.py "$(BINDIR)/sbx" && echo "installed $(BINDIR)/sbx"; \
-	else \
-	  echo "$(BINDIR) is not writable: use $(CURDIR)/$(VENV)/bin/sbx"; fi
+# Every user must be able to run the installed sbx: the venv comes from the system
+# interpreter (not a pyenv or venv Python under a 0700 home), holds a copy of sbx (not
+# the source tree), and is made under umask 022 and then opened to all (a+rX).
+install: deps-run
+	@[ -x "$(SYSTEM_PYTHON)" ] || { echo "$(SYSTEM_PYTHON) is missing (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	@mkdir -p "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(PREFIX)/lib" 2>/dev/null; \
+	if [ ! -w "$(DESTDIR)$(BINDIR)" ] || [ ! -w "$(DESTDIR)$(PREFIX)/lib" ]; then \
+	  echo "$(DESTDIR)$(PREFIX) is not writable: run as root, or choose PREFIX=DIR (development: make venv, then $(VENV)/bin/sbx)"; exit 1; fi
+	umask 022 && rm -rf "$(DESTDIR)$(LIBDIR)" && \
+	  "$(SYSTEM_PYTHON)" -m venv "$(DESTDIR)$(LIBDIR)" && \
+	  "$(DESTDIR)$(LIBDIR)/bin/python" -m pip install -q --disable-pip-version-check . && \
+	  chmod -R a+rX "$(DESTDIR)$(LIBDIR)" && \
+	  "$(SYSTEM_PYTHON)" tools/make_launcher.py "$(DESTDIR)$(BINDIR)/sbx" --python "$(SYSTEM_PYTHON)" \
+	    --venv "$(DESTDIR)$(LIBDIR)" --destdir "$(DESTDIR)"
+	@echo "installed $(DESTDIR)$(BINDIR)/sbx (venv $(DESTDIR)$(LIBDIR), from $(SYSTEM_PYTHON))"
 
 deps-run:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -36,7 +53,7 @@ venv:
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	@$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
 
-test: install deps-test bpf
+test: install venv deps-test bpf
 	@if [ "$${CI:-}" = true ]; then export SBX_REQUIRE_KERNEL=1; fi; \
 	  $(VPY) tools/gen_syscalls.py --check && \
 	  $(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -56,7 +73,7 @@ syscall-ages:
 	$(PYTHON) tools/syscall_history.py --git "$(LINUX)"
 	$(PYTHON) tools/gen_syscalls.py
 
-bench: install deps-test
+bench: install venv deps-test
 	$(VPY) bench/run.py
 
 lint:
