@@ -38,6 +38,18 @@ def _exit_now(code: int) -> int:
 
 
 def main(argv: list[str] | None = None, fast_exit: bool = False) -> int:
+    try:
+        return _main(argv, fast_exit)
+    except KeyboardInterrupt:       # Ctrl-C while Python imports what a command needs
+        from .errors import EXIT_INTERRUPTED
+        try:
+            sys.stderr.write("sbx: interrupted\n")
+        except (OSError, ValueError):
+            pass
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None, fast_exit: bool) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run":
         try:

@@ -12,6 +12,7 @@ EXIT_TIMEOUT = 124        # sbx verify --timeout: the command ran out of time
 EXIT_SANDBOX = 125        # sbx could not set up the sandbox: the command did not run
 EXIT_NOEXEC = 126         # the command exists but cannot be executed
 EXIT_NOTFOUND = 127       # the command does not exist
+EXIT_INTERRUPTED = 130    # Ctrl-C (SIGINT) stopped sbx itself, as a shell reports 128 + SIGINT
 
 
 class SbxError(Exception):

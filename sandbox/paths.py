@@ -1,4 +1,4 @@
-"""Where sbx's data files are, without importing anything heavy."""
+"""Where sbx's data files are, and the one way sbx writes an output file; nothing heavy imported."""
 from __future__ import annotations
 
 import os
@@ -36,3 +36,29 @@ def display_path(path: str) -> str:
         return f"profiles/{rel_builtin}"
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+def write_output(path: str, data: str | bytes) -> None:
+    """Write *data* to the output file *path*; raises OSError.
+
+    A regular file (or a new one) is written beside itself and renamed over
+    it, so a reader never sees half of it. Anything else that exists there
+    (/dev/null, /dev/stdout, a FIFO) is written into, never renamed over: as
+    root, a rename would replace the device node itself."""
+    mode, enc = ("wb", {}) if isinstance(data, bytes) else ("w", {"encoding": "utf-8"})
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        with open(path, mode, **enc) as fh:
+            fh.write(data)
+        return
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode, **enc) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

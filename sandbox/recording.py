@@ -123,10 +123,8 @@ def render(prov: Provenance, calls: dict, arg_values: dict) -> str:
 
 
 def write_recording(path: str, prov: Provenance, calls: dict, arg_values: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(render(prov, calls, arg_values))
-    os.replace(tmp, path)
+    from .paths import write_output
+    write_output(path, render(prov, calls, arg_values))
 
 
 # --------------------------------------------------------------------------- reading

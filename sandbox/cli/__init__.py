@@ -5,7 +5,7 @@ Each subcommand is a module of this package, imported only when it is used
 console entry point is ``sandbox.entry``: it runs ``sbx run`` without click
 and hands every other command line to ``cli`` here. A ``PolicyError`` (a
 profile that does not load) becomes its ``file:line:col`` diagnostics and
-exit status 2, never a traceback.
+exit status 2, Ctrl-C one line and status 130, never a traceback.
 """
 from __future__ import annotations
 
@@ -53,6 +53,18 @@ class SbxGroup(click.Group):
         except PolicyError as e:
             click.echo(e.render(), err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:      # Ctrl-C: one line and 130, as a shell reports SIGINT
+            _interrupted(ctx)
+
+
+def _interrupted(ctx) -> None:
+    from ..errors import EXIT_INTERRUPTED
+    name = ctx.invoked_subcommand or ""
+    try:
+        click.echo(f"sbx{' ' + name if name else ''}: interrupted", err=True)
+    except OSError:
+        pass
+    ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=SbxGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,7 +14,7 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import emit, fail, say
+from .common import cannot_write, emit, fail, say
 
 
 
@@ -97,10 +97,9 @@ def _report(a) -> None:
 
 def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native) -> None:
     from ..policy import build_filter, load_profile
-    if output:
-        where = os.path.dirname(os.path.abspath(output))
-        if not os.access(where, os.W_OK):
-            fail(f"cannot write {output}: {where} is not a writable directory")
+    problem = cannot_write(output) if output else None
+    if problem:
+        fail(problem)
     previous = [load_profile(os.path.abspath(m)) for m in merges]
     parts = [obs] + [tr.observed_from_profile(p, native) for p in previous]
     merged = tr.merge(parts)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import click
 
 from ..policy.diagnostics import Diagnostic, PolicyError, render_list
-from .common import EXIT_BAD_INPUT, native, say, shown, shown_sources, version
+from .common import EXIT_BAD_INPUT, Seconds, native, say, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
 EXIT_TIMEOUT = 124
@@ -284,7 +284,7 @@ class _Deadline:
                       "the command's own status if it failed without denials; 124 timed out; "
                       "2 bad input, or denials cannot be observed.")
 @click.option("--profile", "-p", required=True, help="built-in name or YAML file")
-@click.option("--timeout", type=float, metavar="S", help="stop the command after S seconds")
+@click.option("--timeout", type=Seconds(), metavar="S", help="stop the command after S seconds")
 @click.option("--allow-unobserved", is_flag=True,
               help="run even where denials cannot be observed (not root): only the exit status counts")
 @click.option("--strict", is_flag=True,

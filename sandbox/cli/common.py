@@ -84,6 +84,20 @@ def warn(diags, sources: dict) -> None:
         click.echo(shown(d).format(lines), err=True)
 
 
+def cannot_write(output: str) -> str | None:
+    """Why ``emit`` could not write *output*, checked before long work, or None.
+
+    A device or FIFO (/dev/null, /dev/stdout) is written in place, so it needs
+    write access itself; a file is written beside itself and renamed, so its
+    directory must be writable."""
+    if os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output):
+        return None if os.access(output, os.W_OK) else f"cannot write {output}: permission denied"
+    where = os.path.dirname(os.path.abspath(output))
+    if not os.access(where, os.W_OK):
+        return f"cannot write {output}: {where} is not a writable directory"
+    return None
+
+
 def emit(text: str | bytes, output: str | None) -> None:
     """*text* to the file *output* (atomically: a temporary file renamed over it), or to stdout.
 
@@ -97,27 +111,31 @@ def emit(text: str | bytes, output: str | None) -> None:
         else:
             click.echo(text, nl=False)
         return
-    mode = "wb" if isinstance(text, bytes) else "w"
-    enc = {} if isinstance(text, bytes) else {"encoding": "utf-8"}
-    if os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output):
-        try:                     # /dev/stdout, a FIFO: write into it, never rename over it
-            with open(output, mode, **enc) as fh:
-                fh.write(text)
-        except OSError as err:
-            fail(f"cannot write {output}: {err.strerror or err}")
-        return
-    tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
-                       f".{os.path.basename(output)}.tmp{os.getpid()}")
+    from ..paths import write_output
     try:
-        with open(tmp, mode, **enc) as fh:
-            fh.write(text)
-        os.replace(tmp, output)
+        write_output(output, text)
     except OSError as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         fail(f"cannot write {output}: {err.strerror or err}")
+
+
+class Seconds(click.ParamType):
+    """A duration: a finite number of seconds, 0 to about three years (setitimer
+    and poll take no more; nan and inf are not durations)."""
+
+    name = "seconds"
+    MAX = 10 ** 8
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 <= seconds <= self.MAX:          # also false for nan
+            self.fail(f"{value} is not a number of seconds from 0 to {self.MAX:,}", param, ctx)
+        return seconds
 
 
 def parse_int(text: str) -> int:

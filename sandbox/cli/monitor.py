@@ -25,7 +25,7 @@ from bpf_filters import syscalls
 
 from .. import refine as rf
 from ..paths import display_path
-from .common import emit, fail
+from .common import Seconds, emit, fail
 
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/sbx/cgroup2")
 POLL_MS = 200
@@ -42,7 +42,7 @@ TOP_ROWS = 10
 @click.option("--cgroup", "cgroups", multiple=True,
               help="a cgroup v2 (path under the cgroup2 mount, or like /sbx/job1): every task in it or below")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per denial on stdout")
-@click.option("--duration", type=click.FloatRange(min=0), help="stop after this many seconds")
+@click.option("--duration", type=Seconds(), help="stop after this many seconds")
 @click.option("--profile", help="the profile the processes run under: name the rule behind each denial")
 def monitor(pids, cgroups, as_json, duration, profile):
     """Stream the seccomp denials of running processes until Ctrl-C, SIGTERM,

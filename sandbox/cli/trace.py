@@ -14,6 +14,7 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
+from .common import cannot_write
 
 
 def _say(message: str) -> None:
@@ -21,11 +22,9 @@ def _say(message: str) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
+    from ..paths import write_output
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_output(path, text)
     except OSError as err:
         raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
 
@@ -120,10 +119,13 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
     try:
         if verify and os.geteuid() != 0:
             raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
+        if output and os.path.exists(output) and not os.path.isfile(output):
+            raise tr.TraceError(f"cannot write the profile to {output}: not a regular file (the "
+                                "profile is read back from it to check it)", 2)
         for target in (output, record_to):
-            where = os.path.dirname(os.path.abspath(target)) if target else None
-            if where and not os.access(where, os.W_OK):
-                raise tr.TraceError(f"cannot write {target}: {where} is not a writable directory", 2)
+            problem = cannot_write(target) if target else None
+            if problem:
+                raise tr.TraceError(problem, 2)
         previous = [load_profile(os.path.abspath(m)) for m in merges]
         base_prof = load_profile(base) if base else None
         parts = [tr.observed_from_profile(p, native) for p in previous]

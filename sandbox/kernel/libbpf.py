@@ -114,6 +114,12 @@ class _Library:
 
     def __init__(self) -> None:
         self.cdll = self._open()
+        missing = [name for name in _PROTOTYPES if not hasattr(self.cdll, name)]
+        if missing:                    # a build or version without part of the 1.0 API
+            raise BpfError(f"{_mapped_path(self.cdll._name)} lacks {len(missing)} function"
+                           f"{'s' if len(missing) != 1 else ''} sbx needs ({', '.join(missing[:4])}"
+                           f"{', ...' if len(missing) > 4 else ''}): install a complete libbpf >= "
+                           "1.0 (Debian/Ubuntu package libbpf1)")
         for name, (restype, argtypes) in _PROTOTYPES.items():
             fn = getattr(self.cdll, name)
             fn.restype, fn.argtypes = restype, argtypes
@@ -180,6 +186,19 @@ class _Library:
         if not ptr:
             raise BpfError(what, err or _errno.EINVAL, text)
         return ptr
+
+
+def _mapped_path(name: str) -> str:
+    """Where the dynamic loader found library *name* (from /proc/self/maps), else *name*."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                if os.path.basename(path) == name or path.endswith("/" + name):
+                    return path
+    except OSError:
+        pass
+    return name
 
 
 _library: _Library | None = None

@@ -182,14 +182,28 @@ def start(plan: Plan) -> Child:
         for fd in (err_r, err_w, go_r, go_w, sync_r, sync_w):
             if fd >= 0:
                 os.close(fd)
-        raise LaunchError(f"cannot start {plan.argv[0]}: fork: {err.strerror}; the command was "
-                          "not run", EXIT_SANDBOX) from err
+        raise LaunchError(f"cannot start {plan.argv[0]}: fork: {err.strerror}{_fork_hint(err)}; "
+                          "the command was not run", EXIT_SANDBOX) from err
     if pid == 0:
         _child(plan, err_w, go_r, sync_w)          # never returns
     for fd in (err_w, go_r, sync_w):
         if fd >= 0:
             os.close(fd)
     return Child(pid, plan, err_r, go_w, sync_r)
+
+
+def _fork_hint(err: OSError) -> str:
+    """Why fork said EAGAIN, when it is the user's process limit (RLIMIT_NPROC,
+    which counts every process of the real uid; root is exempt)."""
+    import errno
+    import resource
+    if err.errno != errno.EAGAIN or os.getuid() == 0:
+        return ""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft == resource.RLIM_INFINITY:
+        return " (the system is out of processes or memory)"
+    return (f" (uid {os.getuid()} has reached its limit of {soft} process"
+            f"{'es' if soft != 1 else ''} at once: RLIMIT_NPROC, ulimit -u)")
 
 
 def _restore_signals(mask) -> None:
