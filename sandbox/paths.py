@@ -1,9 +1,14 @@
-"""Where sbx's data files are, and the one way sbx writes an output file; nothing heavy imported."""
+"""Where sbx's data files are, and the one way sbx reads an input and writes an output file; nothing heavy imported."""
 from __future__ import annotations
 
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The largest input sbx reads (a profile, a seccomp JSON, a denials log, a
+# recording, a program): /dev/zero or a runaway pipe must end in a message,
+# not in all the memory there is. A recording of a month-long run is ~1 MiB.
+MAX_INPUT = 256 << 20
 
 
 def builtin_dir() -> str:
@@ -62,3 +67,18 @@ def write_output(path: str, data: str | bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def read_input(path: str, limit: int = MAX_INPUT) -> bytes:
+    """The bytes of the input file *path* (a file, a pipe such as ``<(...)``,
+    a device; "-" is stdin); OSError EFBIG when there are more than *limit*."""
+    import errno
+    import sys
+    if path == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB, the most sbx reads")
+    return data

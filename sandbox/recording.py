@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from bpf_filters import syscalls
 
 from .errors import SbxError
+from .paths import read_input
 from .policy.diagnostics import Diagnostic, Position, did_you_mean
 
 FORMAT = "sbx-recording"
@@ -239,8 +240,7 @@ def _check_call(out: _Lines, line: int, obj: dict) -> bool:
 def read_recording(path: str) -> RecordingFile:
     """Read and check one recording; RecordingError lists every problem."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_input(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         msg = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
         raise RecordingError([Diagnostic(Position(path, 1, 1), f"cannot read recording: {msg}")], {})

@@ -12,6 +12,8 @@ truncated, a script) raises ``AnalyzeError`` with one clear sentence and a hint.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -188,6 +190,8 @@ def open_elf(path: str, raw: bytes | None = None, full: bool = True) -> Elf:
     dynamic tags and build-id are read (what library resolution and the cache need)."""
     if raw is None:
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path):
+                raise AnalyzeError(f"{path}: not a regular file, so not a program")
             with open(path, "rb") as fh:
                 raw = fh.read()
         except IsADirectoryError:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import click
 
 from ..policy.diagnostics import Diagnostic, PolicyError, render_list
-from .common import EXIT_BAD_INPUT, Seconds, native, say, shown, shown_sources, version
+from .common import EXIT_BAD_INPUT, Seconds, emit, native, say, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
 EXIT_TIMEOUT = 124
@@ -148,11 +148,7 @@ def check(profiles, fmt, fail_on, against, baseline, output):
         text = json.dumps(to_json(reports, errors, fail_on, code), indent=2) + "\n"
     else:
         text = _text_report(reports, fail_on)
-    if output:
-        with open(output, "w") as fh:
-            fh.write(text)
-    else:
-        click.echo(text, nl=False)
+    emit(text, output)
     for e in err_out:
         click.echo(e, err=True)
     sys.exit(code)

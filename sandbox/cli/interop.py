@@ -8,7 +8,7 @@ import tempfile
 
 import click
 
-from .common import ARCH_CHOICES, emit, load, native, warn
+from .common import ARCH_CHOICES, emit, fail, load, native, warn
 from ..policy.diagnostics import Diagnostic, PolicyError
 
 
@@ -155,11 +155,11 @@ def import_(file, output, caps, arch, kernel, name):
         if kern is None:
             raise click.BadParameter(f"'{kernel}' is not MAJOR.MINOR", param_hint="--kernel")
     from ..policy.diagnostics import decode_utf8
+    from ..paths import read_input
     try:
-        with open(file, "rb") as fh:
-            raw = fh.read()
+        raw = read_input(file)
     except OSError as err:
-        raise click.FileError(file, err.strerror or str(err)) from err
+        fail(f"cannot read {file}: {err.strerror or err}")
     text, bad = decode_utf8(raw, file, "the JSON file")
     if bad is not None:
         raise PolicyError([bad], {file: raw.decode("utf-8", "replace").splitlines(keepends=True)})

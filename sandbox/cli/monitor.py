@@ -326,9 +326,9 @@ def refine(profile, source, output, broad):
 def _read_denials(source: str) -> list:
     from ..denials import Denial
     from ..kernel.audit import parse_record
-    stream = sys.stdin if source == "-" else None
+    from ..paths import read_input
     try:
-        lines = (stream or open(source, encoding="utf-8", errors="replace")).read().splitlines()
+        lines = read_input(source).decode("utf-8", "replace").splitlines()
     except OSError as err:
         fail(f"cannot read {source}: {err.strerror}")
     out, ignored = [], 0

@@ -23,6 +23,7 @@ from . import constants
 from .conditions import CondSpec, parse_condition
 from .diagnostics import Diagnostic, PolicyError, Position, decode_utf8, did_you_mean
 from .expand import expand_groups, redefined, resolve_extends
+from ..paths import read_input
 
 TOP_KEYS = ("name", "description", "extends", "default", "unknown", "arches", "bad_arch",
             "baseline", "rules", "groups", "capabilities", "scope", "landlock", "filesystem", "network")
@@ -112,7 +113,10 @@ def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
             p = relative_to / p
         return p if _is_file(p) else None
     p = builtin_dir() / f"{ref}.yaml"
-    return p if p.is_file() and ref != "groups" else None
+    try:
+        return p if p.is_file() and ref != "groups" else None
+    except OSError:                    # a name longer than a file name can be: not a built-in
+        return None
 
 
 class _Reader:
@@ -138,7 +142,7 @@ class _Reader:
     def compose(self, path: Path) -> yaml.Node | None:
         file = str(path)
         try:
-            raw = path.read_bytes()
+            raw = read_input(str(path))
         except OSError as err:
             self.error(Position(file, 1, 1), f"cannot read profile: {err.strerror}")
             return None
