@@ -132,7 +132,7 @@ def cacheability(args, settings, state) -> Section:
     rows = profiles(args, state)
     sec = Section(2, TITLES[2])
     sec.text("Arg-free allows of the shared policy (x86_64) that the kernel's action cache would skip "
-             "(bpf_filters.cache emulates seccomp_is_const_allow), and the share of the mix's calls "
+             "(bpf_filters.action_cache emulates seccomp_is_const_allow), and the share of the mix's calls "
              "that skip the filter.")
     out = []
     for r in rows:
