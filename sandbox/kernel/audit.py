@@ -256,14 +256,16 @@ class AuditReader:
     *sessions*; with neither, every record except this process's own sync
     markers. *predicate* further filters. At most *max_pending* unread
     records are kept; beyond that, and on a socket overflow, records are
-    dropped and counted in ``overflows``.
+    dropped and counted in ``overflows``. *preread*: datagrams already read
+    off *netlink_fd* (``netlink.read_pending``), taken before anything newer.
     """
 
     def __init__(self, pids: Iterable[int] | None = None, *,
                  sessions: Iterable[int] | None = None,
                  predicate: Callable[[SeccompRecord], bool] | None = None,
                  source: str = "auto", max_pending: int = 1 << 18,
-                 rcvbuf: int = RCVBUF_BYTES, netlink_fd: int | None = None):
+                 rcvbuf: int = RCVBUF_BYTES, netlink_fd: int | None = None,
+                 preread: list[bytes] = ()):
         if source not in ("auto", "netlink", "kmsg"):
             raise ValueError(f"source must be auto, netlink or kmsg, not {source!r}")
         self._pids = set(pids) if pids is not None else None
@@ -275,7 +277,7 @@ class AuditReader:
         self._adopt = netlink_fd      # a socket already subscribed (netlink.open_audit_readlog)
         self._fd = self._event = self._stop_w = -1
         self._sock: socket.socket | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = list(preread)     # datagrams read off netlink_fd already
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None

@@ -65,6 +65,53 @@ def open_audit_readlog(rcvbuf: int = RCVBUF_BYTES) -> int:
     return sock.detach()
 
 
+# the record types of a denial (include/uapi/linux/audit.h): AUDIT_SECCOMP,
+# AUDIT_LANDLOCK_ACCESS, AUDIT_LANDLOCK_DOMAIN
+DENIAL_TYPES = frozenset((1326, 1423, 1424))
+
+
+def read_pending(fd: int, wait: float) -> tuple[bool, list[bytes]]:
+    """(whether a denial record is among them, the datagrams) the read-log socket
+    *fd* holds, after waiting up to *wait* seconds for one still on its way (the
+    kernel's kauditd thread multicasts a record a moment after it is logged).
+
+    The socket also carries every other audit record of the machine, its own
+    subscription's to begin with (AUDIT_EVENT_LISTENER, with its SYSCALL and
+    PROCTITLE): only the record types say whether anything was denied. A run
+    that logged no denial then skips loading the audit reader (~35 ms); the
+    datagrams read here go to it otherwise (``AuditReader(preread=...)``)."""
+    import select                               # a C module, cheap
+    sock = _socket.socket(fileno=fd)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    out, found = [], False
+    try:
+        for timeout_ms in (0, int(wait * 1000)):
+            if not poller.poll(timeout_ms):
+                continue
+            while True:
+                try:
+                    data = sock.recv(1 << 16, _socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                except OSError as err:          # ENOBUFS: records were lost, some may be denials
+                    if err.errno != errno.ENOBUFS:
+                        raise
+                    found = True
+                    continue
+                out.append(data)
+                off = 0
+                while off + 16 <= len(data):
+                    length, mtype = _struct.unpack_from("=IH", data, off)
+                    found = found or mtype in DENIAL_TYPES
+                    if length < 16:
+                        break
+                    off += (length + 3) & ~3
+    finally:
+        sock.detach()
+    return found, out
+
+
 _NLMSGHDR = "=IHHII"
 AUDIT_GET, AUDIT_SET = 1000, 1001
 NLMSG_ERROR = 2
