@@ -132,3 +132,104 @@ def test_verify_fails_on_a_landlock_denial(home):
     assert r.returncode == 1, r.stderr
     assert "refused by the profile's Landlock rules" in r.stderr
     assert "fs.read_file" in r.stderr and f"{home}/.ssh/id_rsa" in r.stderr
+
+
+# -- sbx's cache stays out of reach, in one Landlock layer or two ----------------------
+
+def _in_child(prepared, fn) -> dict:
+    """fn() in a forked child confined by *prepared*'s steps; its dict back as JSON."""
+    import json
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            for step in prepared.steps:
+                step.apply()
+            os.write(w, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return json.loads(out)
+
+
+def _try(fn) -> str:
+    try:
+        fn()
+        return "done"
+    except OSError as err:
+        import errno
+        return errno.errorcode[err.errno]
+
+
+def _cache_attacks(cache: str, parent: str) -> dict:
+    entry = os.path.join(cache, "entry")
+    return {
+        "create": _try(lambda: os.close(os.open(os.path.join(cache, "new"), os.O_CREAT | os.O_WRONLY))),
+        "overwrite": _try(lambda: os.close(os.open(entry, os.O_WRONLY))),
+        "truncate": _try(lambda: os.truncate(entry, 0)),
+        "rename-entry": _try(lambda: os.rename(entry, os.path.join(cache, "moved"))),
+        "unlink": _try(lambda: os.unlink(entry)),
+        "mkdir": _try(lambda: os.mkdir(os.path.join(cache, "d"))),
+        "move-cache": _try(lambda: os.rename(cache, os.path.join(parent, "elsewhere"))),
+        "link-out": _try(lambda: os.link(entry, os.path.join(parent, "work", "stolen"))),
+        "control: write beside": _try(lambda: open(os.path.join(parent, "work", "ok"), "w").close()),
+    }
+
+
+def _cache_tree(tmp_path):
+    parent = tmp_path / "var"
+    cache = parent / "cache"
+    (parent / "work").mkdir(parents=True)
+    cache.mkdir()
+    (cache / "entry").write_text("genuine\n")
+    return str(parent), str(cache)
+
+
+@pytest.mark.parametrize("grant, layers", [
+    pytest.param("parent", 2, id="write granted on the cache's parent: two layers"),
+    pytest.param("work", 1, id="write granted beside the cache: one layer"),
+])
+def test_the_cache_is_unwritable_whatever_the_profile_grants_around_it(tmp_path, grant, layers):
+    """The profile may write where the cache's parent is (then sbx needs its own
+    layer: Landlock layers only narrow) or only beside it (then the profile's
+    layer, which handles every write right, keeps the cache as it is alone).
+    Either way every change to the cache fails, while the grant itself holds."""
+    from sandbox import confine
+    from sandbox.kernel import landlock
+    parent, cache = _cache_tree(tmp_path)
+    target = parent if grant == "parent" else os.path.join(parent, "work")
+    spec = confine.Spec(fs=[("read", "/", False), ("exec", "/", False), ("write", target, False)])
+    prepared = confine.prepare(spec, "test", cache, dict(os.environ))
+    try:
+        restrict = [s for s in prepared.steps if isinstance(s, landlock.Restrict)]
+        results = _in_child(prepared, lambda: _cache_attacks(cache, parent))
+    finally:
+        prepared.close()
+    assert results.pop("control: write beside") == "done"
+    assert all(v in ("EACCES", "EXDEV", "EPERM") for v in results.values()), results
+    assert (tmp_path / "var" / "cache" / "entry").read_text() == "genuine\n"
+    assert sorted(os.listdir(cache)) == ["entry"]
+    assert len(restrict) == 1 and len(restrict[0].rulesets) == layers
+
+
+def test_a_rule_path_swapped_for_a_symlink_grants_nothing(tmp_path):
+    """Rules are planned on real paths, then opened: a directory replaced by a
+    symbolic link in between (towards the cache, say) makes that rule fail."""
+    from sandbox.kernel import landlock
+    (tmp_path / "real").mkdir()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "swapped").symlink_to(tmp_path / "cache")
+    rs = landlock.Ruleset(fs=landlock.WRITE_RIGHTS)
+    try:
+        failed = rs.allow_paths([(str(tmp_path / "real"), landlock.WRITE_RIGHTS, True),
+                                 (str(tmp_path / "swapped"), landlock.WRITE_RIGHTS, True),
+                                 (str(tmp_path / "swapped" / "x"), landlock.WRITE_RIGHTS, True)])
+        assert rs.rules == 1
+        assert [(p, e.errno) for p, e in failed] == [(str(tmp_path / "swapped"), 40),
+                                                     (str(tmp_path / "swapped" / "x"), 40)]
+    finally:
+        rs.close()
