@@ -233,3 +233,74 @@ def test_a_rule_path_swapped_for_a_symlink_grants_nothing(tmp_path):
                                                      (str(tmp_path / "swapped" / "x"), 40)]
     finally:
         rs.close()
+
+
+# -- sbx refine: refused, refined, then allowed --------------------------------------------
+
+MINE = "name: mine   # a profile of my own\nextends: [web]\n"
+
+
+def _run(profile, argv, out, cwd, env):
+    return subprocess.run(SBX + ["--profile", str(profile), "-o", str(out), "--"] + argv, cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def _landlock_lines(path):
+    import json
+    if not os.path.exists(path):
+        return []
+    return [line for line in open(path) if json.loads(line).get("action") == "landlock"]
+
+
+def _refine(profile, denials, out):
+    return subprocess.run([PY, "-m", "sandbox", "refine", str(profile), "--from", str(denials), "-o",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def place(tmp_path):
+    """A working directory, a temporary directory and a data file outside both."""
+    for d in ("work", "tmp", "data"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "data" / "config.txt").write_text("setting = 1\n")
+    (tmp_path / "mine.yaml").write_text(MINE)
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), HOME=str(tmp_path / "work"))
+    return tmp_path, env
+
+
+def test_refine_grants_a_refused_file_read_and_the_refined_profile_runs_without_denial(place):
+    tmp, env = place
+    data = tmp / "data" / "config.txt"
+    first = _run(tmp / "mine.yaml", ["cat", str(data)], tmp / "d1.jsonl", tmp / "work", env)
+    assert first.returncode == 1 and first.stdout == "", first.stderr
+    assert f"cat was refused read access to {data}" in first.stderr
+    r = _refine(tmp / "mine.yaml", tmp / "d1.jsonl", tmp / "mine2.yaml")
+    assert r.returncode == 0, r.stderr
+    assert f"+  read: [{data}]" in r.stdout, r.stdout        # the file itself, under read
+    refined = (tmp / "mine2.yaml").read_text()
+    assert refined.startswith(MINE) and "write" not in refined.split(MINE)[1]
+    second = _run(tmp / "mine2.yaml", ["cat", str(data)], tmp / "d2.jsonl", tmp / "work", env)
+    assert second.returncode == 0 and second.stdout == "setting = 1\n", second.stderr
+    assert _landlock_lines(tmp / "d2.jsonl") == [] and "refused" not in second.stderr
+    other = _run(tmp / "mine2.yaml", ["cat", str(tmp / "data" / "other")], tmp / "d3.jsonl",
+                 tmp / "work", env)
+    assert "refused" in other.stderr                          # the directory stays closed
+
+
+def test_refine_adds_a_refused_tcp_port_and_the_refined_profile_connects(place):
+    tmp, env = place
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        code = (f"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=5); "
+                "print('connected')")
+        first = _run(tmp / "mine.yaml", [PY, "-I", "-c", code], tmp / "d1.jsonl", tmp / "work", env)
+        assert first.returncode != 0 and "connected" not in first.stdout
+        assert f"refused a TCP connection to port {port}" in first.stderr, first.stderr
+        r = _refine(tmp / "mine.yaml", tmp / "d1.jsonl", tmp / "mine2.yaml")
+        assert r.returncode == 0, r.stderr
+        assert f"+  connect: [{port}]" in r.stdout, r.stdout
+        second = _run(tmp / "mine2.yaml", [PY, "-I", "-c", code], tmp / "d2.jsonl", tmp / "work", env)
+        assert second.returncode == 0 and second.stdout == "connected\n", second.stderr
+        assert _landlock_lines(tmp / "d2.jsonl") == []
