@@ -361,23 +361,42 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
     grants: list[tuple[int, str]] = []
     denies: dict[str, int] = {}
-    real_of: dict[str, str] = {}        # $CWD and $TMPDIR come back under several words
+    real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
     for word, template, optional in spec.fs or ():
         paths, why = expand_all(template, env, exe, cwd)
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
-            real = real_of.get(path)
-            if real is None:
-                real = real_of[path] = os.path.realpath(path)
-            _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes)
+            _fs_entry(word, path, real_path(path, real_of), optional, dac_bypass, grants, denies,
+                      notes)
     for path in protected:
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write
-        real = os.path.realpath(path)
+        real = real_path(path, real_of)
         if os.path.exists(real):
             denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     return grants, denies
+
+
+def real_path(path: str, known: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, resolving each leading part once for all the
+    paths of one plan (*known*: path -> real path, starting with {"/": "/"}):
+    a profile's forty paths share a few directories, and realpath alone would
+    lstat every component of every one. A path with "." or ".." components is
+    left to realpath, which resolves links before it goes up."""
+    real = known.get(path)
+    if real is not None:
+        return real
+    parent, name = os.path.split(path)
+    if not os.path.isabs(path) or name in ("", ".", "..") or "/./" in path or "/../" in path:
+        real = os.path.realpath(path)
+    else:
+        above = real_path(parent, known)
+        real = above.rstrip("/") + "/" + name
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+    known[path] = real
+    return real
 
 
 class _Layer:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sandbox.confine import (ALL_RIGHTS, Spec, expand, expand_all, expand_ports, exec_roots, fs_rules,
-                             keeps_out_of_writes, rights_at)
+                             keeps_out_of_writes, real_path, rights_at)
 from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
 
 READ_FILE, READ_DIR = FS_RIGHTS["read_file"][0], FS_RIGHTS["read_dir"][0]
@@ -186,3 +186,20 @@ def test_two_splits_at_one_path_make_one_rule(monkeypatch):
     paths = [p for p, _, _ in rules]
     assert len(paths) == len(set(paths)), rules
     assert landlock(rules, "/a/c/a", READ_FILE) and not landlock(rules, "/a/b/c", READ_FILE)
+
+
+def test_real_paths_resolved_part_by_part_are_what_realpath_says(tmp_path):
+    """One plan resolves each leading directory once; links (absolute, relative,
+    to links, in loops), missing parts, "." and ".." resolve as realpath does."""
+    d = str(tmp_path)
+    os.makedirs(d + "/a/b/c")
+    os.symlink(d + "/a/b", d + "/l")
+    os.symlink("../a", d + "/a/b/up")
+    os.symlink("c/../..", d + "/a/b/rel")
+    os.symlink(d + "/loop2", d + "/loop1")
+    os.symlink(d + "/loop1", d + "/loop2")
+    paths = [d + p for p in ("/a", "/a/b/c", "/l/c", "/l/c/x/y", "/a/b/up/b", "/a/b/rel/b/c", "/nope/x",
+                             "/l", "/loop1/x", "/a/./b", "/a/b/../b", "/l/../a")] + ["/", "/proc/self/fd"]
+    known = {"/": "/"}
+    for p in paths + paths[::-1]:
+        assert real_path(p, known) == os.path.realpath(p), p
