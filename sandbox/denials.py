@@ -407,15 +407,24 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
                 "command's reach")
     if any(under(os.path.realpath(p)) for p in protected) and right not in ("read_file", "read_dir", "execute"):
         return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
-    grants, denied = [], []
+    grants, denied, inside = [], [], []
     for w, template, _optional in spec.fs or ():
         for p in expand_all(template, env, exe)[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)
+            elif w == "deny" and real is not None and \
+                    os.path.realpath(p).startswith(real.rstrip("/") + "/"):
+                inside.append(p)
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
     if denied:
         return f"was refused {verb} {path}: profile {profile} denies {max(denied, key=len)}"
+    if inside and right not in ("read_file", "read_dir", "execute") and \
+            any(under(os.path.realpath(g)) for g in grants):
+        # the most specific path decides: a directory above a denied path keeps only
+        # the right to be listed (an entry changed there could replace the denied one)
+        return (f"was refused {verb} {path}: profile {profile} denies {inside[0]} inside it, and "
+                "nothing may be created, removed or renamed directly above a denied path")
     where = ", ".join(grants) if grants else "nowhere"
     return f"was refused {verb} {path}: profile {profile} allows {word} only under {where}"
 

@@ -281,3 +281,21 @@ def test_the_context_names_only_the_variables_the_profile_uses():
     assert ctx.env == {"HOME": "/h", "PORT": "1", "WORK": "/w"} and ctx.cwd == os.getcwd()
     back = RunContext.from_json(json.loads(json.dumps(ctx.to_json())))
     assert (back.cwd, back.env, back.exe, back.cache_dir) == (ctx.cwd, ctx.env, "/bin/true", "/var/cache/sbx")
+
+
+# -- sbx run's plain words for the same denials -----------------------------------------
+
+def test_a_refusal_beside_a_denied_path_is_explained_as_such(tmp_path, tree):
+    """$HOME is granted (under $CWD's parent here) but holds .ssh, which is denied:
+    creating a file directly in $HOME is refused for that reason, not for a
+    missing grant; a refusal elsewhere still names the grants."""
+    from sandbox.denials import explain_landlock
+    from sandbox.confine import Spec
+    spec = Spec(fs=[("read", "/usr", False), ("write", str(tree), False), ("deny", "$HOME/.ssh", False)])
+    env = {"HOME": str(tree / "home")}
+    said = explain_landlock(("fs.make_reg",), str(tree / "home"), spec, "p", env, None, None, ())
+    assert said == (f"was refused creating a file in {tree}/home: profile p denies {tree}/home/.ssh "
+                    "inside it, and nothing may be created, removed or renamed directly above a "
+                    "denied path")
+    said = explain_landlock(("fs.make_reg",), "/var/tmp", spec, "p", env, None, None, ())
+    assert said == f"was refused creating a file in /var/tmp: profile p allows create only under {tree}"
