@@ -316,9 +316,18 @@ class Reporter:
                   "marked as such)")
 
     def _write_json_lines(self, denials: list) -> None:
+        """One JSON object per denial; first, when Landlock refused something, the
+        run's context (``denials.RunContext``: what ``sbx refine`` expands the
+        profile's paths with)."""
         import json
         try:
             with open(self.output, "w") as fh:
+                if any(d.landlock for d in denials):
+                    from .denials import RunContext
+                    c = self.context
+                    ctx = RunContext.of_run(self.compiled.spec, c.get("env", {}), c.get("exe"),
+                                            c.get("cache_dir"))
+                    fh.write(json.dumps(ctx.to_json()) + "\n")
                 for d in denials:
                     fh.write(json.dumps(d.to_json()) + "\n")
         except OSError as err:
