@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bpf_filters import insn as I
-from bpf_filters.cache import is_const_allow
+from bpf_filters.action_cache import is_const_allow
 from bpf_filters.compiler import compile_policy, verdict_for
 from bpf_filters.interp import SeccompData, run
 from bpf_filters.ir import ArchPolicy, Policy, Rule, evaluate

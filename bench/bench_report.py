@@ -26,6 +26,7 @@ TITLES = {
     8: "Profile life cycle: semantic diff, drift gate, fleet build",
     9: "Static analysis (sbx analyze) on 15 Debian programs",
     10: "Exported systemd units under a real service manager",
+    11: "Landlock: openat under a domain, and the launch time it adds",
 }
 TARGET = 0.7            # sbx mean and max <= 0.7 x libseccomp's binary tree on Docker's default
 STARTUP_TARGET_MS = 5.0
@@ -132,7 +133,7 @@ def cacheability(args, settings, state) -> Section:
     rows = profiles(args, state)
     sec = Section(2, TITLES[2])
     sec.text("Arg-free allows of the shared policy (x86_64) that the kernel's action cache would skip "
-             "(bpf_filters.cache emulates seccomp_is_const_allow), and the share of the mix's calls "
+             "(bpf_filters.action_cache emulates seccomp_is_const_allow), and the share of the mix's calls "
              "that skip the filter.")
     out = []
     for r in rows:
@@ -348,6 +349,11 @@ def trace_overhead(args, settings, state) -> Section:
 def lifecycle(args, settings, state) -> Section:
     from bench_lifecycle import lifecycle as measure
     return measure(args, settings, state)
+
+
+def landlock(args, settings, state) -> Section:
+    from bench_landlock import section
+    return section(settings)
 
 
 def systemd_units(args, settings, state) -> Section:

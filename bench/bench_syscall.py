@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bpf_filters import insn as I
-from bpf_filters.cache import is_const_allow
+from bpf_filters.action_cache import is_const_allow
 from bpf_filters.compiler import compile_policy
 from bpf_filters.interp import SeccompData, run
 from bpf_filters.syscalls import AUDIT_ARCH, table

@@ -2,8 +2,8 @@
  * Syscall cost loop for `make bench`: installs a raw seccomp filter read from
  * a file (or none), then times one syscall in a tight loop.
  *
- *   loop FILTER|- CASE ITERATIONS
- *   loop FILTER|- CASE SECONDSs     (e.g. 10s: as many calls as fit in that time)
+ *   loop FILTER|- CASE ITERATIONS [PATH]
+ *   loop FILTER|- CASE SECONDSs [PATH]  (e.g. 10s: as many calls as fit in that time)
  *
  * CASE: getppid      allowed, reads no argument (the kernel's action cache
  *                    skips the filter when the filter allows it by number)
@@ -11,11 +11,15 @@
  *                    default profile (errno), harmless when not filtered
  *       personality  personality(0xffffffff), the query form: allowed by an
  *                    argument comparison, so the filter runs on every call
+ *       openat       openat(AT_FDCWD, PATH, O_RDONLY) then close: what a
+ *                    Landlock domain (applied before exec, see
+ *                    bench/bench_landlock.py) adds to opening a file
  *
  * Prints "<ns per call> <first return value> <first errno>", and in the timed
  * form a fourth field: the number of calls made.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stdio.h>
@@ -29,6 +33,14 @@
 static long call_getppid(void) { return syscall(SYS_getppid); }
 static long call_syslog(void) { return syscall(SYS_syslog, 10, NULL, 0); }
 static long call_personality(void) { return syscall(SYS_personality, 0xffffffffUL); }
+static const char *open_path;
+static long call_openat(void)
+{
+	long fd = syscall(SYS_openat, AT_FDCWD, open_path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0)
+		close((int)fd);
+	return fd;
+}
 
 static void install(const char *path)
 {
@@ -75,8 +87,9 @@ static int timed_loop(long (*fn)(void), long seconds)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s FILTER|- getppid|syslog|personality ITERATIONS|SECONDSs\n", argv[0]);
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[2], "openat"))) {
+		fprintf(stderr, "usage: %s FILTER|- getppid|syslog|personality ITERATIONS|SECONDSs\n"
+			"       %s FILTER|- openat ITERATIONS|SECONDSs PATH\n", argv[0], argv[0]);
 		return 2;
 	}
 	long (*fn)(void);
@@ -86,6 +99,10 @@ int main(int argc, char **argv)
 		fn = call_syslog;
 	else if (!strcmp(argv[2], "personality"))
 		fn = call_personality;
+	else if (!strcmp(argv[2], "openat")) {
+		fn = call_openat;
+		open_path = argv[4];
+	}
 	else {
 		fprintf(stderr, "unknown case %s\n", argv[2]);
 		return 2;

@@ -5,7 +5,8 @@ coverage, 3 compile time, 4 start-up, 5 real syscall cost in ns, 6 monitor
 overhead (bench/bench_monitor.py), 7 trace overhead (bench/bench_trace.py), 8 the profile
 life cycle: semantic diff and fleet build (bench/bench_lifecycle.py), 9 static analysis of
 15 Debian programs (bench/bench_analyze.py), 10 exported systemd units under a real service
-manager (bench/bench_systemd.py).
+manager (bench/bench_systemd.py), 11 Landlock: openat under a domain and the launch time it adds
+(bench/bench_landlock.py).
 Every comparison is measured in the same run; the report gives ratios.
 The table goes to stdout and to <out>/latest.md, the numbers to <out>/latest.json.
 
@@ -32,7 +33,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 from bench_markdown import Section  # noqa: E402
 import bench_report as report  # noqa: E402
 
-ALL_SECTIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+ALL_SECTIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 class Settings:
@@ -114,7 +115,7 @@ def run_section(number: int, args, settings: Settings, state: dict) -> Section:
     builders = {1: report.filter_cost, 2: report.cacheability, 3: report.compile_time,
                 4: report.startup, 5: report.syscall_cost, 6: report.monitor_overhead,
                 7: report.trace_overhead, 8: report.lifecycle, 9: report.static_analysis,
-                10: report.systemd_units}
+                10: report.systemd_units, 11: report.landlock}
     try:
         return builders[number](args, settings, state)
     except Exception as err:            # one broken section must not hide the others

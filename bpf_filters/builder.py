@@ -77,23 +77,49 @@ class Builder:
 
     def assemble(self) -> list[I.Insn]:
         """Resolve labels into a flat program, inserting trampolines as needed."""
-        # Work on absolute targets: items become (insn-or-jump, jt_index, jf_index).
-        items: list[list] = []
+        nodes: list[Node] = []
         for idx, it in enumerate(self._items):
             if isinstance(it, _Jump):
                 jt = self._resolve(it.jt) if it.jt is not None else idx + 1
                 jf = self._resolve(it.jf) if it.jf is not None else idx + 1
                 if jt <= idx or jf <= idx:
                     raise BuildError(f"backward jump at item {idx}")
-                items.append([it.code, it.k, jt, jf])
+                nodes.append(Node(it.code, it.k, jt, jf))
             else:
-                items.append([it.code, it.k, None, None, it])
-        # node ids stay stable while positions shift: keep a list of node ids.
-        return _layout(items)
+                nodes.append(Node(it.code, it.k, insn=it))
+        return layout(nodes)
 
 
-def _layout(items: list[list]) -> list[I.Insn]:
-    """Turn absolute-target items into relative offsets, fixing long jumps.
+@dataclass(slots=True)
+class Node:
+    """One instruction of a program being laid out: a jump names its targets by
+    node id (an index into the node list, stable while instructions are added or
+    dropped around it), anything else carries its finished instruction."""
+    code: int
+    k: int
+    jt: int | None = None          # None: not a jump
+    jf: int | None = None
+    insn: I.Insn | None = None
+
+    @property
+    def is_jump(self) -> bool:
+        return self.jt is not None
+
+    @property
+    def is_ja(self) -> bool:
+        return self.jt is not None and self.code == I.JMP | I.JA
+
+    @property
+    def is_ret(self) -> bool:
+        return self.jt is None and self.code & 0x07 == I.RET
+
+    def copy(self) -> "Node":
+        return Node(self.code, self.k, self.jt, self.jf, self.insn)
+
+
+def layout(nodes: list[Node]) -> list[I.Insn]:
+    """Turn *nodes* (jump targets are node ids, every one forward) into a program
+    with relative offsets, fixing long jumps. The jump nodes are updated in place.
 
     One pass from the last instruction to the first, counting for each node
     how many instructions follow it: a conditional jump's offset is then
@@ -105,48 +131,45 @@ def _layout(items: list[list]) -> list[I.Insn]:
     whose matches all go to the same far RET gets one copy every 255
     instructions, not one per jump.
     """
-    nodes = {i: item for i, item in enumerate(items)}
-    next_id = len(items)
+    by_id = dict(enumerate(nodes))
+    next_id = len(nodes)
     rev: list[int] = []                   # node ids, last instruction first
     after: dict[int, int] = {}            # node id -> instructions after it
     nearest: dict[int, int] = {}          # target id -> its trampoline closest above
-    for nid in reversed(range(len(items))):
-        node = nodes[nid]
-        if node[2] is not None and node[0] != I.JMP | I.JA:
-            slots = {}
+    for nid in reversed(range(len(nodes))):
+        node = by_id[nid]
+        if node.is_jump and not node.is_ja:
+            far: dict[str, int] = {}      # "jt"/"jf" -> target that needs a trampoline
             for _ in range(3):            # 0, 1 or 2 new trampolines; recount once each
-                here = len(rev) + len(set(slots.values()))
-                want = {s: node[s] for s in (3, 2)
-                        if here - after[nearest.get(node[s], node[s])] - 1 > 255}
-                if want == slots:
+                here = len(rev) + len(set(far.values()))
+                want = {slot: t for slot, t in (("jf", node.jf), ("jt", node.jt))
+                        if here - after[nearest.get(t, t)] - 1 > 255}
+                if want == far:
                     break
-                slots = want
-            made: dict[int, int] = {}
-            for slot in (2, 3):           # placed last-first: the jf trampoline ends up first
-                target = slots.get(slot)
+                far = want
+            made: set[int] = set()
+            for slot in ("jt", "jf"):     # placed last-first: the jf trampoline ends up first
+                target = far.get(slot)
                 if target is None or target in made:
                     continue
-                t = nodes[target]
-                if t[2] is None and t[0] & 0x07 == I.RET:
-                    tramp = [t[0], t[1], None, None, t[4]]
-                else:
-                    tramp = [I.JMP | I.JA, 0, target, target]
-                nodes[next_id] = tramp
+                t = by_id[target]
+                by_id[next_id] = t.copy() if t.is_ret else Node(I.JMP | I.JA, 0, target, target)
                 after[next_id] = len(rev)
                 rev.append(next_id)
-                made[target] = nearest[target] = next_id
+                made.add(target)
+                nearest[target] = next_id
                 next_id += 1
-            for slot in (2, 3):
-                node[slot] = nearest.get(node[slot], node[slot])
+            node.jt = nearest.get(node.jt, node.jt)
+            node.jf = nearest.get(node.jf, node.jf)
         after[nid] = len(rev)
         rev.append(nid)
     out = []
     for nid in reversed(rev):
-        node, here = nodes[nid], after[nid]
-        if node[2] is None:
-            out.append(node[4])
-        elif node[0] == I.JMP | I.JA:
-            out.append(I.Insn(node[0], 0, 0, here - after[node[2]] - 1))
+        node, here = by_id[nid], after[nid]
+        if not node.is_jump:
+            out.append(node.insn)
+        elif node.is_ja:
+            out.append(I.Insn(node.code, 0, 0, here - after[node.jt] - 1))
         else:
-            out.append(I.Insn(node[0], here - after[node[2]] - 1, here - after[node[3]] - 1, node[1]))
+            out.append(I.Insn(node.code, here - after[node.jt] - 1, here - after[node.jf] - 1, node.k))
     return out

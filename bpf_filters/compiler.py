@@ -9,7 +9,8 @@ Shape of every emitted filter (per architecture token):
 
 The range tree covers all 2^32 syscall numbers: neighbouring numbers with the
 same verdict are merged into one range, the x32 half (nr & 0x40000000) is a
-range of its own (bad_arch unless x32 is listed), and numbers the table does
+range of its own (bad_arch unless x32 is listed; -1 excepted, see
+``ir.NR_MINUS_ONE``), and numbers the table does
 not name get the ``unknown`` action.  The tree is the optimal alphabetic tree
 for the number of syscalls under each range (each number equally likely), so
 the mean cost per syscall is minimal for a JGE-only tree (past DP_MAX_RANGES
@@ -33,9 +34,9 @@ from typing import Sequence
 
 from . import insn as I
 from .builder import Builder
-from .cache import is_const_allow
+from .action_cache import is_const_allow
 from .interp import Result, SeccompData, run
-from .ir import M32, Action, ArchPolicy, Cond, Decision, Policy, Rule, evaluate
+from .ir import M32, NR_MINUS_ONE, Action, ArchPolicy, Cond, Decision, Policy, evaluate
 from .optimizer import optimize
 from .syscalls import AUDIT_ARCH, X32_SYSCALL_BIT
 from .verifier import verify
@@ -133,8 +134,10 @@ def token_ranges(policy: Policy, token: int) -> list[tuple[int, int, Verdict]]:
     """Merged [lo, hi] ranges over all 2^32 numbers for one arch token."""
     halves: list[tuple[int, int, ArchPolicy | None]]
     if token == AUDIT_ARCH["x86_64"]:
+        # the x32 half ends before -1, which is x86_64's (ir.NR_MINUS_ONE says why)
         halves = [(0, X32_SYSCALL_BIT - 1, policy.arch("x86_64")),
-                  (X32_SYSCALL_BIT, NR_SPACE - 1, policy.arch("x32"))]
+                  (X32_SYSCALL_BIT, NR_MINUS_ONE - 1, policy.arch("x32")),
+                  (NR_MINUS_ONE, NR_MINUS_ONE, policy.arch("x86_64"))]
     else:
         aps = [ap for ap in policy.arches if ap.audit_arch == token]
         halves = [(0, NR_SPACE - 1, aps[0])]

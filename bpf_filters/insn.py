@@ -73,10 +73,6 @@ class Insn(NamedTuple):
         return self.cls == JMP
 
     @property
-    def is_cond_jump(self) -> bool:
-        return self.cls == JMP and (self.code & 0xF0) != JA
-
-    @property
     def is_ret(self) -> bool:
         return self.cls == RET
 

@@ -17,7 +17,6 @@ from .syscalls import AUDIT_ARCH, X32_SYSCALL_BIT
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
 
-ACTION_KINDS = ("allow", "log", "errno", "trap", "kill-process", "kill-thread", "notify", "trace")
 _BASE = {"allow": I.RET_ALLOW, "log": I.RET_LOG, "errno": I.RET_ERRNO, "trap": I.RET_TRAP,
          "kill-process": I.RET_KILL_PROCESS, "kill-thread": I.RET_KILL_THREAD,
          "notify": I.RET_USER_NOTIF, "trace": I.RET_TRACE}
@@ -179,11 +178,24 @@ class Decision:
     reason: str              # "rule", "default", "unknown", "bad_arch"
 
 
+# NOTE: syscall number -1 (0xFFFFFFFF) on the x86_64 token belongs to the x86_64
+# ABI, where no table names it (so it gets ``unknown``), not to the x32 half with
+# its wrong-ABI action. It is what a tracer writes to skip a syscall at the
+# entry stop, and the kernel runs seccomp after that stop with the number the
+# tracer left (kernel/entry/common.c: ptrace_report_syscall_entry, then
+# __secure_computing): killing there would kill every program whose debugger
+# or strace --inject skips a call. A program that calls syscall(-1) itself gets
+# -ENOSYS from the kernel anyway. libseccomp makes the same exception (-1 gets
+# its default action on x86_64).
+NR_MINUS_ONE = 0xFFFFFFFF
+
+
 def select_arch(policy: Policy, arch: int, nr: int) -> ArchPolicy | None:
     """The ABI a (arch token, nr) pair belongs to, or None for bad_arch."""
     if arch == AUDIT_ARCH["x86_64"]:
-        # every number from the x32 bit up is the x32 half: x32 syscalls, or garbage
-        name = "x32" if nr >= X32_SYSCALL_BIT else "x86_64"
+        # every number from the x32 bit up is the x32 half (x32 syscalls, or garbage),
+        # except -1: x86_64's "no syscall" (NR_MINUS_ONE)
+        name = "x32" if nr >= X32_SYSCALL_BIT and nr != NR_MINUS_ONE else "x86_64"
         return policy.arch(name)
     for ap in policy.arches:
         if ap.audit_arch == arch and ap.arch not in ("x86_64", "x32"):

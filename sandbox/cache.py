@@ -9,10 +9,12 @@ Safety, in layers:
   point it elsewhere): ``/var/cache/sbx`` for root, ``/run/user/UID/sbx`` (the
   user's runtime directory, a per-boot tmpfs) for everyone else. No usable
   place, no cache: the profile is compiled on every run.
-- **Out of the command's reach.** Every run's Landlock base layer denies the
+- **Out of the command's reach.** Every run's Landlock domain denies the
   command any change at or below the cache directory, whatever its profile
-  allows (``kernel.landlock.protect_from_writes``). Without Landlock the cache
-  is not used at all, since nothing would stop a command from rewriting it.
+  allows: a layer of sbx's own (``kernel.landlock.protect_from_writes``), or
+  the profile's layer alone when none of its rules writes at, above or below
+  the cache (``confine._layers``). Without Landlock the cache is not used at
+  all, since nothing would stop a command from rewriting it.
 - **Checked before use.** The directory must be a real directory owned by
   sbx's user and writable by nobody else, below parents owned by root or that
   user and writable by no one else; an entry must be a regular file (opened

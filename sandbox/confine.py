@@ -9,14 +9,21 @@ their variables (``$HOME``, ``$CWD``, ``$TMPDIR``, ``${NAME}``) until the run
 expands them.
 
 ``prepare`` turns a spec into spawn steps for ``kernel.spawn``, in the order
-the child applies them: no_new_privs, capabilities, then the Landlock layers.
-The first layer is sbx's own and is applied to every run, whatever the
-profile says: it keeps the command away from sbx's filter cache (no write at
-or below it) and, like every Landlock domain, forbids ptrace-mode access to
-any process outside the sandbox (``/proc/PID/mem`` of the launcher above
-all); it also carries the profile's scopes (signals and abstract Unix
-sockets only within the sandbox, by default). The second layer holds the
-profile's ``filesystem:`` and ``network:`` rules, when it has them.
+the child applies them: no_new_privs, capabilities, then Landlock. Whatever the
+profile says, every run gets a Landlock domain that keeps the command away
+from sbx's filter cache (no write at or below it, no entry added, removed or
+renamed in the directories above it) and, like every Landlock domain, forbids
+ptrace-mode access to any process outside the sandbox (``/proc/PID/mem`` of
+the launcher above all); it also carries the profile's scopes (signals and
+abstract Unix sockets only within the sandbox, by default) and the profile's
+``filesystem:`` and ``network:`` rules, when it has them. That is one layer
+when the profile's own rules already keep the cache unwritable (no rule of it
+writes at, above or below the cache: the built-in profiles, unless run from a
+working directory above the cache), else two: sbx's protection of the cache,
+then the profile's rules (``_layers``). The decision is made on the planned
+real paths, and the rules are opened without following any symbolic link
+(``Ruleset.allow_paths``), so a path swapped for a link in between cannot move
+a write grant onto the cache.
 
 File-system rules: the most specific path decides. A grant holds beneath its
 path; a ``deny`` takes every right away beneath its own path, except where a
@@ -148,7 +155,8 @@ def exec_roots(exe: str | None) -> list[str]:
     return out
 
 
-def expand_all(template: str, env: dict, exe: str | None = None) -> tuple[list[str], str | None]:
+def expand_all(template: str, env: dict, exe: str | None = None,
+               cwd: str | None = None) -> tuple[list[str], str | None]:
     """Every value of *template* ($EXEC_ROOT may have two), or ([], why not)."""
     if "EXEC_ROOT" in template:
         roots = exec_roots(exe)
@@ -156,20 +164,24 @@ def expand_all(template: str, env: dict, exe: str | None = None) -> tuple[list[s
             return [], "$EXEC_ROOT is unknown here"
         out = []
         for root in roots:
-            text, why = expand(template.replace("${EXEC_ROOT}", root).replace("$EXEC_ROOT", root), env)
+            text, why = expand(template.replace("${EXEC_ROOT}", root).replace("$EXEC_ROOT", root),
+                               env, cwd)
             if text is None:
                 return [], why
             out.append(text)
         return out, None
-    text, why = expand(template, env)
+    text, why = expand(template, env, cwd)
     return ([text], None) if text is not None else ([], why)
 
 
-def expand(template: str, env: dict) -> tuple[str | None, str | None]:
+def expand(template: str, env: dict, cwd: str | None = None) -> tuple[str | None, str | None]:
     """(value, None), or (None, why) when a variable is unset.
 
-    ``$CWD`` is sbx's working directory (the command's), ``$HOME`` and ``${NAME}`` come
-    from the command's environment, ``$TMPDIR`` from it too, /tmp when unset."""
+    ``$CWD`` is sbx's working directory (the command's), or *cwd* when given (the
+    run a denial came from); ``$HOME`` and ``${NAME}`` come from the command's
+    environment, ``$TMPDIR`` from it too, /tmp when unset."""
+    if "$" not in template:                     # most paths: nothing to read character by character
+        return template, None
     out, i = [], 0
     while i < len(template):
         ch = template[i]
@@ -185,7 +197,9 @@ def expand(template: str, env: dict) -> tuple[str | None, str | None]:
             while j < len(template) and (template[j].isalnum() or template[j] == "_"):
                 j += 1
             name, i = template[i + 1:j], j
-        if name == "CWD":
+        if name == "CWD" and cwd is not None:
+            value = cwd
+        elif name == "CWD":
             try:
                 value = os.getcwd()
             except OSError:
@@ -231,9 +245,10 @@ def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
             rules.append((path, keep if is_dir else keep & FILE_RIGHTS, is_dir))
         if not below:
             return
+        prefix = path.rstrip("/") + "/"
         for name, child_is_dir in listdir(path):
             if child_is_dir is not None:
-                grant(os.path.join(path, name), below, child_is_dir)
+                grant(prefix + name, below, child_is_dir)
 
     merged: dict[str, int] = {}
     for rights, path in entries:            # one grant per path: read / and exec / split once
@@ -243,7 +258,26 @@ def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
             grant(path, rights, True)
         elif os.path.exists(path):
             grant(path, rights, False)
-    return rules
+    # Two splits can reach the same path (list: [/] and read: [/etc] both split at
+    # /etc for a deny in it): Landlock ORs the rights of rules on one inode, so one
+    # rule each says the same with half the landlock_add_rule calls.
+    once: dict[str, tuple[int, bool]] = {}
+    for path, rights, is_dir in rules:
+        had = once.get(path)
+        once[path] = (rights | had[0], is_dir) if had else (rights, is_dir)
+    return [(path, rights, is_dir) for path, (rights, is_dir) in once.items()]
+
+
+def rights_at(rules: list[tuple[str, int, bool]], path: str) -> int:
+    """What one Landlock layer of *rules* ((path, rights, is_dir), as ``fs_rules``
+    makes them) grants at the real path *path*: the union of the rights of the
+    rules on it and on the directories above it, as the kernel walks a path (a
+    rule on a file speaks for that file alone)."""
+    out = 0
+    for p, rights, is_dir in rules:
+        if p == path or (is_dir and path.startswith(p.rstrip("/") + "/")):
+            out |= rights
+    return out
 
 
 # capabilities that get past file permissions: with one of them kept, a path the
@@ -271,7 +305,9 @@ def _listdir(path: str) -> list[tuple[str, bool | None]]:
         return []
 
 
-def _ports(values, env: dict, notes: list[str], quiet: bool) -> list[int]:
+def expand_ports(values, env: dict, notes: list[str], quiet: bool = False) -> list[int]:
+    """The TCP ports of *values* (numbers and ${VARS}); a port that cannot be
+    read is left out with a note (an unset variable quietly, with *quiet*)."""
     out = []
     for v in values:
         text, why = expand(v, env)
@@ -300,10 +336,9 @@ class Prepared:
                 close()
 
 
-def _fs_entry(word: str, path: str, optional: bool, dac_bypass: bool, grants: list,
+def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool, grants: list,
               denies: dict, notes: list[str]) -> None:
     from .kernel import landlock
-    real = os.path.realpath(path)
     if word == "deny":
         if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
             denies[real] = ALL_RIGHTS
@@ -315,65 +350,155 @@ def _fs_entry(word: str, path: str, optional: bool, dac_bypass: bool, grants: li
     grants.append((sum(landlock.FS_RIGHTS[r][0] for r in RIGHT_WORDS[word]), real))
 
 
+def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str, ...] = (),
+            notes: list[str] | None = None, cwd: str | None = None) -> tuple[list, dict]:
+    """The grants [(rights, real path)] and denies {real path: rights taken away}
+    of *spec*'s ``filesystem:`` section as it expands here and now, with the
+    *protected* paths kept out of every write. A path skipped (missing, a
+    variable unset) is said in *notes*. ``fs_rules`` turns them into rules."""
+    from .kernel import landlock
+    notes = [] if notes is None else notes
+    dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
+    grants: list[tuple[int, str]] = []
+    denies: dict[str, int] = {}
+    real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
+    for word, template, optional in spec.fs or ():
+        paths, why = expand_all(template, env, exe, cwd)
+        if not paths and not optional:
+            notes.append(f"filesystem path {template} skipped: {why}")
+        for path in paths:
+            _fs_entry(word, path, real_path(path, real_of), optional, dac_bypass, grants, denies,
+                      notes)
+    for path in protected:
+        # what later runs load (sbx's code and profiles) is never writable by the
+        # command, even below a directory the profile lets it write
+        real = real_path(path, real_of)
+        if os.path.exists(real):
+            denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
+    return grants, denies
+
+
+def real_path(path: str, known: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, resolving each leading part once for all the
+    paths of one plan (*known*: path -> real path, starting with {"/": "/"}):
+    a profile's forty paths share a few directories, and realpath alone would
+    lstat every component of every one. A path with "." or ".." components is
+    left to realpath, which resolves links before it goes up."""
+    real = known.get(path)
+    if real is not None:
+        return real
+    parent, name = os.path.split(path)
+    if not os.path.isabs(path) or name in ("", ".", "..") or "/./" in path or "/../" in path:
+        real = os.path.realpath(path)
+    else:
+        above = real_path(parent, known)
+        real = above.rstrip("/") + "/" + name
+        if os.path.islink(real):
+            real = os.path.realpath(real)
+    known[path] = real
+    return real
+
+
+class _Layer:
+    """One Landlock layer to build: the rights it handles, its path and port
+    rules, and optionally a directory it keeps out of every write (the cache)."""
+
+    __slots__ = ("fs", "net", "scoped", "rules", "bind", "connect", "protect")
+
+    def __init__(self, fs: int = 0, net: int = 0, scoped: int = 0):
+        self.fs, self.net, self.scoped = fs, net, scoped
+        self.rules: list[tuple[str, int, bool]] = []
+        self.bind: list[int] = []
+        self.connect: list[int] = []
+        self.protect: str | None = None
+
+    def build(self, notes: list[str]):
+        from .kernel import landlock
+        ruleset = landlock.Ruleset(fs=self.fs, net=self.net, scoped=self.scoped)
+        try:
+            if self.protect:
+                landlock.protect_from_writes(ruleset, self.protect)
+            for path, err in ruleset.allow_paths(self.rules):
+                notes.append(f"filesystem path {path} skipped: {err.strerror}")
+            for port in self.bind:
+                ruleset.allow_port(port, landlock.NET_RIGHTS["bind_tcp"][0])
+            for port in self.connect:
+                ruleset.allow_port(port, landlock.NET_RIGHTS["connect_tcp"][0])
+        except BaseException:
+            ruleset.close()
+            raise
+        return ruleset
+
+
 def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, ...],
                    notes: list[str], missing: list[str], exe: str | None = None,
-                   protected: tuple[str, ...] = ()):
-    """The Landlock ruleset of the profile's filesystem: and network: sections, or None."""
+                   protected: tuple[str, ...] = ()) -> _Layer | None:
+    """The layer of the profile's filesystem: and network: sections, or None."""
     from .kernel import landlock
     if spec.fs is None and spec.net is None:
         return None
-    fs_handled = net_handled = 0
-    grants: list[tuple[int, str]] = []
-    denies: dict[str, int] = {}
+    layer = _Layer()
     if spec.fs is not None:
-        dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
         want = sum(bit for bit, _ in landlock.FS_RIGHTS.values())
-        fs_handled = landlock.supported(want, landlock.FS_RIGHTS, version)
-        lacking = want & ~fs_handled
+        layer.fs = landlock.supported(want, landlock.FS_RIGHTS, version)
+        lacking = want & ~layer.fs
         if lacking:
             missing.append(f"file-system rights {', '.join(landlock.names(lacking, landlock.FS_RIGHTS))} "
                            f"(Landlock ABI {landlock.needs(lacking, landlock.FS_RIGHTS)})")
-        for word, template, optional in spec.fs:
-            paths, why = expand_all(template, env, exe)
-            if not paths and not optional:
-                notes.append(f"filesystem path {template} skipped: {why}")
-            for path in paths:
-                _fs_entry(word, path, optional, dac_bypass, grants, denies, notes)
-        for path in protected:
-            # what later runs load (sbx's code and profiles) is never writable by the
-            # command, even below a directory the profile lets it write
-            real = os.path.realpath(path)
-            if os.path.exists(real):
-                denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
-    bind = connect = None
+        grants, denies = fs_plan(spec, env, exe, protected, notes)
+        layer.rules = fs_rules(grants, denies)
     if spec.net is not None:
         if version < 4:
             missing.append("TCP bind and connect rules (Landlock ABI 4, Linux 6.7)")
         else:
             b, c = spec.net.get("bind", ANY), spec.net.get("connect", ANY)
             if b != ANY:
-                net_handled |= landlock.NET_RIGHTS["bind_tcp"][0]
-                bind = _ports(b, env, notes, spec.net_builtin) + list(extra_ports)
+                layer.net |= landlock.NET_RIGHTS["bind_tcp"][0]
+                layer.bind = expand_ports(b, env, notes, spec.net_builtin) + list(extra_ports)
             if c != ANY:
-                net_handled |= landlock.NET_RIGHTS["connect_tcp"][0]
-                connect = _ports(c, env, notes, spec.net_builtin) + list(extra_ports)
-    if not (fs_handled or net_handled):
-        return None
-    ruleset = landlock.Ruleset(fs=fs_handled, net=net_handled)
-    try:
-        for path, rights, is_dir in fs_rules(grants, denies):
-            try:
-                ruleset.allow_path(path, rights, is_dir)
-            except OSError as err:
-                notes.append(f"filesystem path {path} skipped: {err.strerror}")
-        for port in bind or ():
-            ruleset.allow_port(port, landlock.NET_RIGHTS["bind_tcp"][0])
-        for port in connect or ():
-            ruleset.allow_port(port, landlock.NET_RIGHTS["connect_tcp"][0])
-    except BaseException:
-        ruleset.close()
-        raise
-    return ruleset
+                layer.net |= landlock.NET_RIGHTS["connect_tcp"][0]
+                layer.connect = expand_ports(c, env, notes, spec.net_builtin) + list(extra_ports)
+    return layer if layer.fs or layer.net else None
+
+
+def keeps_out_of_writes(rules: list[tuple[str, int, bool]], path: str) -> bool:
+    """No rule grants a right that changes the file system at *path*, above it
+    (an entry of a parent could be renamed or replaced) or below it: a layer
+    that handles every write right and has these rules keeps *path* as it is."""
+    from .kernel.landlock import WRITE_RIGHTS
+    real = os.path.realpath(path)
+    for p, rights, _is_dir in rules:
+        if rights & WRITE_RIGHTS and (p == real or real.startswith(p.rstrip("/") + "/")
+                                      or p.startswith(real + "/")):
+            return False
+    return True
+
+
+def _layers(profile: _Layer | None, scoped: int, base_fs: int, cache_dir: str | None) -> list[_Layer]:
+    """The layers to build: as few as keep every guarantee of the module docstring.
+
+    The profile's layer takes the scopes too (a ruleset carries scopes beside its
+    rules). When it handles file-system rights and none of its rules lets the
+    command write at, above or below the cache, it already keeps the cache as it
+    is, and sbx's own write protection (some 40 rules for /var/cache/sbx) would
+    add nothing; with no filesystem section it takes that protection itself, the
+    two handling different rights. Only a profile that lets the command write
+    there needs a second layer, since Landlock layers only ever narrow.
+    """
+    protect = cache_dir if base_fs else None
+    if profile is None:
+        base = _Layer(fs=base_fs, scoped=scoped)
+        base.protect = protect
+        return [base] if base.fs or base.scoped else []
+    profile.scoped = scoped
+    if not profile.fs:
+        profile.fs, profile.protect = base_fs, protect
+        return [profile]
+    if protect is None or keeps_out_of_writes(profile.rules, protect):
+        return [profile]
+    base = _Layer(fs=base_fs)
+    base.protect = protect
+    return [base, profile]
 
 
 def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = None,
@@ -406,7 +531,7 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
     scoped = landlock.supported(want_scopes, landlock.SCOPES, version)
     if scoped != want_scopes:
         missing.append("signal and abstract Unix socket scopes (Landlock ABI 6, Linux 6.12)")
-    fs = landlock.supported(landlock.WRITE_RIGHTS, landlock.FS_RIGHTS, version) if cache_dir else 0
+    base_fs = landlock.supported(landlock.WRITE_RIGHTS, landlock.FS_RIGHTS, version) if cache_dir else 0
     layers = []
     try:
         if version == 0:
@@ -415,14 +540,9 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
             if spec.fs is not None or spec.net is not None:
                 missing.append("the profile's filesystem and network rules")
         else:
-            if fs or scoped:
-                base = landlock.Ruleset(fs=fs, scoped=scoped)
-                layers.append(base)
-                if fs:
-                    landlock.protect_from_writes(base, cache_dir)
-            layer = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected)
-            if layer is not None:
-                layers.append(layer)
+            profile = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected)
+            for layer in _layers(profile, scoped, base_fs, cache_dir):
+                layers.append(layer.build(notes))
         if missing and spec.mode != "best-effort":
             raise LaunchError(f"cannot confine {argv0}: this kernel cannot enforce "
                               f"{'; '.join(missing)} (the profile says landlock: enforce, the "
@@ -439,4 +559,5 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
 
 
 __all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
-           "expand", "fs_rules", "prepare"]
+           "expand", "expand_all", "expand_ports", "fs_plan", "fs_rules", "keeps_out_of_writes",
+           "prepare", "rights_at"]

@@ -283,6 +283,70 @@ def judge(rows: list[Row], strict: bool = False) -> tuple[list[Row], list[Row]]:
     return [r for r in rows if r not in fallbacks], fallbacks
 
 
+# -- the run Landlock denials came from ------------------------------------------------
+
+def variables(template: str) -> list[str]:
+    """The names of the variables in a path or port template ($NAME, ${NAME})."""
+    import re
+    return [a or b for a, b in re.findall(r"\$\{(\w+)\}|\$(\w+)", template)]
+
+
+class RunContext:
+    """Where a run's Landlock denials came from: its working directory, the
+    environment variables the profile's paths and ports use, the command's
+    file ($EXEC_ROOT) and sbx's cache directory. ``sbx run -o`` writes it as
+    the first JSON line (``{"context": {...}}``) when Landlock refused
+    something, so that ``sbx refine`` expands the profile's ``$CWD``, ``$HOME``
+    ... as that run did; *known* is False for the one guessed from here."""
+
+    __slots__ = ("cwd", "env", "exe", "cache_dir", "known")
+
+    def __init__(self, cwd: str, env: dict, exe: str | None = None, cache_dir: str | None = None,
+                 known: bool = True):
+        self.cwd, self.env, self.exe, self.cache_dir, self.known = cwd, env, exe, cache_dir, known
+
+    @classmethod
+    def of_run(cls, spec, env: dict, exe: str | None, cache_dir: str | None) -> "RunContext":
+        """The context of a run starting here under *spec* (the variables it uses only)."""
+        import os
+        names = {"HOME", "TMPDIR"}
+        templates = [t for _w, t, _o in spec.fs or ()]
+        for value in (spec.net or {}).values():
+            templates += list(value) if value != "any" else []
+        for t in templates:
+            names.update(variables(t))
+        names -= {"CWD", "EXEC_ROOT"}
+        return cls(os.getcwd(), {n: env[n] for n in sorted(names) if n in env}, exe, cache_dir)
+
+    @classmethod
+    def here(cls) -> "RunContext":
+        """A guess for records that came without one: this process's place and environment."""
+        import os
+        from .cache import location
+        return cls(os.getcwd(), dict(os.environ), None, location(), known=False)
+
+    def to_json(self) -> dict:
+        return {"context": {"cwd": self.cwd, "env": self.env, "exe": self.exe, "cache": self.cache_dir}}
+
+    @classmethod
+    def from_json(cls, obj) -> "RunContext | None":
+        """The context of a ``{"context": ...}`` line; None for any other object,
+        ValueError if malformed."""
+        if not isinstance(obj, dict) or "context" not in obj:
+            return None
+        c = obj["context"]
+        if not isinstance(c, dict) or not isinstance(c.get("cwd"), str) or not c["cwd"].startswith("/"):
+            raise ValueError("context needs an absolute cwd")
+        env = c.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in env.items()):
+            raise ValueError("context env must map names to strings")
+        exe, cache = c.get("exe"), c.get("cache")
+        if not all(v is None or isinstance(v, str) for v in (exe, cache)):
+            raise ValueError("context exe and cache must be strings")
+        return cls(c["cwd"], dict(env), exe, cache)
+
+
 # -- Landlock denials, in plain words --------------------------------------------------
 
 # right -> (what was refused, the profile word that grants it)
@@ -343,18 +407,27 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
                 "command's reach")
     if any(under(os.path.realpath(p)) for p in protected) and right not in ("read_file", "read_dir", "execute"):
         return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
-    grants, denied = [], []
+    grants, denied, inside = [], [], []
     for w, template, _optional in spec.fs or ():
         for p in expand_all(template, env, exe)[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)
+            elif w == "deny" and real is not None and \
+                    os.path.realpath(p).startswith(real.rstrip("/") + "/"):
+                inside.append(p)
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
     if denied:
         return f"was refused {verb} {path}: profile {profile} denies {max(denied, key=len)}"
+    if inside and right not in ("read_file", "read_dir", "execute") and \
+            any(under(os.path.realpath(g)) for g in grants):
+        # the most specific path decides: a directory above a denied path keeps only
+        # the right to be listed (an entry changed there could replace the denied one)
+        return (f"was refused {verb} {path}: profile {profile} denies {inside[0]} inside it, and "
+                "nothing may be created, removed or renamed directly above a denied path")
     where = ", ".join(grants) if grants else "nowhere"
     return f"was refused {verb} {path}: profile {profile} allows {word} only under {where}"
 
 
-__all__ = ["Attribution", "Denial", "Row", "attribute", "explain_landlock", "judge", "landlock_groups",
-           "summarize"]
+__all__ = ["Attribution", "Denial", "Row", "RunContext", "attribute", "explain_landlock", "judge",
+           "landlock_groups", "summarize", "variables"]

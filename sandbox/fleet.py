@@ -2,7 +2,9 @@
 
 ``build_profile`` reads recordings (``sandbox.recording``) of any number of
 runs and hosts, names their calls through ``trace.observe``, merges them
-(``trace.merge``) and writes the profile with sbx trace's writer; each rule's
+with the files and ports they recorded (``trace.merge``: a union; one
+recording without files leaves them unrestricted) and writes the profile
+with sbx trace's writer; each rule's
 comment then says how many recordings and hosts needed it, and the baseline
 is the oldest kernel among the recordings (the profile must serve that host).
 
@@ -29,6 +31,7 @@ def observed(rf: RecordingFile, native: str) -> tr.Observed:
                        {k: dict(v) for k, v in rf.arg_values.items()}, rf.provenance.exit_code << 8,
                        rf.provenance.seconds, rf.provenance.lost)
     obs = tr.observe(rec, native)
+    obs.files, obs.net = rf.files, rf.net          # generalised when recorded: templates as written
     if rf.provenance.arch != native:
         obs.notes.append(f"{rf.path} was recorded on {rf.provenance.arch}; only the {native} "
                          "calls in it count")
@@ -188,7 +191,8 @@ def build_profile(files: list[RecordingFile], name: str, native: str = "x86_64",
 
 def _header(files: list[RecordingFile], obs: tr.Observed) -> list[str]:
     hosts = list(dict.fromkeys(rf.provenance.host for rf in files))
-    out = [f"# sbx profile build: the syscalls of {len(files)} recording"
+    what = "the syscalls" if obs.files is None and obs.net is None else "the syscalls, files and ports"
+    out = [f"# sbx profile build: {what} of {len(files)} recording"
            f"{'s' if len(files) != 1 else ''} from {len(hosts)} host"
            f"{'s' if len(hosts) != 1 else ''}, and nothing else."]
     for rf in sorted(files, key=_started):

@@ -4,12 +4,22 @@
 number, from any number of machines. The format (docs/lifecycle.md) is one
 JSON object per line:
 
-    {"type": "header", "format": "sbx-recording", "version": 1, "host": ..., "kernel": ...,
+    {"type": "header", "format": "sbx-recording", "version": 2, "host": ..., "kernel": ...,
      "libc": ..., "arch": ..., "command": [...], "started": ..., "seconds": ..., "backend": ...,
-     "exit_code": ..., "lost": ...}
+     "exit_code": ..., "lost": ..., "files": true}
     {"type": "syscall", "arch": "x86_64", "nr": 0, "name": "read", "count": 12}
     {"type": "arg", "arch": "x86_64", "nr": 41, "name": "socket", "index": 0, "value": 2, "count": 3}
+    {"type": "file", "word": "read", "path": "$CWD/app.conf", "comment": ""}
+    {"type": "deny", "path": "/etc/shadow"}
+    {"type": "port", "key": "connect", "port": "443"}
     {"type": "end", "calls": 15}
+
+Version 2 added the files and TCP ports of the run (``files: true`` in the
+header, then ``file``, ``deny`` and ``port`` lines): the ``filesystem:`` and
+``network:`` sections ``sbx trace`` writes for that run (``trace.files``:
+generalised, with the profile's variables, so they mean the same on another
+host). A version 1 recording, or one whose header says ``files: false``,
+recorded no files: ``sbx profile build`` then leaves them unrestricted.
 
 ``read_recording`` checks every line and raises one ``RecordingError`` with
 every problem of the file as ``file:line:col`` diagnostics: a line that is not
@@ -31,14 +41,18 @@ from .paths import read_input
 from .policy.diagnostics import Diagnostic, Position, did_you_mean
 
 FORMAT = "sbx-recording"
-VERSION = 1
+VERSION = 2
 M64 = (1 << 64) - 1
 HEADER_KEYS = ("type", "format", "version", "host", "kernel", "libc", "arch", "command",
-               "started", "seconds", "backend", "exit_code", "lost")
+               "started", "seconds", "backend", "exit_code", "lost", "files")
 KEYS = {"header": HEADER_KEYS,
         "syscall": ("type", "arch", "nr", "name", "count"),
         "arg": ("type", "arch", "nr", "name", "index", "value", "count"),
+        "file": ("type", "word", "path", "comment"),
+        "deny": ("type", "path"),
+        "port": ("type", "key", "port"),
         "end": ("type", "calls")}
+_PROVENANCE = tuple(k for k in HEADER_KEYS if k not in ("type", "format", "version", "files"))
 _FOREIGN_ARCH = re.compile(r"arch-0x[0-9a-f]+")
 
 
@@ -78,6 +92,8 @@ class RecordingFile:
     provenance: Provenance
     calls: dict[tuple[str, int], int]                      # (arch, nr) -> count
     arg_values: dict[tuple[str, int, int], dict[int, int]]  # (arch, nr, index) -> value -> count
+    files: object = None          # trace.files.Files of the run; None: files were not recorded
+    net: object = None            # trace.files.Net of the run; None: ports were not recorded
 
 
 def host_provenance(argv: list[str], backend: str, started: float, seconds: float,
@@ -108,9 +124,12 @@ def _name(arch: str, nr: int) -> str | None:
     return syscalls.name_of(arch, nr)
 
 
-def render(prov: Provenance, calls: dict, arg_values: dict) -> str:
-    """The recording's text: the same data gives the same bytes (lines sorted)."""
-    head = {"type": "header", "format": FORMAT, "version": VERSION, **prov.__dict__}
+def render(prov: Provenance, calls: dict, arg_values: dict, files=None, net=None) -> str:
+    """The recording's text: the same data gives the same bytes (lines sorted).
+    *files* and *net* (``trace.files.Files``/``Net``, both or neither) are the
+    run's sections; without them the header says ``files: false``."""
+    head = {"type": "header", "format": FORMAT, "version": VERSION, **prov.__dict__,
+            "files": files is not None}
     lines = [json.dumps(head)]
     for (arch, nr), n in sorted(calls.items()):
         lines.append(json.dumps({"type": "syscall", "arch": arch, "nr": nr, "name": _name(arch, nr),
@@ -119,13 +138,26 @@ def render(prov: Provenance, calls: dict, arg_values: dict) -> str:
         for value, n in sorted(values.items()):
             lines.append(json.dumps({"type": "arg", "arch": arch, "nr": nr, "name": _name(arch, nr),
                                      "index": idx, "value": value, "count": n}))
+    if files is not None:
+        for word, items in sorted(files.grants.items()):
+            for path, comment in sorted(items.items()):
+                lines.append(json.dumps({"type": "file", "word": word, "path": path,
+                                         "comment": comment}))
+        lines += [json.dumps({"type": "deny", "path": p}) for p in sorted(files.denies)]
+    if net is not None:
+        for key in ("bind", "connect"):
+            ports = getattr(net, key)
+            for port in sorted(ports if ports is not None else ["any"],
+                               key=lambda p: (not p.isdigit(), int(p) if p.isdigit() else 0, p)):
+                lines.append(json.dumps({"type": "port", "key": key, "port": port}))
     lines.append(json.dumps({"type": "end", "calls": sum(calls.values())}))
     return "\n".join(lines) + "\n"
 
 
-def write_recording(path: str, prov: Provenance, calls: dict, arg_values: dict) -> None:
+def write_recording(path: str, prov: Provenance, calls: dict, arg_values: dict, files=None,
+                    net=None) -> None:
     from .paths import write_output
-    write_output(path, render(prov, calls, arg_values))
+    write_output(path, render(prov, calls, arg_values, files, net))
 
 
 # --------------------------------------------------------------------------- reading
@@ -172,6 +204,12 @@ def _check_header(out: _Lines, obj: dict) -> Provenance | None:
                                       and not isinstance(v, bool) and v >= 0),
               ("backend", lambda v: isinstance(v, str) and v),
               ("exit_code", lambda v: _int(v, 0, 255)), ("lost", lambda v: _int(v)))
+    if obj["version"] >= 2:             # version 1 recorded no files
+        checks += (("files", lambda v: isinstance(v, bool)),)
+    elif "files" in obj:
+        out.error(1, "'files' came with version 2 of the format; this header says version 1",
+                  "files")
+        ok = False
     for key, good in checks:
         if key not in obj:
             out.error(1, f"the header has no '{key}'")
@@ -182,10 +220,11 @@ def _check_header(out: _Lines, obj: dict) -> Provenance | None:
             ok = False
     if not ok:
         return None
-    return Provenance(**{k: obj[k] for k in HEADER_KEYS if k not in ("type", "format", "version")})
+    return Provenance(**{k: obj[k] for k in _PROVENANCE})
 
 
-_HEADER_HINTS = {"arch": f"one of {', '.join(syscalls.ARCHES)}",
+_HEADER_HINTS = {"files": "true when the run's files and ports follow, else false",
+                 "arch": f"one of {', '.join(syscalls.ARCHES)}",
                  "kernel": "the host's uname -r, such as 6.1.0-18-amd64",
                  "started": "ISO 8601 in UTC, such as 2026-01-31T12:00:00Z",
                  "command": "the traced command as a list of strings"}
@@ -246,10 +285,10 @@ def read_recording(path: str) -> RecordingFile:
         raise RecordingError([Diagnostic(Position(path, 1, 1), f"cannot read recording: {msg}")], {})
     lines = text.splitlines(keepends=True)
     out = _Lines(path, lines)
-    prov, calls, values = _read_lines(out, lines)
-    if out.diags or prov is None:
+    st = _read_lines(out, lines)
+    if out.diags or st.prov is None:
         raise RecordingError(out.diags, {path: lines})
-    return RecordingFile(path, prov, calls, values)
+    return RecordingFile(path, st.prov, st.calls, st.values, st.files, st.net)
 
 
 class _State:
@@ -260,13 +299,14 @@ class _State:
         self.first: dict[tuple, int] = {}      # key -> the line that gave it
         self.ended: int | None = None
         self.total = 0
+        self.files = self.net = None        # trace.files.Files / Net when the header says files
 
 
-def _read_lines(out: _Lines, lines: list[str]):
+def _read_lines(out: _Lines, lines: list[str]) -> _State:
     st = _State()
     if not lines:
         out.error(1, "empty recording", hint="make recordings with sbx trace --record OUT.jsonl")
-        return None, st.calls, st.values
+        return st
     for i, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -278,7 +318,7 @@ def _read_lines(out: _Lines, lines: list[str]):
                                             f"not an sbx recording: the first line is not JSON "
                                             f"({err.msg})", hint="make recordings with sbx trace "
                                             "--record OUT.jsonl"))
-                return None, st.calls, st.values
+                return st
             out.diags.append(Diagnostic(Position(out.path, i, err.colno), f"not JSON: {err.msg}"))
             continue
         if not isinstance(obj, dict):
@@ -286,7 +326,10 @@ def _read_lines(out: _Lines, lines: list[str]):
         elif i == 1:
             st.prov = _check_header(out, obj)
             if st.prov is None:
-                return None, st.calls, st.values
+                return st
+            if obj.get("files"):
+                from .trace.files import Files, Net
+                st.files, st.net = Files(), Net()
         elif st.ended is not None:
             out.error(i, f"a line after the end line (line {st.ended})")
         else:
@@ -298,17 +341,20 @@ def _read_lines(out: _Lines, lines: list[str]):
     if st.ended is None:
         out.error(len(lines), "the recording ends without its end line",
                   hint="cut short? a recording ends with {\"type\": \"end\", ...}")
-    return st.prov, st.calls, st.values
+    return st
 
 
 def _read_line(out: _Lines, st: _State, i: int, obj: dict) -> None:
     """One syscall, arg or end line into *st*, or its problems into *out*."""
     kind = obj.get("type")
-    if kind not in ("syscall", "arg", "end"):
+    if kind not in KEYS or kind == "header":
         out.error(i, f"unknown line type {json.dumps(kind)}", "type",
-                  hint=did_you_mean(str(kind), ("syscall", "arg", "end")))
+                  hint=did_you_mean(str(kind), [k for k in KEYS if k != "header"]))
         return
     if not _check_keys(out, i, obj, KEYS[kind]):
+        return
+    if kind in ("file", "deny", "port"):
+        _read_access(out, st, i, obj)
         return
     if kind == "end":
         st.ended = i
@@ -342,3 +388,45 @@ def _read_line(out: _Lines, st: _State, i: int, obj: dict) -> None:
 
 _LINE_HINTS = {"count": "a positive integer", "index": "an argument index, 0..5",
                "value": "an unsigned 64-bit integer"}
+
+
+def _read_access(out: _Lines, st: _State, i: int, obj: dict) -> None:
+    """One file, deny or port line (format version 2) into *st*."""
+    from .confine import RIGHT_WORDS
+    kind = obj["type"]
+    if st.files is None:
+        out.error(i, f"a {kind} line in a recording whose header does not say files: true", "type")
+        return
+    key = (kind,) + tuple(obj[k] for k in KEYS[kind][1:] if k != "comment")
+    if key in st.first:
+        out.error(i, f"a second {kind} line for the same {'port' if kind == 'port' else 'path'}",
+                  notes=[Diagnostic(Position(out.path, st.first[key], 1), "first given here",
+                                    severity="note")])
+        return
+    st.first[key] = i
+    if kind == "port":
+        port, which = obj["port"], obj["key"]
+        if which not in ("bind", "connect"):
+            out.error(i, f"bad key {json.dumps(which)}", "key", hint="bind or connect")
+        elif not (isinstance(port, str) and (port == "any" or port.isdigit() and int(port) <= 65535
+                                             or port.startswith("$"))):
+            out.error(i, f"bad port {json.dumps(port)}", "port",
+                      hint='a TCP port as a string, such as "443", or "any"')
+        elif port == "any":
+            setattr(st.net, which, None)
+        elif getattr(st.net, which) is not None:
+            getattr(st.net, which).add(port)
+        return
+    path = obj["path"]
+    if not (isinstance(path, str) and path[:1] in ("/", "$") and "\n" not in path and "\0" not in path):
+        out.error(i, f"bad path {json.dumps(path)}", "path",
+                  hint="an absolute path, or one starting with $CWD, $HOME, $TMPDIR, $EXEC_ROOT")
+    elif kind == "deny":
+        st.files.denies.add(path)
+    elif obj["word"] not in RIGHT_WORDS:
+        out.error(i, f"unknown word {json.dumps(obj['word'])}", "word",
+                  hint=did_you_mean(str(obj["word"]), tuple(RIGHT_WORDS)))
+    elif not isinstance(obj["comment"], str):
+        out.error(i, f"bad comment {json.dumps(obj['comment'])}", "comment", hint="a string, or \"\"")
+    else:
+        st.files.add(obj["word"], path, obj["comment"])

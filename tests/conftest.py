@@ -7,8 +7,11 @@ systemd-analyze, runc). On a user's laptop they skip with a reason; in CI
 pass by not running.
 """
 import os
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent      # the checkout: profiles/, docs/, tests/fixtures/
 
 REQUIRE_KERNEL = os.environ.get("SBX_REQUIRE_KERNEL") == "1"
 

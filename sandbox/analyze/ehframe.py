@@ -5,7 +5,7 @@ FDE for the unwinder, so FDEs give exact function boundaries even in stripped
 binaries.  Only the FDE header is read: the CIE's pointer encoding ('R'
 augmentation), then ``pc_begin`` and ``pc_range``.  pyelftools parses every
 call-frame instruction too, which takes 1.3 s on libcrypto (10,900 FDEs);
-this reader takes ~0.05 s.  ``tests/test_analyze_elf.py`` checks that both
+this reader takes ~0.05 s.  ``tests/sandbox/analyze/test_analyze.py`` checks that both
 agree on real libraries.
 
 Format: the Linux Standard Base, "Exception Frames" (.eh_frame), and DWARF 4

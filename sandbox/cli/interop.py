@@ -111,6 +111,9 @@ def _export_k8s(interop, an, output: str | None, api_version: str, bound: dict) 
                    "-o DIR/ writes it beside the manifest", err=True)
         emit(manifest, None)
         return
+    if os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output):
+        fail(f"cannot write the localhost JSON profile beside {output}: not a regular file",
+             hint="give -o FILE.yaml (FILE.json goes beside it) or -o DIR/")
     if os.path.isdir(output) or output.endswith("/"):
         os.makedirs(output, exist_ok=True)
         yaml_path, json_path = os.path.join(output, f"{name}.yaml"), os.path.join(output, f"{name}.json")

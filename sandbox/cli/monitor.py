@@ -5,8 +5,10 @@
 as it happens and ends with the probe's lossless counters and a per-process
 tally; it keeps no event (reads are bounded batches, counts go to
 ``sandbox.ebpf.tally``), so its memory stays flat at any rate.  ``refine`` reads
-such denials back and prints, as a unified diff, the smallest profile change
-that allows them (the logic lives in the pure ``sandbox.refine``).
+such denials back (and the Landlock denials of ``sbx run -o``) and prints, as
+a unified diff, the smallest profile change that allows them (the logic lives
+in ``sandbox.refine`` for syscalls and ``sandbox.refine_fs`` for files and
+ports).
 """
 from __future__ import annotations
 
@@ -279,25 +281,39 @@ def _print_tally(tally, say) -> None:
 @click.command()
 @click.argument("profile")
 @click.option("--from", "source", required=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="denials: JSON lines of `sbx monitor --json` (or audit SECCOMP lines); - for stdin")
+              help="denials: JSON lines of `sbx monitor --json` or `sbx run -o` (or audit SECCOMP and "
+                   "LANDLOCK_ACCESS lines); - for stdin")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the refined profile here")
 @click.option("--broad", is_flag=True,
-              help="also allow what the profile denies on purpose (explicit deny rules)")
+              help="also allow what the profile denies on purpose (explicit deny rules, deny: paths)")
 def refine(profile, source, output, broad):
     """Print the smallest change to PROFILE (a unified diff) that allows the
-    denials in --from: narrowed by arguments where they allow it (socket
-    families, ioctl requests, ...), first in the profile's own rules.  With
-    -o the new profile is written, after checking that it loads and compiles.
+    denials in --from: syscall rules narrowed by arguments where they allow it
+    (socket families, ioctl requests, ...), first in the profile's own rules;
+    for files and ports the Landlock rules refused, one path (the file, or the
+    directory for entries created or removed in it) under the narrowest word,
+    or one port in network: bind/connect.  With -o the new profile is written,
+    after checking that it loads, compiles and allows what was refused.
     """
+    from ..denials import RunContext
     from ..kernel.seccomp import native_arch
     from ..policy import load_profile, lower
+    from ..policy.profile import confinement
+    from .. import refine_fs as rff
     prof = load_profile(profile)
-    observations = _read_denials(source)
+    observations, context = _read_denials(source)
     if not observations:
         fail(f"no denials in {source}", status=1)
+    syscalls_seen = [o for o in observations if not o.landlock]
+    files_seen = [o for o in observations if o.landlock]
     policy = lower(prof, native_arch())
-    plan = rf.plan_changes(policy, observations, broad)
-    for skip in plan.skipped:
+    plan = rf.plan_changes(policy, syscalls_seen, broad)
+    ctx = context or RunContext.here()
+    grants = rff.plan_grants(confinement(prof), files_seen, ctx, broad) if files_seen else \
+        rff.GrantPlan([], [], [])
+    for note in grants.notes:
+        click.echo(f"sbx refine: note: {note}", err=True)
+    for skip in plan.skipped + grants.skipped:
         hint = " (use --broad to allow it anyway)" if skip.needs_broad else ""
         kind = "warning" if skip.needs_broad else "note"
         click.echo(f"sbx refine: {kind}: {skip.name} ({skip.denials} denial"
@@ -306,50 +322,59 @@ def refine(profile, source, output, broad):
         text = fh.read()
     label = "stdin" if source == "-" else os.path.basename(source)
     try:
-        new_text = rf.apply_changes(text, plan, label)
+        new_text = rff.apply_grants(rf.apply_changes(text, plan, label), grants, label)
     except rf.RefineError as err:
         fail(str(err))
-    if not plan.changes:
+    if not plan.changes and not grants.grants:
         click.echo("sbx refine: nothing to change", err=True)
         return
-    _check(new_text, policy, plan, output or prof.path, native_arch())
+    _check(new_text, policy, plan, output or prof.path, native_arch(), grants, ctx)
     out_name = display_path(output) if output else display_path(prof.path)
     diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
                                 fromfile=display_path(prof.path), tofile=out_name)
     click.echo("".join(diff), nl=False)
     if output:
         emit(new_text, output)
-        click.echo(f"sbx refine: wrote {output} (allows {plan.allowed} of the "
+        click.echo(f"sbx refine: wrote {output} (allows {plan.allowed + grants.allowed} of the "
                    f"{sum(o.count for o in observations)} denials)", err=True)
 
 
-def _read_denials(source: str) -> list:
-    from ..denials import Denial
-    from ..kernel.audit import parse_record
+def _read_denials(source: str) -> tuple[list, object]:
+    """The denials of *source*, and the run's context when a line gives it."""
+    from ..denials import Denial, RunContext
+    from ..kernel.audit import LandlockRecord, parse_record
     from ..paths import read_input
     try:
         lines = read_input(source).decode("utf-8", "replace").splitlines()
     except OSError as err:
         fail(f"cannot read {source}: {err.strerror}")
-    out, ignored = [], 0
+    out, ignored, context = [], 0, None
     for lineno, text in enumerate(lines, 1):
         if text.lstrip().startswith("{"):
             try:
                 obs = rf.parse_json_line(text)
+                ctx = RunContext.from_json(json.loads(text)) if obs is None else None
             except rf.RefineError as err:
                 _fail_at(source, lineno, err, lines)
+            except ValueError as err:
+                _fail_at(source, lineno, rf.RefineError(str(err)), lines)
             if obs is not None:
                 out.append(obs)
+            elif ctx is not None:
+                context = context or ctx
             continue
         record = parse_record(text) if "audit(" in text else None
-        if record is not None and record.arch_name in ("x86_64", "i386", "x32"):
+        if isinstance(record, LandlockRecord):
+            if record.kind == "access":
+                out.append(Denial.from_landlock(record))
+        elif record is not None and record.arch_name in ("x86_64", "i386", "x32"):
             out.append(Denial.from_audit(record))
         elif text.strip() and not text.lstrip().startswith("#"):
             ignored += 1
     if ignored:
         click.echo(f"sbx refine: note: ignored {ignored} line{'s' if ignored != 1 else ''} of "
                    f"{source} that are not denial records", err=True)
-    return out
+    return out, context
 
 
 def _fail_at(source: str, lineno: int, err, lines: list[str]) -> None:
@@ -361,11 +386,13 @@ def _fail_at(source: str, lineno: int, err, lines: list[str]) -> None:
     sys.exit(2)
 
 
-def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:
+def _check(new_text: str, old_policy, plan, near: str, native: str, grants, ctx) -> None:
     """Load and compile the refined text from beside *near* (so relative
     ``extends`` resolve as they will), and check what it decides."""
     from ..policy import PolicyError, build_filter, load_profile, lower
+    from ..policy.profile import confinement
     from ..paths import builtin_dir
+    from .. import refine_fs as rff
     where = os.path.dirname(os.path.abspath(near))
     if where == os.path.abspath(builtin_dir()) or not os.access(where, os.W_OK):
         where = None            # built-ins extend by name only: any directory will do
@@ -376,6 +403,8 @@ def _check(new_text: str, old_policy, plan, near: str, native: str) -> None:
         new = load_profile(Path(tmp))
         build_filter(new, native=native)
         rf.check_refined(old_policy, lower(new, native), plan)
+        if grants.grants:
+            rff.check_grants(confinement(new), grants, ctx)
     except PolicyError as err:
         fail("the refined profile does not load:\n" + err.render())
     except rf.RefineError as err:

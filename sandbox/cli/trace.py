@@ -52,14 +52,20 @@ def _write_recording(path: str, rec: tr.Recording, started: float, native: str) 
     """sbx trace --record: the run's raw recording with this host's provenance."""
     from .. import recording
     from ..errors import wait_status_code
+    from ..trace.files import generalise
     prov = recording.host_provenance(rec.argv, rec.backend, started, rec.seconds,
                                      wait_status_code(rec.exit_status), rec.lost, native)
+    # the run's filesystem: and network: sections, as sbx trace writes them (with the
+    # profile's variables, so that they mean the same on another host)
+    files, net = generalise(rec.files, rec.places) if rec.files is not None and \
+        rec.places is not None else (None, None)
     try:
-        recording.write_recording(path, prov, rec.calls, rec.arg_values)
+        recording.write_recording(path, prov, rec.calls, rec.arg_values, files, net)
     except OSError as err:
         raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
-    _say(f"recorded to {display_path(path)} ({len(rec.calls)} syscalls, host {prov.host}, "
-         f"Linux {prov.kernel}, {prov.libc})")
+    what = f"{len(rec.calls)} syscalls" + ("" if files is None else ", files and ports")
+    _say(f"recorded to {display_path(path)} ({what}, host {prov.host}, Linux {prov.kernel}, "
+         f"{prov.libc})")
 
 
 def _baseline(given: str | None, traced: bool, previous: list) -> str | None:

@@ -39,7 +39,7 @@ from .analysis import PERMISSIVE, SYSTEMD_ARCH, Analysis, SyscallPlan
 from .layers import systemd_layers
 
 # `systemd-analyze syscall-filter @default` of systemd 252 (Debian 12, 252.39): an allow-list always
-# includes these (tests/test_systemd_export.py compares this with the installed systemd)
+# includes these (tests/kernel/test_systemd_export.py compares this with the installed systemd)
 SYSTEMD_DEFAULT = frozenset("""
 arch_prctl brk cacheflush clock_getres clock_getres_time64 clock_gettime clock_gettime64 clock_nanosleep
 clock_nanosleep_time64 execve exit exit_group futex futex_time64 futex_waitv get_robust_list get_thread_area

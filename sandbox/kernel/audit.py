@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Iterator
 from bpf_filters import insn, syscalls
 
 from . import libc, netlink, seccomp
-from .netlink import NETLINK_AUDIT, RCVBUF_BYTES
+from .netlink import RCVBUF_BYTES
 
 AUDIT_SECCOMP = 1326
 AUDIT_LANDLOCK_ACCESS = 1423   # one denial: domain, blockers, the object (path, port, pid)
@@ -201,34 +201,10 @@ def actions_logged(path: str = ACTIONS_LOGGED) -> frozenset[str]:
         return frozenset(f.read().split())
 
 
-_AUDIT_GET = 1000
-_STATUS_FIELDS = ("mask", "enabled", "failure", "pid", "rate_limit", "backlog_limit",
-                  "lost", "backlog", "feature_bitmap", "backlog_wait_time",
-                  "backlog_wait_time_actual")
-
-
 def audit_status() -> dict[str, int]:
-    """The kernel's audit status (AUDIT_GET; needs CAP_AUDIT_CONTROL):
-    enabled, pid (of auditd, 0 if none), backlog_limit, lost, backlog,
-    backlog_wait_time (jiffies), backlog_wait_time_actual..."""
+    """The kernel's audit status (``netlink.audit_status``), AuditUnavailable if it cannot be read."""
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                           NETLINK_AUDIT) as sock:
-            sock.settimeout(2.0)
-            sock.bind((0, 0))
-            sock.send(_NLMSGHDR.pack(_NLMSGHDR.size, _AUDIT_GET, 1, 1, 0))  # NLM_F_REQUEST
-            while True:
-                data = sock.recv(1 << 16)
-                length, mtype = _NLMSGHDR.unpack_from(data)[:2]
-                if mtype == 2:  # NLMSG_ERROR
-                    code = -struct.unpack_from("=i", data, _NLMSGHDR.size)[0]
-                    if code:
-                        raise OSError(code, os.strerror(code))
-                    continue
-                if mtype == _AUDIT_GET:
-                    body = data[_NLMSGHDR.size:length].ljust(4 * len(_STATUS_FIELDS), b"\0")
-                    values = struct.unpack_from(f"={len(_STATUS_FIELDS)}I", body)
-                    return dict(zip(_STATUS_FIELDS, values))
+        return netlink.audit_status()
     except OSError as err:
         raise AuditUnavailable(f"audit status: {err.strerror or err}") from err
 
@@ -280,14 +256,16 @@ class AuditReader:
     *sessions*; with neither, every record except this process's own sync
     markers. *predicate* further filters. At most *max_pending* unread
     records are kept; beyond that, and on a socket overflow, records are
-    dropped and counted in ``overflows``.
+    dropped and counted in ``overflows``. *preread*: datagrams already read
+    off *netlink_fd* (``netlink.read_pending``), taken before anything newer.
     """
 
     def __init__(self, pids: Iterable[int] | None = None, *,
                  sessions: Iterable[int] | None = None,
                  predicate: Callable[[SeccompRecord], bool] | None = None,
                  source: str = "auto", max_pending: int = 1 << 18,
-                 rcvbuf: int = RCVBUF_BYTES, netlink_fd: int | None = None):
+                 rcvbuf: int = RCVBUF_BYTES, netlink_fd: int | None = None,
+                 preread: list[bytes] = ()):
         if source not in ("auto", "netlink", "kmsg"):
             raise ValueError(f"source must be auto, netlink or kmsg, not {source!r}")
         self._pids = set(pids) if pids is not None else None
@@ -299,7 +277,7 @@ class AuditReader:
         self._adopt = netlink_fd      # a socket already subscribed (netlink.open_audit_readlog)
         self._fd = self._event = self._stop_w = -1
         self._sock: socket.socket | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = list(preread)     # datagrams read off netlink_fd already
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._error: OSError | None = None

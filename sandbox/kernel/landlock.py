@@ -19,12 +19,13 @@ Kernel facts (include/uapi/linux/landlock.h, security/landlock/, Linux 6.18):
 - Domains stack: each landlock_restrict_self adds a layer, and an access is
   allowed only if every layer allows it (at most 16 layers).
 - landlock_restrict_self needs no_new_privs (or CAP_SYS_ADMIN).
+- A rule is tied to the inode its file descriptor was opened on, not to a
+  path: whatever a path named when the rule was added is what it grants.
 """
 from __future__ import annotations
 
 import _struct
 import os
-import stat
 
 from . import libc
 
@@ -53,6 +54,8 @@ RULE_NET_PORT = 2
 RESTRICT_SELF_LOG_SAME_EXEC_OFF = 1
 RESTRICT_SELF_LOG_NEW_EXEC_ON = 2
 _O_PATH = 0o10000000
+_AT_FDCWD = -100
+_RESOLVE_NO_SYMLINKS = 0x04      # openat2: fail (ELOOP) on any symbolic link, final or not
 
 
 class LandlockError(libc.KernelError):
@@ -108,30 +111,51 @@ class Ruleset:
         self._attr = libc.Buffer(size=16)
         self._add = libc.sysno("landlock_add_rule")
         self._call = libc.long_function("syscall", 5)
+        self._open_call = None           # openat2, made on first use (allow_paths)
 
-    def allow_path(self, path: str, access: int, is_dir: bool | None = None) -> None:
-        """Grant *access* beneath *path* (on the file itself for a file; only
-        the file rights of *access* apply to it). OSError if *path* cannot be
-        opened."""
-        fd = os.open(path, _O_PATH | os.O_CLOEXEC)
-        try:
-            if is_dir is None:
-                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-            if not is_dir:
-                access &= FILE_RIGHTS
-            self.allow_fd(fd, access, path)
-        finally:
-            os.close(fd)
+    def allow_paths(self, rules) -> list[tuple[str, OSError]]:
+        """Grant each (path, access, is_dir) of *rules*, in one loop: a default
+        profile run as root adds some 200 rules, and each costs an open,
+        landlock_add_rule and a close.
 
-    def allow_fd(self, fd: int, access: int, what: str = "") -> None:
-        access &= self.fs
-        if not access:
-            return
-        self._attr.write(_struct.pack("=QiI", access, fd, 0))    # packed: 12 bytes are read
-        if self._call(self._add, self.fd, RULE_PATH_BENEATH, self._attr.addr, 0) != 0:
-            raise LandlockError(libc.errno(), f"landlock_add_rule({what}): "
-                                f"{os.strerror(libc.errno())}")
-        self.rules += 1
+        The paths are real paths (symbolic links resolved when the rules were
+        planned), so each is opened with openat2's RESOLVE_NO_SYMLINKS: a
+        component turned into a symbolic link since (by another process of
+        the user) makes that rule fail with ELOOP instead of landing on
+        whatever the link points to. sbx decides from the planned paths
+        whether one layer suffices to keep its cache unwritable
+        (``confine._layers``); this keeps the inodes the rules land on the ones
+        that decision saw. Returns the paths that could not be opened or
+        ruled, with the error."""
+        failed = []
+        if self._open_call is None:
+            self._open_call = (libc.long_function("syscall", 5, strings=(2,)), libc.sysno("openat2"),
+                               libc.Buffer(_struct.pack("=QQQ", _O_PATH | os.O_CLOEXEC, 0,
+                                                        _RESOLVE_NO_SYMLINKS)))
+        openat2, nr_open, how = self._open_call
+        write, addr, call, add, fd_rs = self._attr.write, self._attr.addr, self._call, self._add, self.fd
+        pack, handled, on_file, errno = _struct.pack, self.fs, self.fs & FILE_RIGHTS, libc.errno
+        how_addr, close, encode = how.addr, os.close, os.fsencode
+        for path, access, is_dir in rules:
+            access &= handled if is_dir else on_file
+            if not access:
+                continue
+            fd = openat2(nr_open, _AT_FDCWD, encode(path), how_addr, 24)
+            if fd < 0:
+                err = errno()
+                failed.append((path, OSError(err, os.strerror(err), path)))
+                continue
+            try:
+                write(pack("=QiI", access, fd, 0))     # packed: 12 bytes are read
+                if call(add, fd_rs, RULE_PATH_BENEATH, addr, 0) != 0:
+                    err = errno()
+                    failed.append((path, LandlockError(err, f"landlock_add_rule({path}): "
+                                                            f"{os.strerror(err)}")))
+                    continue
+            finally:
+                close(fd)
+            self.rules += 1
+        return failed
 
     def allow_port(self, port: int, access: int) -> None:
         access &= self.net
@@ -165,21 +189,18 @@ def protect_from_writes(ruleset: Ruleset, protected: str) -> None:
     path = os.path.realpath(protected)
     parts = [p for p in path.split("/") if p]
     ancestor = "/"
+    rules = []
     for part in parts:
         try:
             entries = list(os.scandir(ancestor))
         except OSError:
-            return                       # cannot list it: nothing beneath gets a grant
-        for entry in entries:
-            if entry.name == part or entry.is_symlink():
-                continue
-            try:
-                ruleset.allow_path(entry.path, ruleset.fs, entry.is_dir(follow_symlinks=False))
-            except OSError:
-                continue                 # vanished or unopenable: it simply gets no grant
+            break                        # cannot list it: nothing beneath gets a grant
+        rules += [(entry.path, ruleset.fs, entry.is_dir(follow_symlinks=False)) for entry in entries
+                  if entry.name != part and not entry.is_symlink()]
         ancestor = os.path.join(ancestor, part)
         if not os.path.isdir(ancestor) or os.path.islink(ancestor):
-            return
+            break
+    ruleset.allow_paths(rules)           # one vanished or unopenable simply gets no grant
 
 
 class Restrict:

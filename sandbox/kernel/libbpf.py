@@ -214,11 +214,6 @@ def library() -> _Library:
         return _library
 
 
-def libbpf_version() -> tuple[int, int]:
-    """(major, minor) of the loaded libbpf."""
-    return library().version
-
-
 def prog_type_supported(prog_type: int) -> bool:
     """Does the kernel load a trivial program of *prog_type* (needs privilege)?"""
     return library().cdll.libbpf_probe_bpf_prog_type(prog_type, None) == 1

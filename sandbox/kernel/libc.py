@@ -28,6 +28,10 @@ class _Char(_ctypes._SimpleCData):
     _type_ = "c"
 
 
+class _CharP(_ctypes._SimpleCData):
+    _type_ = "z"                 # char *: a bytes object is passed without a copy
+
+
 class _Libc:
     _handle = _ctypes.dlopen(None, os.RTLD_NOW)
 
@@ -56,11 +60,12 @@ def function(name: str, *, keep_gil: bool = False):
     return fn
 
 
-def long_function(name: str, nargs: int):
+def long_function(name: str, nargs: int, strings: tuple[int, ...] = ()):
     """libc's *name* taking *nargs* C longs, callable with plain ints (the
-    conversion done in C: for loops of many calls, such as Landlock rules)."""
+    conversion done in C: for loops of many calls, such as Landlock rules);
+    the arguments at the indices in *strings* are C strings, passed as bytes."""
     fn = _CFunc((name, _Libc))
-    fn.argtypes = (_Long,) * nargs
+    fn.argtypes = tuple(_CharP if i in strings else _Long for i in range(nargs))
     return fn
 
 

@@ -30,8 +30,10 @@ class SeccompError(libc.KernelError):
 
 
 def native_arch() -> str:
-    """The ``native`` architecture of profiles: the machine the kernel reports,
-    which is this process's ABI (sbx runs on a Python native to its kernel)."""
+    """The ``native`` architecture of profiles: the machine the kernel reports
+    (uname), not this process's ABI. A filter judges the command sbx executes,
+    whatever ABI sbx's own Python has; ``native`` names the kernel's main ABI,
+    and the profile's ``arches:`` adds the others (i386, x32)."""
     return libc.machine()
 
 

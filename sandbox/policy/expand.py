@@ -45,11 +45,12 @@ class _File:
         self.fs = self.net = None           # merged filesystem/network, computed once
 
 
-def resolve_extends(reader, path: Path, read: Callable, locate: Callable):
+def resolve_extends(reader, path: Path, read: Callable, locate: Callable, names: Callable):
     """Read *path* and the profiles it extends (each file once) and merge them.
 
     *read(path)* reads one file without its bases (a Profile with ``base_refs``)
-    or returns None; *locate(ref, directory)* finds a referenced profile.
+    or returns None; *locate(ref, directory)* finds a referenced profile, and
+    *names()* lists the ones a misspelt reference may have meant.
     Returns (the merged Profile or None when *path* could not be read, whether
     every base was found and read)."""
     done: dict[str, _File | None] = {}
@@ -66,8 +67,7 @@ def resolve_extends(reader, path: Path, read: Callable, locate: Callable):
         for ref, rpos in prof.base_refs:
             base_path = locate(ref, p.parent)
             if base_path is None:
-                from .profile import builtin_names
-                reader.error(rpos, f"unknown profile '{ref}' in extends", did_you_mean(ref, builtin_names()))
+                reader.error(rpos, f"unknown profile '{ref}' in extends", did_you_mean(ref, names()))
                 complete[0] = False
                 continue
             bkey = str(base_path.resolve())

@@ -405,7 +405,8 @@ def load_profile(ref: str | Path) -> Profile:
         raise PolicyError([Diagnostic(None, f"no profile '{ref}' (built-in profiles: {names}; "
                                             "or give a path to a .yaml file)", hint=hint)])
     reader = _Reader()
-    prof, complete = resolve_extends(reader, path, lambda p: _read_file(reader, p), find_profile)
+    prof, complete = resolve_extends(reader, path, lambda p: _read_file(reader, p), find_profile,
+                                     builtin_names)
     groups_path = builtin_dir() / "groups.yaml"
     groups = _load_groups(reader, groups_path) if groups_path.is_file() else {}
     if prof is not None:

@@ -11,12 +11,12 @@ import pytest
 
 from sandbox.kernel.audit import AuditReader, actions_logged, audit_status, new_audit_session
 from tests.conftest import need
-from tests.kernel.seccomp_child import (AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, FLAG_LOG,
+from tests.kernel.bpf_probe import (AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, FLAG_LOG,
                                         I386_NR_GETPID, NR_GETPGRP, NR_GETPPID, RET_ERRNO,
                                         RET_KILL_PROCESS, RET_LOG, filter_arch, filter_by_nr,
                                         fork_call, int80, wait)
-from tests.kernel.seccomp_child import call as syscall
-from tests.kernel.seccomp_child import install as install_filter
+from tests.kernel.bpf_probe import call as syscall
+from tests.kernel.bpf_probe import install as install_filter
 
 EPERM_ACTION = RET_ERRNO | errno.EPERM
 

@@ -14,7 +14,7 @@ import pytest
 
 from sandbox.ebpf.probe import ARG_SPECS, FAMILIES, Probe, available
 from tests.conftest import need
-from tests.kernel import seccomp_child as sc
+from tests.kernel import bpf_probe as sc
 
 GETPPID, SOCKET, IOCTL, PRCTL, PERSONALITY, SETSOCKOPT, FCNTL, SOCKETPAIR, CLONE = (
     110, 41, 16, 157, 135, 54, 72, 53, 56)

@@ -29,9 +29,8 @@ from bpf_filters.ir import Action, ArchPolicy, Policy, Rule, evaluate
 from bpf_filters.syscalls import X32_SYSCALL_BIT, table
 from sandbox.policy import builtin_names, load_profile, lower
 from tests.conftest import need
-from tests.kernel.probe import (SECCOMP_BYPASS_X86_64, Point, Probe, kernel_outcome,
+from tests.kernel.bpf_probe import (SECCOMP_BYPASS_X86_64, Point, Probe, kernel_outcome,
                                 unsafe_returns)
-from tests.kernel.probe import int80_fixture, probe_fixture  # noqa: F401  (fixtures)
 from tests.policies import BOUNDARY64, arg_vectors, edge_vectors, large_policies, policies
 
 M32 = 0xFFFFFFFF

@@ -132,3 +132,175 @@ def test_verify_fails_on_a_landlock_denial(home):
     assert r.returncode == 1, r.stderr
     assert "refused by the profile's Landlock rules" in r.stderr
     assert "fs.read_file" in r.stderr and f"{home}/.ssh/id_rsa" in r.stderr
+
+
+# -- sbx's cache stays out of reach, in one Landlock layer or two ----------------------
+
+def _in_child(prepared, fn) -> dict:
+    """fn() in a forked child confined by *prepared*'s steps; its dict back as JSON."""
+    import json
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            for step in prepared.steps:
+                step.apply()
+            os.write(w, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return json.loads(out)
+
+
+def _try(fn) -> str:
+    try:
+        fn()
+        return "done"
+    except OSError as err:
+        import errno
+        return errno.errorcode[err.errno]
+
+
+def _cache_attacks(cache: str, parent: str) -> dict:
+    entry = os.path.join(cache, "entry")
+    return {
+        "create": _try(lambda: os.close(os.open(os.path.join(cache, "new"), os.O_CREAT | os.O_WRONLY))),
+        "overwrite": _try(lambda: os.close(os.open(entry, os.O_WRONLY))),
+        "truncate": _try(lambda: os.truncate(entry, 0)),
+        "rename-entry": _try(lambda: os.rename(entry, os.path.join(cache, "moved"))),
+        "unlink": _try(lambda: os.unlink(entry)),
+        "mkdir": _try(lambda: os.mkdir(os.path.join(cache, "d"))),
+        "move-cache": _try(lambda: os.rename(cache, os.path.join(parent, "elsewhere"))),
+        "link-out": _try(lambda: os.link(entry, os.path.join(parent, "work", "stolen"))),
+        "control: write beside": _try(lambda: open(os.path.join(parent, "work", "ok"), "w").close()),
+    }
+
+
+def _cache_tree(tmp_path):
+    parent = tmp_path / "var"
+    cache = parent / "cache"
+    (parent / "work").mkdir(parents=True)
+    cache.mkdir()
+    (cache / "entry").write_text("genuine\n")
+    return str(parent), str(cache)
+
+
+@pytest.mark.parametrize("grant, layers", [
+    pytest.param("parent", 2, id="write granted on the cache's parent: two layers"),
+    pytest.param("work", 1, id="write granted beside the cache: one layer"),
+])
+def test_the_cache_is_unwritable_whatever_the_profile_grants_around_it(tmp_path, grant, layers):
+    """The profile may write where the cache's parent is (then sbx needs its own
+    layer: Landlock layers only narrow) or only beside it (then the profile's
+    layer, which handles every write right, keeps the cache as it is alone).
+    Either way every change to the cache fails, while the grant itself holds."""
+    from sandbox import confine
+    from sandbox.kernel import landlock
+    parent, cache = _cache_tree(tmp_path)
+    target = parent if grant == "parent" else os.path.join(parent, "work")
+    spec = confine.Spec(fs=[("read", "/", False), ("exec", "/", False), ("write", target, False)])
+    prepared = confine.prepare(spec, "test", cache, dict(os.environ))
+    try:
+        restrict = [s for s in prepared.steps if isinstance(s, landlock.Restrict)]
+        results = _in_child(prepared, lambda: _cache_attacks(cache, parent))
+    finally:
+        prepared.close()
+    assert results.pop("control: write beside") == "done"
+    assert all(v in ("EACCES", "EXDEV", "EPERM") for v in results.values()), results
+    assert (tmp_path / "var" / "cache" / "entry").read_text() == "genuine\n"
+    assert sorted(os.listdir(cache)) == ["entry"]
+    assert len(restrict) == 1 and len(restrict[0].rulesets) == layers
+
+
+def test_a_rule_path_swapped_for_a_symlink_grants_nothing(tmp_path):
+    """Rules are planned on real paths, then opened: a directory replaced by a
+    symbolic link in between (towards the cache, say) makes that rule fail."""
+    from sandbox.kernel import landlock
+    (tmp_path / "real").mkdir()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "swapped").symlink_to(tmp_path / "cache")
+    rs = landlock.Ruleset(fs=landlock.WRITE_RIGHTS)
+    try:
+        failed = rs.allow_paths([(str(tmp_path / "real"), landlock.WRITE_RIGHTS, True),
+                                 (str(tmp_path / "swapped"), landlock.WRITE_RIGHTS, True),
+                                 (str(tmp_path / "swapped" / "x"), landlock.WRITE_RIGHTS, True)])
+        assert rs.rules == 1
+        assert [(p, e.errno) for p, e in failed] == [(str(tmp_path / "swapped"), 40),
+                                                     (str(tmp_path / "swapped" / "x"), 40)]
+    finally:
+        rs.close()
+
+
+# -- sbx refine: refused, refined, then allowed --------------------------------------------
+
+MINE = "name: mine   # a profile of my own\nextends: [web]\n"
+
+
+def _run(profile, argv, out, cwd, env):
+    return subprocess.run(SBX + ["--profile", str(profile), "-o", str(out), "--"] + argv, cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def _landlock_lines(path):
+    import json
+    if not os.path.exists(path):
+        return []
+    return [line for line in open(path) if json.loads(line).get("action") == "landlock"]
+
+
+def _refine(profile, denials, out):
+    return subprocess.run([PY, "-m", "sandbox", "refine", str(profile), "--from", str(denials), "-o",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def place(tmp_path):
+    """A working directory, a temporary directory and a data file outside both."""
+    for d in ("work", "tmp", "data"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "data" / "config.txt").write_text("setting = 1\n")
+    (tmp_path / "mine.yaml").write_text(MINE)
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), HOME=str(tmp_path / "work"))
+    return tmp_path, env
+
+
+def test_refine_grants_a_refused_file_read_and_the_refined_profile_runs_without_denial(place):
+    tmp, env = place
+    data = tmp / "data" / "config.txt"
+    first = _run(tmp / "mine.yaml", ["cat", str(data)], tmp / "d1.jsonl", tmp / "work", env)
+    assert first.returncode == 1 and first.stdout == "", first.stderr
+    assert f"cat was refused read access to {data}" in first.stderr
+    r = _refine(tmp / "mine.yaml", tmp / "d1.jsonl", tmp / "mine2.yaml")
+    assert r.returncode == 0, r.stderr
+    assert f"+  read: [{data}]" in r.stdout, r.stdout        # the file itself, under read
+    refined = (tmp / "mine2.yaml").read_text()
+    assert refined.startswith(MINE) and "write" not in refined.split(MINE)[1]
+    second = _run(tmp / "mine2.yaml", ["cat", str(data)], tmp / "d2.jsonl", tmp / "work", env)
+    assert second.returncode == 0 and second.stdout == "setting = 1\n", second.stderr
+    assert _landlock_lines(tmp / "d2.jsonl") == [] and "refused" not in second.stderr
+    other = _run(tmp / "mine2.yaml", ["cat", str(tmp / "data" / "other")], tmp / "d3.jsonl",
+                 tmp / "work", env)
+    assert "refused" in other.stderr                          # the directory stays closed
+
+
+def test_refine_adds_a_refused_tcp_port_and_the_refined_profile_connects(place):
+    tmp, env = place
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        code = (f"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=5); "
+                "print('connected')")
+        first = _run(tmp / "mine.yaml", [PY, "-I", "-c", code], tmp / "d1.jsonl", tmp / "work", env)
+        assert first.returncode != 0 and "connected" not in first.stdout
+        assert f"refused a TCP connection to port {port}" in first.stderr, first.stderr
+        r = _refine(tmp / "mine.yaml", tmp / "d1.jsonl", tmp / "mine2.yaml")
+        assert r.returncode == 0, r.stderr
+        assert f"+  connect: [{port}]" in r.stdout, r.stdout
+        second = _run(tmp / "mine2.yaml", [PY, "-I", "-c", code], tmp / "d2.jsonl", tmp / "work", env)
+        assert second.returncode == 0 and second.stdout == "connected\n", second.stderr
+        assert _landlock_lines(tmp / "d2.jsonl") == []

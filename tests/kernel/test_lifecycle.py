@@ -113,8 +113,20 @@ def test_run_and_verify_reports_name_the_baseline_when_it_decided(access_probe, 
 WORKLOADS = ("files", "net", "child")
 
 
+def _free_port() -> str:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+# the service's port, the same in every run, as a service's is: recordings carry the
+# TCP ports a run used into the profile's network: section
+PORT = _free_port()
+
+
 def service_argv(workload: str, d: Path) -> list[str]:
-    return [sys.executable, "-I", str(HERE / "lifecycle_service.py"), workload, str(d)]
+    return [sys.executable, "-I", str(HERE / "lifecycle_service.py"), workload, str(d), PORT]
 
 
 def test_three_recorded_workloads_merge_into_one_profile_that_replays_each_without_denials(
@@ -134,6 +146,7 @@ def test_three_recorded_workloads_merge_into_one_profile_that_replays_each_witho
     assert "learning: 3 recordings from 1 host" in res.stderr
     text = merged.read_text()
     assert "3 recordings, 1 host" in text and "1 recording, 1 host" in text
+    assert "\nfilesystem:" in text and f"connect: [{PORT}]" in text      # carried from the recordings
     for w in WORKLOADS:
         d = tmp_path / f"replay-{w}"
         d.mkdir()

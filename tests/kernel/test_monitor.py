@@ -29,7 +29,7 @@ NR = _table("x86_64").by_name
 from sandbox.kernel import libbpf
 from sandbox.ebpf.probe import DEFAULT_OBJECT, FAMILIES, Probe, ProbeUnavailable, available
 from tests.conftest import need
-from tests.kernel import seccomp_child as sc
+from tests.kernel import bpf_probe as sc
 
 GETPPID, GETPGRP, GETPID, SYSLOG, VHANGUP, ACCT = 110, 111, 39, 103, 153, 163
 I386_GETPPID = 64

@@ -187,3 +187,14 @@ def test_a_command_run_from_a_checkout_cannot_rewrite_sbx():
                               "cat docs/.sbx-write-probe && rm docs/.sbx-write-probe"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.stdout == "x\n", "the rest of the working directory stays writable"
+
+
+def test_syscall_minus_one_is_enosys_as_unconfined_not_a_kill():
+    # -1 is what a debugger writes to skip a call; the kernel answers ENOSYS to it
+    code = "import ctypes; l = ctypes.CDLL(None, use_errno=True); print(l.syscall(-1), ctypes.get_errno())"
+    outside = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)
+    assert outside.stdout.split() == ["-1", "38"]
+    for profile in ("default", "minimal", "strict-net"):
+        r = subprocess.run(SBX + ["--profile", profile, "--", PY, "-c", code], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout.split()) == (0, ["-1", "38"]), (profile, r.stderr)

@@ -22,8 +22,7 @@ from bpf_filters.disasm import disassemble
 from bpf_filters.interp import InterpError, run
 from bpf_filters.syscalls import X32_SYSCALL_BIT
 from bpf_filters.verifier import SECCOMP_OPCODES, VerifyError, verify
-from tests.kernel.probe import Point, Probe, kernel_outcome, nonexistent
-from tests.kernel.probe import int80_fixture, probe_fixture  # noqa: F401  (fixtures)
+from tests.kernel.bpf_probe import Point, Probe, kernel_outcome, nonexistent
 from tests.policies import BOUNDARY64
 
 M32 = 0xFFFFFFFF
@@ -275,3 +274,13 @@ def test_verifier_accepts_exactly_what_the_kernel_accepts(int80, progs, inputs):
 def test_interpreter_matches_kernel_on_random_programs(int80, prog, inputs):
     checked, compared = check_programs(int80, [prog], inputs)
     print(f"valid: {checked} program checked, {compared} runtime points compared")
+
+
+def test_each_rejection_of_the_verifier_table_is_the_kernels(probe):
+    """tests/bpf_filters/test_verifier.py's table, in the kernel: each rejected program
+    is refused, each neighbour installed."""
+    from tests.bpf_filters.test_verifier import REJECTED
+    got = probe.check([p for _, bad, _, good in REJECTED for p in (bad, good)])
+    for i, (rule, *_) in enumerate(REJECTED):
+        assert got[2 * i].startswith("errno"), (rule, got[2 * i])
+        assert got[2 * i + 1] == "ok", (rule, got[2 * i + 1])

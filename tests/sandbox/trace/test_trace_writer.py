@@ -18,8 +18,9 @@ from sandbox import trace as tr
 from sandbox.trace import allowed_syscalls, count_allowed
 from sandbox.policy import build_filter, load_profile, lower
 from sandbox.policy.constants import CONSTANTS as C
+from tests.conftest import REPO
 
-GOLDEN = Path(__file__).parent / "fixtures" / "trace" / "golden.yaml"
+GOLDEN = REPO / "tests" / "fixtures" / "trace" / "golden.yaml"
 BASELINE = "5.10"           # what sbx trace reads from uname -r, fixed here for the golden file
 X86 = syscalls.AUDIT_ARCH["x86_64"]
 NR = syscalls.table("x86_64").nr

@@ -12,8 +12,8 @@ import pytest
 from bpf_filters.syscalls import (
     ARCHES, Age, BadVersionError, newer_than, parse_version, table,
 )
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 AGES = REPO / "bpf_filters" / "syscalls" / "tbl" / "introduced.tsv"
 
 

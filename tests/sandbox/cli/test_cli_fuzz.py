@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sandbox import errors
 from sandbox.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 SBX = [sys.executable, "-m", "sandbox"]
 EXAMPLES = int(os.environ.get("SBX_FUZZ_EXAMPLES", "200"))
 TIMEOUT_S = 6.0            # then SIGINT, as Ctrl-C

@@ -16,12 +16,12 @@ NR = syscalls.table("x86_64").nr
 X86 = syscalls.AUDIT_ARCH["x86_64"]
 
 
-def rec(tmp_path, name, host, kernel, started, seconds, calls, values=None):
+def rec(tmp_path, name, host, kernel, started, seconds, calls, values=None, files=None, net=None):
     prov = Provenance(host, kernel, "glibc 2.36", "x86_64", ["/srv/app", name], started, seconds,
                       "ebpf", 0, 0)
     path = str(tmp_path / f"{name}.jsonl")
     write_recording(path, prov, {("x86_64", NR(n)): c for n, c in calls.items()},
-                    {("x86_64", NR(n), i): v for (n, i), v in (values or {}).items()})
+                    {("x86_64", NR(n), i): v for (n, i), v in (values or {}).items()}, files, net)
     return path
 
 
@@ -65,6 +65,44 @@ def test_the_profile_allows_what_any_recording_did_and_says_who_needed_it(tmp_pa
     assert 'baseline: "5.10"' in text                   # the oldest kernel recorded
     assert "#   web-2, Linux 5.10.0-30-amd64, glibc 2.36, 2026-01-01T11:00:00Z, 300 s:" in text
     assert text.startswith("# sbx profile build: the syscalls of 3 recordings from 2 hosts")
+
+
+def _files(reads=(), writes=(), denies=()):
+    from sandbox.trace.files import Files
+    out = Files(denies=set(denies))
+    for p in reads:
+        out.add("read", p)
+    for p in writes:
+        out.add("write", p)
+    return out
+
+
+def test_the_files_and_ports_of_every_recording_are_carried_into_the_profile(tmp_path):
+    """Recorded files and ports are unioned into filesystem: and network: sections;
+    a recording without them (an older format, a trace that recorded none) leaves
+    them unrestricted, and the profile says so."""
+    from sandbox.confine import expand_ports
+    from sandbox.policy.profile import confinement
+    from sandbox.trace.files import Net
+    a = rec(tmp_path, "serve", "web-1", "6.1.0-18-amd64", "2026-01-01T10:00:00Z", 200, BASIC,
+            files=_files(["/usr", "$CWD/app.conf"], ["$TMPDIR"], ["/etc/shadow"]),
+            net=Net(bind={"8000"}, connect=set()))
+    b = rec(tmp_path, "backup", "web-2", "5.10.0-30-amd64", "2026-01-01T11:00:00Z", 300, BASIC,
+            files=_files(["/usr", "/etc"], ["$CWD/backup"]), net=Net(bind=set(), connect={"443"}))
+    text = fleet.build_profile([read_recording(a), read_recording(b)], "app")
+    assert text.startswith("# sbx profile build: the syscalls, files and ports of 2 recordings")
+    out = tmp_path / "app.yaml"
+    out.write_text(text)
+    spec = confinement(load_profile(str(out)))
+    words = {(w, p) for w, p, _o in spec.fs}
+    assert {("read", "/usr"), ("read", "$CWD/app.conf"), ("read", "/etc"), ("write", "$TMPDIR"),
+            ("write", "$CWD/backup"), ("deny", "/etc/shadow")} <= words
+    assert expand_ports(spec.net["bind"], {}, []) == [8000]
+    assert expand_ports(spec.net["connect"], {}, []) == [443]
+    c = rec(tmp_path, "old", "web-3", "6.1.0-18-amd64", "2026-01-01T12:00:00Z", 60, BASIC)
+    text = fleet.build_profile([read_recording(p) for p in (a, b, c)], "app")
+    assert "\nfilesystem:" not in text and "\nnetwork:" not in text
+    assert "no filesystem section: a merged part had none, and the union is unrestricted" in text
 
 
 def test_the_written_profile_can_be_widened_with_sbx_trace_merge(tmp_path):

@@ -15,9 +15,9 @@ VALUES = {("x86_64", 41, 0): {2: 2, 10: 1}, ("x86_64", 41, 1): {1: 3}}
 
 
 def header(**changes) -> str:
-    head = {"type": "header", "format": FORMAT, "version": VERSION, **PROV.__dict__}
+    head = {"type": "header", "format": FORMAT, "version": VERSION, **PROV.__dict__, "files": False}
     head.update(changes)
-    return json.dumps(head)
+    return json.dumps({k: v for k, v in head.items() if v is not None})
 
 
 def recording(tmp_path, *lines, name="r.jsonl"):
@@ -44,6 +44,31 @@ def test_a_recording_reads_back_as_written_and_its_bytes_do_not_depend_on_order(
     assert lines[-1] == {"type": "end", "calls": 18}
 
 
+def test_the_files_and_ports_of_a_run_read_back_as_written(tmp_path):
+    from sandbox.trace.files import Files, Net
+    files = Files(denies={"/etc/shadow", "$HOME/.ssh"})
+    files.add("read", "$CWD/app.conf")
+    files.add("read", "/usr")
+    files.add("write", "$HOME/out", "created by the run")
+    net = Net(bind={"8000"}, connect={"443", "53"})
+    path = str(tmp_path / "r.jsonl")
+    write_recording(path, PROV, CALLS, VALUES, files, net)
+    back = read_recording(path)
+    assert back.files == files and back.net == net and back.calls == CALLS
+    lines = [json.loads(l) for l in open(path)]
+    assert lines[0]["files"] is True and lines[0]["version"] == 2
+    assert [l["port"] for l in lines if l["type"] == "port"] == ["8000", "53", "443"]
+    write_recording(path, PROV, CALLS, VALUES)
+    back = read_recording(path)
+    assert back.files is None and back.net is None       # not recorded: unrestricted
+
+
+def test_a_version_1_recording_still_reads_and_recorded_no_files(tmp_path):
+    path = recording(tmp_path, header(version=1, files=None), SYSCALL, END)
+    back = read_recording(path)
+    assert back.calls == {("x86_64", 0): 5} and back.files is None and back.net is None
+
+
 SYSCALL = '{"type": "syscall", "arch": "x86_64", "nr": 0, "name": "read", "count": 5}'
 END = '{"type": "end", "calls": 5}'
 
@@ -54,8 +79,21 @@ END = '{"type": "end", "calls": 5}'
      [":1:1: error: not an sbx recording: the first line must be its header"]),
     (("{", '  "defaultAction": "SCMP_ACT_ERRNO"', "}"),
      [":1:2: error: not an sbx recording: the first line is not JSON"]),
-    ((header(version=2), SYSCALL, END),
-     [":1:", "error: recording format version 2 is newer than this sbx reads (1)"]),
+    ((header(version=3), SYSCALL, END),
+     [":1:", "error: recording format version 3 is newer than this sbx reads (2)"]),
+    ((header(version=1), SYSCALL, END), [":1:", "'files' came with version 2 of the format"]),
+    ((header(files=None), SYSCALL, END), [":1:1: error: the header has no 'files'"]),
+    ((header(), SYSCALL, '{"type": "deny", "path": "/etc/shadow"}', END),
+     [":3:", "a deny line in a recording whose header does not say files: true"]),
+    ((header(files=True), SYSCALL, '{"type": "file", "word": "reed", "path": "/x", "comment": ""}', END),
+     [":3:", "unknown word \"reed\" (did you mean 'read'?)"]),
+    ((header(files=True), SYSCALL, '{"type": "file", "word": "read", "path": "x", "comment": ""}', END),
+     [":3:", "bad path \"x\""]),
+    ((header(files=True), SYSCALL, '{"type": "port", "key": "connect", "port": 443}', END),
+     [":3:", "bad port 443", 'a TCP port as a string']),
+    ((header(files=True), SYSCALL, '{"type": "port", "key": "connect", "port": "443"}',
+      '{"type": "port", "key": "connect", "port": "443"}', END),
+     [":4:1: error: a second port line for the same port"]),
     ((header(arch="sparc"), SYSCALL, END), ["error: bad 'arch' in the header: \"sparc\""]),
     ((header(started="yesterday"), SYSCALL, END), ["error: bad 'started' in the header"]),
     ((header(), '{"type": "syscal", "arch": "x86_64", "nr": 0, "count": 5}', END),
@@ -75,7 +113,9 @@ END = '{"type": "end", "calls": 5}'
     ((header(), SYSCALL), [":2:1: error: the recording ends without its end line"]),
     ((header(), SYSCALL, END, SYSCALL), [":4:1: error: a line after the end line (line 3)"]),
     ((header(), "read 5", END), [":2:1: error: not JSON: Expecting value"]),
-], ids=["empty", "a Docker profile", "multi-line JSON", "a newer version", "unknown arch",
+], ids=["empty", "a Docker profile", "multi-line JSON", "a newer version", "files in version 1",
+        "no files flag", "files not recorded", "unknown word", "relative path", "port as a number",
+        "port twice", "unknown arch",
         "bad time", "unknown type", "unknown key", "wrong name", "zero count", "twice",
         "values of an uncounted syscall", "counts do not add up", "cut short", "after the end",
         "not JSON"])

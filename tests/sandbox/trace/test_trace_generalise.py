@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,8 @@ from sandbox.policy import load_profile
 from sandbox.policy.constants import CONSTANTS as C
 from bpf_filters.syscalls.arguments import PATH_ARGS
 from sandbox.trace.access import Accesses, FileLog, intents
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 HOME, CWD, TMP, ROOT = "/home/u", "/home/u/proj", "/tmp", "/opt/app"
 PLACES = tf.Places(
     dirs=(("CWD", CWD), ("TMPDIR", TMP), ("HOME", HOME), ("EXEC_ROOT", ROOT)),

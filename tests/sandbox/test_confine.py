@@ -11,7 +11,8 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sandbox.confine import ALL_RIGHTS, Spec, expand, expand_all, exec_roots, fs_rules
+from sandbox.confine import (ALL_RIGHTS, Spec, expand, expand_all, expand_ports, exec_roots, fs_rules,
+                             keeps_out_of_writes, real_path, rights_at)
 from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
 
 READ_FILE, READ_DIR = FS_RIGHTS["read_file"][0], FS_RIGHTS["read_dir"][0]
@@ -43,6 +44,16 @@ def test_variables_expand_from_the_environment():
     assert expand("$CWD/a", env) == (os.getcwd() + "/a", None)
     assert expand("${PORT}", env) == ("8080", None)
     assert expand("$NOPE/x", env) == (None, "$NOPE is not set")
+    assert expand("/plain/path", {}) == ("/plain/path", None)
+    assert expand("$CWD/a", env, cwd="/srv/app") == ("/srv/app/a", None)     # the run a denial came from
+
+
+def test_ports_expand_and_the_unreadable_ones_are_said():
+    notes = []
+    assert expand_ports(["80", "${PORT}", "${NOPE}", "x1"], {"PORT": "8080"}, notes) == [80, 8080]
+    assert notes == ["port ${NOPE} skipped: $NOPE is not set", "port x1 skipped: 'x1' is not a TCP port"]
+    quiet = []
+    assert expand_ports(["${NOPE}"], {}, quiet, quiet=True) == [] and quiet == []
 
 
 def test_exec_root_names_the_installation_of_the_command(tmp_path):
@@ -140,3 +151,55 @@ def test_a_write_deny_leaves_reading_alone(monkeypatch):
     assert landlock(rules, "/a/c", WRITE_FILE)
     # the price: nothing is created directly in /a (that could replace /a/b)
     assert not any(p == "/a" and r & FS_RIGHTS["make_reg"][0] for p, r, _ in rules)
+
+
+def test_rights_at_a_path_are_those_of_the_rules_on_it_and_above_it():
+    rules = [("/a", READ_DIR, True), ("/a/b", WRITE_FILE, True), ("/a/bc", READ_FILE, True),
+             ("/a/f", READ_FILE, False)]
+    assert rights_at(rules, "/a/b/c") == READ_DIR | WRITE_FILE
+    assert rights_at(rules, "/a/bc") == READ_DIR | READ_FILE          # /a/b is no parent of /a/bc
+    assert rights_at(rules, "/a/f") == READ_DIR | READ_FILE
+    assert rights_at(rules, "/a/f/x") == READ_DIR                      # a file's rule is its own
+    assert rights_at([("/", READ_FILE, True)], "/x") == READ_FILE
+
+
+CACHE = "/nonexistent-sbx-test/var/cache/sbx"
+
+
+@pytest.mark.parametrize("rules, keeps", [
+    pytest.param([("/", READ_FILE | READ_DIR, True)], True, id="read everywhere"),
+    pytest.param([("/nonexistent-sbx-test/var/tmp", WRITE_RIGHTS, True)], True, id="write beside"),
+    pytest.param([(CACHE + "x", WRITE_RIGHTS, True)], True, id="write on a name that only starts alike"),
+    pytest.param([("/nonexistent-sbx-test/var", WRITE_RIGHTS, True)], False, id="write on a parent"),
+    pytest.param([("/", FS_RIGHTS["make_dir"][0], True)], False, id="create at /"),
+    pytest.param([(CACHE, FS_RIGHTS["truncate"][0], True)], False, id="truncate on the cache"),
+    pytest.param([(CACHE + "/entry", WRITE_FILE, False)], False, id="write on an entry"),
+    pytest.param([("/nonexistent-sbx-test/var", FS_RIGHTS["refer"][0], True)], False, id="refer above"),
+])
+def test_a_layer_keeps_the_cache_only_without_writes_at_above_or_below_it(rules, keeps):
+    assert keeps_out_of_writes(rules, CACHE) is keeps
+
+
+def test_two_splits_at_one_path_make_one_rule(monkeypatch):
+    _exists(monkeypatch)
+    rules = fs_rules([(READ_DIR, "/"), (READ_FILE | READ_DIR, "/a")], {"/a/b/c": ALL_RIGHTS}, listdir)
+    paths = [p for p, _, _ in rules]
+    assert len(paths) == len(set(paths)), rules
+    assert landlock(rules, "/a/c/a", READ_FILE) and not landlock(rules, "/a/b/c", READ_FILE)
+
+
+def test_real_paths_resolved_part_by_part_are_what_realpath_says(tmp_path):
+    """One plan resolves each leading directory once; links (absolute, relative,
+    to links, in loops), missing parts, "." and ".." resolve as realpath does."""
+    d = str(tmp_path)
+    os.makedirs(d + "/a/b/c")
+    os.symlink(d + "/a/b", d + "/l")
+    os.symlink("../a", d + "/a/b/up")
+    os.symlink("c/../..", d + "/a/b/rel")
+    os.symlink(d + "/loop2", d + "/loop1")
+    os.symlink(d + "/loop1", d + "/loop2")
+    paths = [d + p for p in ("/a", "/a/b/c", "/l/c", "/l/c/x/y", "/a/b/up/b", "/a/b/rel/b/c", "/nope/x",
+                             "/l", "/loop1/x", "/a/./b", "/a/b/../b", "/l/../a")] + ["/", "/proc/self/fd"]
+    known = {"/": "/"}
+    for p in paths + paths[::-1]:
+        assert real_path(p, known) == os.path.realpath(p), p

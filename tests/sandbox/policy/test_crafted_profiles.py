@@ -19,8 +19,9 @@ from sandbox.interop import analysis
 from sandbox.policy import PolicyError, build_filter, load_profile
 from sandbox.policy import expand
 from sandbox.policy.profile import _Reader
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 LIMIT_BYTES = 1 << 30
 
 

@@ -10,8 +10,8 @@ from bpf_filters import syscalls
 from bpf_filters.syscalls import (
     ARCHES, AUDIT_ARCH, X32_SYSCALL_BIT, UnknownArchError, all_names, closest, table,
 )
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "tools" / "gen_syscalls.py"
 PKG_DIR = REPO / "bpf_filters" / "syscalls"
 

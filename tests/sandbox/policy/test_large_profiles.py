@@ -11,8 +11,9 @@ from bpf_filters.compiler import compile_policy
 from bpf_filters.syscalls import AUDIT_ARCH, table
 from sandbox.checks import check_profile
 from sandbox.policy import PolicyError, build_filter, load_profile, lower
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_scale import profile_text  # noqa: E402
 

@@ -20,8 +20,9 @@ from sandbox.checks import BY_ID, CHECKS, check_profile, compare, score
 from sandbox.cli import cli
 from sandbox.kernel.seccomp import native_arch
 from sandbox.policy import builtin_names, load_profile
+from tests.conftest import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "check")
 GOLDEN = os.path.join(ROOT, "tests", "golden")
 SCHEMA = os.path.join(ROOT, "tests", "fixtures", "sarif-schema-2.1.0.json")
@@ -44,7 +45,7 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     """Check a profile made of *head* and *rules* (rules start on line 8), with clone3
     answered ENOSYS after them unless *clone3* is False (default errno(EPERM) would be SBX130).
     SBX138 (statx, getrandom... denied by the default errno(EPERM)) is left out unless
-    *probes*: tests/test_baseline.py checks it.  The findings on files, ports, scopes and
+    *probes*: tests/sandbox/policy/test_baseline.py checks it.  The findings on files, ports, scopes and
     capabilities (SBX150-SBX160: these profiles have no filesystem: section) are left out
     unless *layers*: test_layer_checks below is about them."""
     for fname, text in (extra or {}).items():

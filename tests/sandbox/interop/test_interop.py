@@ -25,8 +25,9 @@ from sandbox import interop
 from sandbox.cli import cli
 from sandbox.policy import PolicyError, build_filter, builtin_names, load_profile, lower
 from tests.policies import BOUNDARY64, conds
+from tests.conftest import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 FIXTURE_JSON = os.path.join(ROOT, "tests", "fixtures", "docker-default.json")
 FIXTURE_YAML = os.path.join(ROOT, "tests", "fixtures", "docker-default.yaml")
 SC_ARCH = {"SCMP_ARCH_X86_64": sc.Arch.X86_64, "SCMP_ARCH_X86": sc.Arch.X86, "SCMP_ARCH_X32": sc.Arch.X32,

@@ -17,8 +17,9 @@ import yaml
 from click.testing import CliRunner
 
 from sandbox.cli import cli
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 SCHEMA = ROOT / "tests" / "fixtures" / "sarif-schema-2.1.0.json"
 WORKFLOW = ROOT / "examples" / "github-actions.yml"
 PROFILE = """\

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
+
 TOOLS = REPO / "tools"
 TBL = REPO / "bpf_filters" / "syscalls" / "tbl"
 sys.path.insert(0, str(TOOLS))

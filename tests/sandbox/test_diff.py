@@ -22,8 +22,9 @@ from sandbox.diff import OTHER, UNKNOWN, contains, diff_policies, diff_profiles,
 from sandbox.paths import display_path
 from sandbox.policy import build_filter, load_profile
 from tests.policies import arg_vectors, numbers, policies
+from tests.conftest import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 SCHEMA = os.path.join(ROOT, "tests", "fixtures", "sarif-schema-2.1.0.json")
 FOREIGN = 0x40000028            # AUDIT_ARCH_ARM: no table here
 TOKENS = {"x86_64": AUDIT_ARCH["x86_64"], "i386": AUDIT_ARCH["i386"],
@@ -31,8 +32,10 @@ TOKENS = {"x86_64": AUDIT_ARCH["x86_64"], "i386": AUDIT_ARCH["i386"],
 
 
 def where(token_name: str, nr: int) -> tuple[str, int | None]:
-    """The (ABI, number) a diff reports a call under: x32 is the x86_64 token's upper half."""
-    arch = "x32" if token_name == "x86_64" and nr >= X32_SYSCALL_BIT else token_name
+    """The (ABI, number) a diff reports a call under: x32 is the x86_64 token's upper half,
+    but for -1 (x86_64's "no syscall", an unknown x86_64 number)."""
+    x32 = token_name == "x86_64" and nr >= X32_SYSCALL_BIT and nr != 0xFFFFFFFF
+    arch = "x32" if x32 else token_name
     if arch == "other":
         return arch, None
     return arch, nr if nr in table(arch).by_nr else None

@@ -4,14 +4,16 @@ Each checker looks at the profile's ``filesystem:``, ``network:``, ``scope:``,
 ``landlock:`` and ``capabilities:`` as written (paths are judged by their
 template: ``$HOME`` is anyone's home), and reports with the position of the
 entry that grants too much. The rule rows live with the others in
-``sandbox.checks.CHECKS``; docs/checks.md explains each.
+``sandbox.checks.registry.CHECKS``; docs/checks.md explains each.
 """
 from __future__ import annotations
 
 from bpf_filters import syscalls
 
-from .confine import RIGHT_WORDS
-from .policy.diagnostics import Position
+from ..confine import RIGHT_WORDS
+from ..policy.diagnostics import Position
+from .registry import finding
+from .vectors import allowing
 
 # words of filesystem: that change files
 WRITE_WORDS = tuple(w for w, rights in RIGHT_WORDS.items()
@@ -69,7 +71,6 @@ def _denied(profile, path: str) -> bool:
 
 
 def check_filesystem(ctx) -> None:
-    from .checks import finding
     prof = ctx.profile
     if prof.fs is None:
         net = _network_allowed(ctx)
@@ -107,7 +108,6 @@ def check_filesystem(ctx) -> None:
 
 def _network_allowed(ctx) -> bool:
     """socket() of an IP family gets through for some arguments (on the native ABI)."""
-    from .checks import allowing
     arch = ctx.native if ctx.policy.arch(ctx.native) else ctx.arches[0]
     nr = syscalls.table(arch).nr("socket")
     if nr is None:
@@ -116,7 +116,6 @@ def _network_allowed(ctx) -> bool:
 
 
 def check_capabilities(ctx) -> None:
-    from .checks import finding
     caps = ctx.profile.capabilities
     for name in caps.value or ():            # names as the loader normalised them (NET_RAW)
         why = ESCAPING_CAPS.get(name)
@@ -125,7 +124,6 @@ def check_capabilities(ctx) -> None:
 
 
 def check_scope_and_mode(ctx) -> None:
-    from .checks import finding
     prof = ctx.profile
     for key, setting in prof.scope.items():
         if setting.value == "any":
@@ -141,7 +139,6 @@ def check_scope_and_mode(ctx) -> None:
 
 def check_odd_actions(ctx) -> None:
     """notify under sbx run (no supervisor: ENOSYS) and errno(0) (a denied call that succeeds)."""
-    from .checks import finding
     prof = ctx.profile
     for spec in prof.rules:
         if spec.pos.file != prof.path:

@@ -8,7 +8,7 @@ that every arg-free allow stays cacheable.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from . import insn as I
 
@@ -50,8 +50,3 @@ def is_const_allow(prog: Sequence[I.Insn], arch: int, nr: int) -> bool:
             return False
         pc += 1
     return False
-
-
-def cacheable(prog: Sequence[I.Insn], arch: int, nrs: Iterable[int]) -> set[int]:
-    """The syscall numbers among *nrs* the kernel would cache as always-allowed."""
-    return {nr for nr in nrs if is_const_allow(prog, arch, nr)}
