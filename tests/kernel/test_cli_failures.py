@@ -101,7 +101,7 @@ def nobody_sbx(*args, nproc: int):
 
 @pytest.mark.parametrize("args", [["run", "--", "true"],
                                   ["verify", "--allow-unobserved", "-p", "default", "--", "true"],
-                                  ["trace", "-o", "/dev/null", "--", "true"]],
+                                  ["trace", "-o", f"/tmp/sbx-nproc-{os.getpid()}.yaml", "--", "true"]],
                          ids=["run", "verify", "trace"])
 def test_fork_failing_at_the_process_limit_is_125_with_the_reason(args):
     need(os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("prlimit"),
