@@ -10,7 +10,7 @@ With --flood S it also measures `sbx monitor` itself under a denial flood:
 bench/loop.c installs the default profile's filter and calls the denied
 syslog() as fast as it can for S seconds while `sbx monitor --json --pid`
 watches it (output to a file); the monitor's RSS is sampled every 0.5 s and
-its peak read with wait4, and the rate is the loop's own call count.
+its peak is its own VmHWM, and the rate is the loop's own call count.
 
 Usage: python3 bench/bench_monitor.py [--iterations N] [--repeat R] [--flood S] [--json FILE]
 Needs root.
@@ -123,15 +123,17 @@ def measure(iterations: int, repeat: int) -> dict:
     return results
 
 
-def _rss_kib(pid: int) -> int | None:
+def _memory_kib(pid: int) -> tuple[int | None, int | None]:
+    """(VmRSS, VmHWM) of *pid* itself; wait4's ru_maxrss would also count reaped children."""
+    found = {}
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    found[line[:5]] = int(line.split()[1])
+    except (OSError, ValueError):
         pass
-    return None
+    return found.get("VmRSS"), found.get("VmHWM")
 
 
 def measure_flood(seconds: int) -> dict:
@@ -157,18 +159,20 @@ def measure_flood(seconds: int) -> dict:
             if mon.poll() is not None:
                 raise RuntimeError("sbx monitor ended: " + (work / "err").read_text())
             time.sleep(0.05)
-        idle = _rss_kib(mon.pid)
+        idle = _memory_kib(mon.pid)[0]
         flood.stdin.write("go\n")
         flood.stdin.close()
-        samples, started = [], time.monotonic()
+        samples, peak, started = [], 0, time.monotonic()
         while flood.poll() is None:
-            rss = _rss_kib(mon.pid)
+            rss, hwm = _memory_kib(mon.pid)
             if rss is not None:
                 samples.append((round(time.monotonic() - started, 1), rss))
+                peak = max(peak, hwm or 0)
             time.sleep(0.5)
         ns, _first, _errno, calls = flood.stdout.read().split()
-        _, status, usage = os.wait4(mon.pid, 0)
-        mon.returncode = os.waitstatus_to_exitcode(status)
+        while mon.poll() is None:                 # the monitor drains the buffer, then ends
+            peak = max(peak, _memory_kib(mon.pid)[1] or 0)
+            time.sleep(0.05)
         text = (work / "err").read_text()
         delivered = sum(1 for _ in open(work / "out"))
     m = re.search(r"(\d+) denials in .*; (\d+) events delivered, (\d+) dropped", text)
@@ -179,7 +183,7 @@ def measure_flood(seconds: int) -> dict:
             "counted": int(m.group(1)), "delivered": delivered, "dropped": int(m.group(3)),
             "delivered_per_s": round(delivered / seconds), "exact": int(m.group(1)) == calls
             and delivered + int(m.group(3)) == calls,
-            "rss_idle_kib": idle, "rss_peak_kib": usage.ru_maxrss,
+            "rss_idle_kib": idle, "rss_peak_kib": peak,
             "rss_first_kib": samples[0][1] if samples else None,
             "rss_last_kib": samples[-1][1] if samples else None, "rss_samples": samples}
 

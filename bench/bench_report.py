@@ -300,7 +300,7 @@ def monitor_overhead(args, settings, state) -> Section:
         sec.text(f"`sbx monitor --json --pid` on bench/loop.c, denied syslog() by the default "
                  f"profile's filter as fast as it calls, for {f['seconds']} s (output to a file). "
                  "RSS in MiB: before the flood, at the first and last 0.5 s sample, and the peak "
-                 "(wait4). 'exact': the in-kernel count equals the loop's calls and delivered + "
+                 "(the monitor's VmHWM). 'exact': the in-kernel count equals the loop's calls and delivered + "
                  "dropped equals it too.")
         sec.table(["denials/s", "seconds", "calls", "delivered/s", "dropped", "RSS idle",
                    "RSS first", "RSS last", "RSS peak", "exact"],
