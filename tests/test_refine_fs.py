@@ -269,7 +269,7 @@ def test_cli_reports_a_bad_context_line_with_its_position(tmp_path):
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text('{"context": {"cwd": "relative"}}\n')
     r = CliRunner().invoke(cli, ["refine", str(src), "--from", str(jsonl)])
-    assert r.exit_code == 2 and "d.jsonl:1: context needs an absolute cwd" in r.output
+    assert r.exit_code == 2 and "d.jsonl:1:2: error: context needs an absolute cwd" in r.output
 
 
 def test_the_context_names_only_the_variables_the_profile_uses():

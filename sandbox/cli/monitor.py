@@ -356,8 +356,9 @@ def _read_denials(source: str) -> tuple[list, object]:
                 ctx = RunContext.from_json(json.loads(text)) if obs is None else None
             except rf.RefineError as err:
                 _fail_at(source, lineno, err, lines)
-            except ValueError as err:
-                _fail_at(source, lineno, rf.RefineError(str(err)), lines)
+            except ValueError as err:            # the run's context line
+                _fail_at(source, lineno, rf.RefineError(str(err), text.find('"context"') + 1 or 1),
+                         lines)
             if obs is not None:
                 out.append(obs)
             elif ctx is not None:
