@@ -24,7 +24,7 @@ COMMANDS = {
     "status": "status:status",
     "analyze": "analyze:analyze",
     "check": "check:check",
-    "verify": "check:verify",
+    "verify": "verify:verify",
     "export": "interop:export",
     "import": "interop:import_",
     "trace": "trace:trace",

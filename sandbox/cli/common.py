@@ -39,6 +39,12 @@ def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
     sys.exit(status)
 
 
+def emit_json(doc) -> None:
+    """*doc* as one line of JSON on stdout: what every ``--json`` prints."""
+    import json
+    click.echo(json.dumps(doc))
+
+
 def native(arch: str = "native") -> str:
     from ..kernel.seccomp import native_arch
     return native_arch() if arch == "native" else arch

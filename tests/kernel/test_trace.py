@@ -5,6 +5,7 @@ notification, are exercised; sizes are printed with the results."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -304,3 +305,51 @@ def test_an_unprivileged_user_traces_with_seccomp_user_notification():
     assert (backend, why) == ("notify", "not root")
     assert "# recorded with: seccomp user notification\n" in text and "getdents64" in text
     assert "\nfilesystem:\n  list: [/]\n" in text      # its files, read from its memory
+
+
+# -- a command that daemonizes: its descendants outlive it ---------------------------------------
+
+# The shell exits at once; the work (sched_getaffinity, which sh never makes) is done
+# half a second later by a process it left running.
+DAEMON = ["sh", "-c", f"'{sys.executable}' -c 'import os, time; time.sleep(0.5); "
+          "os.sched_getaffinity(0)' & exit 0"]
+
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_a_daemon_is_said_and_followed_until_it_exits(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    out = sbx("trace", "--backend", which, "-o", "d.yaml", "--", *DAEMON, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"note: sh exited and left 1 process \(\d+ \S+\) running \(it daemonized\); "
+                     r"following it until it exits", out.stderr), out.stderr
+    prof = load_profile(str(tmp_path / "d.yaml"))
+    assert any(n == "sched_getaffinity" for r in prof.rules for n, _ in r.names)
+    assert "# note: sh left 1 process running; it was traced until it exited" in \
+        (tmp_path / "d.yaml").read_text()
+
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_duration_stops_what_the_command_left_running(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    marker = f"sbx-trace-{os.getpid()}-{which}"
+    began = time.monotonic()
+    out = sbx("trace", "--backend", which, "--duration", "1", "-o", "s.yaml", "--",
+              "sh", "-c", f"'{sys.executable}' -c 'import time; time.sleep(60)' {marker} & exit 0",
+              cwd=tmp_path)
+    took = time.monotonic() - began
+    assert out.returncode == 0, out.stderr
+    assert "--duration 1 s: stopping 1 process" in out.stderr, out.stderr
+    assert took < 30, took                       # not the sleep's 60 s
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+    assert load_profile(str(tmp_path / "s.yaml")).name == "trace-sh"
+
+
+def test_a_misspelled_option_is_refused_not_traced(tmp_path):
+    out = sbx("trace", "--verfy", "-o", "x.yaml", "--", "true", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "No such option '--verfy'. Did you mean '--verify'?" in out.stderr
+    assert not (tmp_path / "x.yaml").exists() and "tracing with" not in out.stderr
