@@ -170,6 +170,8 @@ def trace(output, record_to, baseline, backend, merges, base, name, duration, ve
         if not output:
             return
         obs = tr.merge(parts)
+        for warning in obs.warnings:
+            _say(f"warning: {warning}")
         title = name or (previous[0].name if previous else tr.default_name(command))
         text = tr.write_profile(obs, title, native, base_prof,
                                 tr.base_ref(base, output) if base else None, chosen_baseline)

@@ -353,3 +353,27 @@ def test_a_misspelled_option_is_refused_not_traced(tmp_path):
     assert out.returncode == 2
     assert "No such option '--verfy'. Did you mean '--verify'?" in out.stderr
     assert not (tmp_path / "x.yaml").exists() and "tracing with" not in out.stderr
+
+
+# -- --merge keeps a narrowed kill as a union with the signals traced ------------------------------
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_merge_unites_a_narrowed_kill_with_the_signal_the_trace_saw(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    send = ("import os, signal; signal.signal(signal.SIG{0}, lambda *a: None); "
+            "os.kill(os.getpid(), signal.SIG{0})")
+    first = sbx("trace", "--backend", which, "-o", "k.yaml", "--", sys.executable, "-c",
+                send.format("USR1"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    hand = (tmp_path / "k.yaml").read_text()
+    hand = re.sub(r"\n      - kill +# \d+", "", hand)
+    hand = hand.replace("  # allows\n", '  # allows\n  - allow: kill\n    when: ["arg1 in [SIGUSR1]"]\n')
+    (tmp_path / "k.yaml").write_text(hand)
+    out = sbx("trace", "--backend", which, "--merge", "k.yaml", "-o", "k2.yaml", "--",
+              sys.executable, "-c", send.format("TERM"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr
+    assert re.search(r'"arg1 in \[SIGUSR1, SIGTERM\]" +# SIGUSR1 0, SIGTERM 1',
+                     (tmp_path / "k2.yaml").read_text())
