@@ -41,12 +41,14 @@ class Compiled:
 
 
 def profile_path(ref: str) -> str | None:
-    """Resolve a built-in name or a file path without importing the policy package."""
-    if "/" in ref or ref.endswith((".yaml", ".yml")):
+    """Resolve a profile name (the search path: user, system, built-in) or a file path
+    without importing the policy package; UnsafeProfile (exit 2) for a profile others
+    could have written."""
+    from .search import find, is_name
+    if not is_name(ref):
         return os.path.abspath(ref) if os.path.isfile(ref) else None
-    from .paths import builtin_dir
-    p = os.path.join(builtin_dir(), f"{ref}.yaml")
-    return p if ref != "groups" and os.path.isfile(p) else None
+    found = find(ref)
+    return found.path if found is not None else None
 
 
 def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> Compiled:
@@ -77,7 +79,10 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     prog = flt.encode()
     spec = confinement(prof)
     if use_cache:
+        # the bytes of every file read decide the entry, not the names that led to them;
+        # a profile looked for first by name must still be missing (see cache.ABSENT)
         deps = {os.path.abspath(f): digest for f, digest in prof.digests.items()}
+        deps.update((p, cache.ABSENT) for p in prof.absent if p not in deps)
         cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines()))
     return Compiled(prog, prof.name, prof.path, spec)
 
