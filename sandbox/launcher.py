@@ -156,16 +156,23 @@ def run(opts: RunOptions) -> int:
         confinement.close()
     if opts.on_spawn is not None:
         opts.on_spawn(child.pid)
+    # what sbx status shows: only where Landlock keeps the record out of the command's reach
+    from . import running
+    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
+        if landlock.abi() > 0 else None
     if reporter.needs_go:
         from .kernel.proc import wait_blocked
         wait_blocked(child.pid)        # seed the monitor while the child sits in its go-pipe read
         reporter.track(child.pid)
         child.go()
     try:
-        child.wait_exec()
-    except LaunchError:
-        reporter.stop()
-        raise
-    status = spawn.wait(child.pid)
+        try:
+            child.wait_exec()
+        except LaunchError:
+            reporter.stop()
+            raise
+        status = spawn.wait(child.pid)
+    finally:
+        running.forget(where)
     reporter.finish(child.pid, status)
     return wait_status_code(status)
