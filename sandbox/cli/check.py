@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..policy.diagnostics import Diagnostic, PolicyError, render_list
-from .common import EXIT_BAD_INPUT, native, shown, shown_sources, version
+from .common import EXIT_BAD_INPUT, echo_diag, native, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
 
@@ -50,13 +50,34 @@ def _load(ref: str, native: str, errors: list, err_out: list[str]):
         return None
 
 
-def _text_report(reports, fail_on: str) -> str:
+def _base_name(prof, file: str) -> str:
+    """The name of the base profile read from *file* (its ``name:``), else its file name."""
+    for line in prof.sources.get(file, []):
+        if line.startswith("name:"):
+            return line[5:].split("#")[0].strip().strip("'\"") or os.path.basename(file)
+    return os.path.basename(file)
+
+
+def _text_report(reports, fail_on: str, verbose: bool = False) -> str:
+    """Each finding with its source line; info findings located in a base profile
+    (inherited, not the checked file's doing) are folded into one line per base
+    unless *verbose*."""
     from ..checks import SEVERITIES, at_or_above
     out = []
     for rep in reports:
         sources = shown_sources(rep.profile.sources)
+        folded: dict[str, int] = {}
         for f in rep.findings:
+            inherited = f.pos is not None and os.path.abspath(f.pos.file) != \
+                os.path.abspath(rep.profile.path)
+            if f.severity == "info" and inherited and not verbose:
+                base = _base_name(rep.profile, f.pos.file)
+                folded[base] = folded.get(base, 0) + 1
+                continue
             out.append(shown(f).format(sources))
+        for base, n in folded.items():
+            out.append(f"{n} info finding{'s' if n != 1 else ''} inherited from {base}; "
+                       "--verbose to list")
         c = rep.counts()
         counts = ", ".join(f"{c[s]} {s}{'s' if c[s] != 1 and s != 'info' else ''}" for s in SEVERITIES)
         failing = len(at_or_above(rep.findings, fail_on))
@@ -97,7 +118,9 @@ def _comparison_text(cmp: dict) -> str:
                    "(SBX140 widened: an error; SBX141 narrowed: info)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="write the report here instead of stdout")
-def check(profiles, fmt, fail_on, against, baseline, output):
+@click.option("-v", "--verbose", is_flag=True,
+              help="text: list the info findings inherited from base profiles one by one")
+def check(profiles, fmt, fail_on, against, baseline, output, verbose):
     """Lint PROFILE... for hardening problems, with stable rule ids (SBX101...) and a score.
 
     Each finding points at the rule (file:line:col) that allows the risky call.
@@ -137,14 +160,16 @@ def check(profiles, fmt, fail_on, against, baseline, output):
     elif fmt == "json":
         text = json.dumps(to_json(reports, errors, fail_on, code), indent=2) + "\n"
     else:
-        text = _text_report(reports, fail_on)
+        text = _text_report(reports, fail_on, verbose)
     if output:
         with open(output, "w") as fh:
             fh.write(text)
+    elif fmt == "text":
+        echo_diag(text, err=False, nl=False)
     else:
         click.echo(text, nl=False)
     for e in err_out:
-        click.echo(e, err=True)
+        echo_diag(e)
     sys.exit(code)
 
 

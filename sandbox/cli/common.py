@@ -28,9 +28,17 @@ def _prefix() -> str:
     return " ".join(["sbx"] + names[::-1])
 
 
+def echo_diag(text: str, err: bool = True, nl: bool = True) -> None:
+    """Diagnostics (or a report of them) with their severity words coloured on a
+    terminal (``sandbox.color``: NO_COLOR, ``sbx --color``)."""
+    from .. import color
+    on = color.enabled(sys.stderr if err else sys.stdout)
+    click.echo(color.severity_words(text, on), err=err, nl=nl, color=on)
+
+
 def say(message: str) -> None:
     """A line on stderr as ``sbx COMMAND: message``."""
-    click.echo(f"{_prefix()}: {message}", err=True)
+    echo_diag(f"{_prefix()}: {message}")
 
 
 def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
@@ -87,7 +95,7 @@ def warn(diags, sources: dict) -> None:
     """Diagnostics on stderr, each with its source line, under display paths."""
     lines = shown_sources(sources)
     for d in diags:
-        click.echo(shown(d).format(lines), err=True)
+        echo_diag(shown(d).format(lines))
 
 
 def emit(text: str | bytes, output: str | None) -> None:
