@@ -29,7 +29,7 @@ def _port(text: str) -> int:
 
 RUN_OPTIONS = (
     Opt("--profile", "-p", dest="profile", default="default", metavar="NAME|FILE",
-        help="built-in name or YAML file"),
+        help="profile name (yours, /etc/sbx/profiles, built-in) or YAML file"),
     Opt("--mode", dest="mode", kind="choice", default="enforce", choices=("enforce", "complain"),
         help="complain: the profile's default deny is logged instead"),
     Opt("--log", dest="log", kind="flag", default=False,

@@ -67,7 +67,7 @@ def version() -> str:
 
 
 def load(ref: str):
-    """A profile by built-in name or file; PolicyError (exit 2 through the group) if it does not load."""
+    """A profile by name (the search path: sandbox.search) or file; PolicyError (exit 2 through the group) if it does not load."""
     from ..policy import load_profile
     return load_profile(ref)
 

@@ -123,7 +123,7 @@ def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
 @click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="an earlier sbx trace profile to include (repeatable)")
 @click.option("--extends", "base", metavar="BASE",
-              help="write only what BASE (built-in name or YAML file) does not allow")
+              help="write only what BASE (a profile name or YAML file) does not allow")
 @click.option("--name", help="the profile's name (default: trace-COMMAND)")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="stop COMMAND and what it left running after S seconds (a service); "

@@ -136,7 +136,7 @@ class _Deadline:
                       "clone3, are listed but count only with --strict); the command's own status if "
                       "it failed without denials; 124 timed out (--timeout); 2 bad input, or "
                       "denials cannot be observed.")
-@click.option("--profile", "-p", required=True, help="built-in name or YAML file")
+@click.option("--profile", "-p", required=True, help="profile name (yours, /etc/sbx/profiles, built-in) or YAML file")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="stop the command after S seconds and fail (124): it should have ended")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="S",
