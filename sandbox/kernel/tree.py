@@ -73,6 +73,7 @@ class Follower:
     def __init__(self, deadline: float | None = None, on_left=None, on_stop=None):
         self.deadline, self.on_left, self.on_stop = deadline, on_left, on_stop
         self.command: int | None = None
+        self._before: set[int] = set()
         self.left: list[int] = []            # what outlived the command, when it exited
         self.stopped = False                 # the deadline fired
         self.done = False                    # the command has exited
@@ -80,10 +81,14 @@ class Follower:
         self._told = False
 
     def started(self, pid: int) -> None:
+        """The command's pid; the children this process already had are not its
+        (sbx used as a library, or in a test runner, may have others)."""
         self.command = pid
+        self._before = set(children()) - {pid}
 
     def others(self) -> list[int]:
-        return [p for p in children() if p != self.command]
+        """The children that are neither the command nor older than it: what it left."""
+        return [p for p in children() if p != self.command and p not in self._before]
 
     def reap_others(self) -> None:
         """Reap the exited children that are not the command (its recorder reaps it)."""
@@ -134,11 +139,13 @@ def follow(pid: int, follower: Follower, every=None, interval: float = 0.02) -> 
     """Wait for *pid* and then for what it left running (``Follower``), calling
     *every* at least every *interval* seconds; forwards the signals of
     ``spawn.FORWARD`` that other processes send to sbx. Returns *pid*'s raw wait
-    status."""
+    status. Call ``follower.started(pid)`` before the command may run: a child
+    that exits at once leaves its orphans to this process before this starts."""
     from .spawn import FORWARD
     watch = set(FORWARD) | {signal.SIGCHLD}
     old = signal.pthread_sigmask(signal.SIG_BLOCK, watch)
-    follower.started(pid)
+    if follower.command != pid:
+        follower.started(pid)
     status: int | None = None
     try:
         while True:

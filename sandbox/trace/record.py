@@ -100,6 +100,7 @@ def record_ebpf(argv: list[str], env: dict | None = None, follower: tree.Followe
     with probe:
         began = time.monotonic()
         follower.deadline = None if duration is None else began + duration
+        follower.started(child.pid)          # before it runs: what it leaves is new
         child.go()
         try:
             child.wait_exec()

@@ -377,3 +377,17 @@ def test_merge_unites_a_narrowed_kill_with_the_signal_the_trace_saw(tmp_path, wh
     assert "warning" not in out.stderr
     assert re.search(r'"arg1 in \[SIGUSR1, SIGTERM\]" +# SIGUSR1 0, SIGTERM 1',
                      (tmp_path / "k2.yaml").read_text())
+
+
+def test_children_the_tracing_process_already_had_are_not_waited_for():
+    """sbx as a library (or a test runner) may have children of its own: tracing a command
+    follows what the command leaves, not them."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        began = time.monotonic()
+        rec = tr.record(["/bin/true"], "notify")
+        assert os.waitstatus_to_exitcode(rec.exit_status) == 0
+        assert time.monotonic() - began < 20 and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
