@@ -289,11 +289,7 @@ class Reporter:
     def _json(self, rows, native: str) -> None:
         import json
         doc = {"profile": self.compiled.name, "mode": self.mode,
-               "denials": [{"syscall": r.label.split(" ")[0], "nr": r.nr, "arch": r.arch,
-                            "count": r.count, "action": r.action,
-                            "decided_by": r.attribution.where(),
-                            "fallback": r.fallback,
-                            "example_args": list(r.example) if r.example else None} for r in rows]}
+               "denials": [r.to_json() for r in rows]}
         _line(json.dumps(doc))
 
     def _allow_lines(self, denials: list) -> None:

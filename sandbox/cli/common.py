@@ -28,15 +28,29 @@ def _prefix() -> str:
     return " ".join(["sbx"] + names[::-1])
 
 
+def echo_diag(text: str, err: bool = True, nl: bool = True) -> None:
+    """Diagnostics (or a report of them) with their severity words coloured on a
+    terminal (``sandbox.color``: NO_COLOR, ``sbx --color``)."""
+    from .. import color
+    on = color.enabled(sys.stderr if err else sys.stdout)
+    click.echo(color.severity_words(text, on), err=err, nl=nl, color=on)
+
+
 def say(message: str) -> None:
     """A line on stderr as ``sbx COMMAND: message``."""
-    click.echo(f"{_prefix()}: {message}", err=True)
+    echo_diag(f"{_prefix()}: {message}")
 
 
 def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
     """Say ``error: message (hint)`` and exit with *status*."""
     say(f"error: {message}" + (f" ({hint})" if hint else ""))
     sys.exit(status)
+
+
+def emit_json(doc) -> None:
+    """*doc* as one line of JSON on stdout: what every ``--json`` prints."""
+    import json
+    click.echo(json.dumps(doc))
 
 
 def native(arch: str = "native") -> str:
@@ -53,7 +67,7 @@ def version() -> str:
 
 
 def load(ref: str):
-    """A profile by built-in name or file; PolicyError (exit 2 through the group) if it does not load."""
+    """A profile by name (the search path: sandbox.search) or file; PolicyError (exit 2 through the group) if it does not load."""
     from ..policy import load_profile
     return load_profile(ref)
 
@@ -81,7 +95,7 @@ def warn(diags, sources: dict) -> None:
     """Diagnostics on stderr, each with its source line, under display paths."""
     lines = shown_sources(sources)
     for d in diags:
-        click.echo(shown(d).format(lines), err=True)
+        echo_diag(shown(d).format(lines))
 
 
 def emit(text: str | bytes, output: str | None) -> None:
