@@ -147,8 +147,8 @@ class Reporter:
     # how long a run waits for a denial record still on its way (one logged just
     # before the command exited; see netlink.read_pending). Measured: 60 of 60
     # Python commands denied right before exiting were counted with no wait at
-    # all; 2 ms is the margin for a C program that exits on the next instruction.
-    AUDIT_GRACE_S = 0.002
+    # all; 1 ms is the margin for a C program that exits on the next instruction.
+    AUDIT_GRACE_S = 0.001
 
     def _nothing_logged(self) -> bool:
         """No denial record arrived: nothing to count for the plain run's one-line
