@@ -35,7 +35,7 @@ Entry format (every line required, in this order)::
 
     sbx-filter-cache 2
     fingerprint <compiler fingerprint>
-    dep <sha256> <path>            (one or more)
+    dep <sha256> <path>            (one or more; "-" x 64: the path must not exist)
     name <profile name>
     spec <confinement line>        (zero or more: capabilities, Landlock)
     filter <hex>
@@ -46,6 +46,8 @@ from __future__ import annotations
 import os
 import stat
 
+from .paths import unsafe_reason
+
 try:                                   # the builtin (non-OpenSSL) SHA-256
     from _sha2 import sha256          # Python 3.12+
 except ImportError:                    # pragma: no cover - version dependent
@@ -55,6 +57,9 @@ except ImportError:                    # pragma: no cover - version dependent
         from hashlib import sha256
 
 FORMAT = "sbx-filter-cache 2"
+# a dep with this digest is a file that must not exist: a profile looked for by name
+# before the one found (a user profile created later would be found instead)
+ABSENT = "-" * 64
 MAX_ENTRY = 256 << 10                  # a 4096-instruction filter is 64 KiB of hex
 # the code that decides what an entry holds: the compiler, the tables, the profile
 # language, and the confinement spec's text form
@@ -78,16 +83,6 @@ def location(uid: int | None = None) -> str:
     return "/var/cache/sbx" if uid == 0 else f"/run/user/{uid}/sbx"
 
 
-def _owned_safely(st: os.stat_result, uid: int, what: str) -> str | None:
-    """Why *st* may not be trusted, or None."""
-    if st.st_uid not in (0, uid):
-        return f"{what} is owned by uid {st.st_uid}"
-    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
-                                   and st.st_uid == 0):
-        return f"{what} is writable by others (mode {stat.S_IMODE(st.st_mode):o})"
-    return None
-
-
 def usable_dir(create: bool = True) -> tuple[str | None, str | None]:
     """(directory, None) if the cache can be used, else (None, why not).
 
@@ -106,7 +101,7 @@ def usable_dir(create: bool = True) -> tuple[str | None, str | None]:
             return None, f"{probe} does not exist"
         if not stat.S_ISDIR(st.st_mode):
             return None, f"{probe} is not a directory"
-        why = _owned_safely(st, uid, probe)
+        why = unsafe_reason(st, uid, probe)
         if why:
             return None, why
     try:
@@ -244,7 +239,10 @@ def lookup(key: str, fp: str) -> Entry | None:
         return None
     entry, deps = parsed
     for digest, path in deps:
-        if file_hash(path) != digest:
+        if digest == ABSENT:
+            if os.path.lexists(path):
+                return None
+        elif file_hash(path) != digest:
             return None
     return entry
 

@@ -254,6 +254,13 @@ class Row:
     def rule(self) -> str:
         return self.attribution.where()
 
+    def to_json(self) -> dict:
+        """The row as ``sbx run --json`` and ``sbx verify --json`` print it."""
+        return {"syscall": self.label.split(" ")[0], "nr": self.nr, "arch": self.arch,
+                "count": self.count, "action": self.action, "decided_by": self.rule,
+                "fallback": self.fallback,
+                "example_args": list(self.example) if self.example else None}
+
 
 def summarize(denials: list[Denial], policy, native: str) -> list[Row]:
     """A row per distinct (arch, nr, action) of the seccomp denials, most frequent

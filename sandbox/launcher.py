@@ -41,12 +41,14 @@ class Compiled:
 
 
 def profile_path(ref: str) -> str | None:
-    """Resolve a built-in name or a file path without importing the policy package."""
-    if "/" in ref or ref.endswith((".yaml", ".yml")):
+    """Resolve a profile name (the search path: user, system, built-in) or a file path
+    without importing the policy package; UnsafeProfile (exit 2) for a profile others
+    could have written."""
+    from .search import find, is_name
+    if not is_name(ref):
         return os.path.abspath(ref) if os.path.isfile(ref) else None
-    from .paths import builtin_dir
-    p = os.path.join(builtin_dir(), f"{ref}.yaml")
-    return p if ref != "groups" and os.path.isfile(p) else None
+    found = find(ref)
+    return found.path if found is not None else None
 
 
 def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> Compiled:
@@ -77,7 +79,10 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     prog = flt.encode()
     spec = confinement(prof)
     if use_cache:
+        # the bytes of every file read decide the entry, not the names that led to them;
+        # a profile looked for first by name must still be missing (see cache.ABSENT)
         deps = {os.path.abspath(f): digest for f, digest in prof.digests.items()}
+        deps.update((p, cache.ABSENT) for p in prof.absent if p not in deps)
         cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines()))
     return Compiled(prog, prof.name, prof.path, spec)
 
@@ -151,16 +156,23 @@ def run(opts: RunOptions) -> int:
         confinement.close()
     if opts.on_spawn is not None:
         opts.on_spawn(child.pid)
+    # what sbx status shows: only where Landlock keeps the record out of the command's reach
+    from . import running
+    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
+        if landlock.abi() > 0 else None
     if reporter.needs_go:
         from .kernel.proc import wait_blocked
         wait_blocked(child.pid)        # seed the monitor while the child sits in its go-pipe read
         reporter.track(child.pid)
         child.go()
     try:
-        child.wait_exec()
-    except LaunchError:
-        reporter.stop()
-        raise
-    status = spawn.wait(child.pid)
+        try:
+            child.wait_exec()
+        except LaunchError:
+            reporter.stop()
+            raise
+        status = spawn.wait(child.pid)
+    finally:
+        running.forget(where)
     reporter.finish(child.pid, status)
     return wait_status_code(status)

@@ -20,9 +20,42 @@ def builtin_dir() -> str:
     return os.path.join(os.path.dirname(_HERE), "profiles")
 
 
+def unsafe_reason(st: os.stat_result, uid: int, what: str) -> str | None:
+    """Why a file or directory with status *st* may not be trusted by *uid*, or None:
+    owned by someone but root and *uid*, or writable by group or others (a sticky
+    directory owned by root, such as /tmp, excepted: no one can replace another's
+    entry there). The filter cache and the profile search path both ask."""
+    import stat
+    if st.st_uid not in (0, uid):
+        return f"{what} is owned by uid {st.st_uid}"
+    if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
+                                   and st.st_uid == 0):
+        return f"{what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+SYSTEM_DIR = "/etc/sbx/profiles"
+
+
+def user_dir(env=None) -> str:
+    """The user's profiles: $XDG_CONFIG_HOME/sbx/profiles (~/.config/sbx/profiles
+    when XDG_CONFIG_HOME is unset, empty or relative, as the XDG base directory
+    specification says)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "sbx", "profiles")
+
+
+def search_dirs(env=None) -> list[tuple[str, str]]:
+    """[(origin, directory)] in the order profile names are looked up (sandbox.search)."""
+    return [("user", user_dir(env)), ("system", SYSTEM_DIR), ("built-in", builtin_dir())]
+
+
 def installation_dirs() -> tuple[str, ...]:
-    """What a later sbx run loads: its own packages, the built-in profiles and the
-    site-packages it imports from. A command must never be able to change them,
+    """What a later sbx run loads: its own packages, the built-in profiles, the
+    site-packages it imports from, and the user's and the system's profiles. A command must never be able to change them,
     whatever its profile lets it write (see ``confine.prepare``'s *protected*)."""
     import sys
     out = [_HERE, builtin_dir()]
@@ -30,6 +63,7 @@ def installation_dirs() -> tuple[str, ...]:
     if bpf is not None and getattr(bpf, "__file__", None):
         out.append(os.path.dirname(os.path.abspath(bpf.__file__)))
     out += [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    out += [d for origin, d in search_dirs() if origin != "built-in" and os.path.isdir(d)]
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
 
 

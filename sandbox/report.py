@@ -149,8 +149,8 @@ class Reporter:
     # how long a run waits for a denial record still on its way (one logged just
     # before the command exited; see netlink.read_pending). Measured: 60 of 60
     # Python commands denied right before exiting were counted with no wait at
-    # all; 2 ms is the margin for a C program that exits on the next instruction.
-    AUDIT_GRACE_S = 0.002
+    # all; 1 ms is the margin for a C program that exits on the next instruction.
+    AUDIT_GRACE_S = 0.001
 
     def _nothing_logged(self) -> bool:
         """No denial record arrived: nothing to count for the plain run's one-line
@@ -292,11 +292,7 @@ class Reporter:
     def _json(self, rows, native: str) -> None:
         import json
         doc = {"profile": self.compiled.name, "mode": self.mode,
-               "denials": [{"syscall": r.label.split(" ")[0], "nr": r.nr, "arch": r.arch,
-                            "count": r.count, "action": r.action,
-                            "decided_by": r.attribution.where(),
-                            "fallback": r.fallback,
-                            "example_args": list(r.example) if r.example else None} for r in rows]}
+               "denials": [r.to_json() for r in rows]}
         _line(json.dumps(doc))
 
     def _allow_lines(self, denials: list) -> None:

@@ -29,7 +29,7 @@ def _port(text: str) -> int:
 
 RUN_OPTIONS = (
     Opt("--profile", "-p", dest="profile", default="default", metavar="NAME|FILE",
-        help="built-in name or YAML file"),
+        help="profile name (yours, /etc/sbx/profiles, built-in) or YAML file"),
     Opt("--mode", dest="mode", kind="choice", default="enforce", choices=("enforce", "complain"),
         help="complain: the profile's default deny is logged instead"),
     Opt("--log", dest="log", kind="flag", default=False,
@@ -81,7 +81,9 @@ def parse_run(args: list[str]) -> dict:
         name, eq, val = a.partition("=")
         opt = _BY_FLAG.get(name)
         if opt is None:
-            raise UsageError(f"unknown option {a!r}")
+            import difflib                    # the error path only: the hot path stays lean
+            near = difflib.get_close_matches(name, [f for f in _BY_FLAG if f.startswith("--")], 1)
+            raise UsageError(f"unknown option {a!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
         if opt.kind in ("flag", "off"):
             if eq:
                 raise UsageError(f"option {name} takes no value")

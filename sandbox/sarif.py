@@ -6,15 +6,28 @@ a result per finding, located by a path relative to the working directory
 a file shared by several checked profiles (a base they extend) is one result
 naming all of them.  Severity ``info`` becomes level ``none`` with kind
 ``informational``, as SARIF defines for results that are not problems.
+
+A finding located in a built-in profile (inherited through ``extends``) is
+not in the user's repository: unless that file is reachable from the working
+directory (a checkout of sbx itself), the result is placed at the ``extends``
+entry of the checked profile that brings it in, says in which built-in
+profile and line it is, and keeps that place as a related location relative
+to ``SBX_BUILTIN`` (described in ``originalUriBaseIds``: sbx's built-in
+profiles, shown by ``sbx profiles show NAME``). A built-in profile checked by
+name has only that location.
 """
 from __future__ import annotations
 
 import os
 from urllib.parse import quote
 
+import dataclasses
+
 from .checks import CHECKS, SEVERITIES, Finding, Report
-from .paths import display_path
-from .policy.diagnostics import Diagnostic
+from .paths import builtin_dir, display_path
+from .policy.diagnostics import Diagnostic, Position
+
+BUILTIN_BASE = "SBX_BUILTIN"
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVEL = {"error": "error", "warning": "warning", "note": "note", "info": "none"}
@@ -31,12 +44,25 @@ def uri(path: str) -> str:
     return quote(shown.replace(os.sep, "/"))
 
 
+def builtin_file(path: str) -> str | None:
+    """*path*'s name among the built-in profiles, if it is one the working directory
+    does not reach (then it is not a file of the user's repository), else None."""
+    real, base = os.path.realpath(path), os.path.realpath(builtin_dir())
+    if os.path.dirname(real) != base and not real.startswith(base + os.sep):
+        return None
+    shown = display_path(path)
+    if not os.path.isabs(shown) and os.path.realpath(shown) == real:
+        return None                          # sbx's own checkout: the file is right here
+    return os.path.relpath(real, base)
+
+
 def _location(diag: Diagnostic, message: str | None = None) -> dict:
     region = {"startLine": diag.pos.line, "startColumn": diag.pos.col,
               "endColumn": diag.pos.col + max(1, diag.pos.length)}
-    loc = {"physicalLocation": {"artifactLocation": {"uri": uri(diag.pos.file),
-                                                     "uriBaseId": "%SRCROOT%"},
-                                "region": region}}
+    inside = builtin_file(diag.pos.file)
+    where = ({"uri": quote(inside.replace(os.sep, "/")), "uriBaseId": BUILTIN_BASE} if inside
+             else {"uri": uri(diag.pos.file), "uriBaseId": "%SRCROOT%"})
+    loc = {"physicalLocation": {"artifactLocation": where, "region": region}}
     if message:
         loc["message"] = {"text": message}
     return loc
@@ -87,8 +113,10 @@ def to_sarif(reports: list[Report], load_errors: list[tuple[str, Diagnostic]],
     for ref, d in load_errors:
         d = Diagnostic(d.pos, d.message, "error", d.hint, d.notes, "SBX001")
         merged.setdefault(_key(d), (d, []))[1].append(ref)
+    relocate = _Relocator()
     for rep in reports:
         for f in rep.findings:
+            f = relocate(f, rep.profile)
             entry = merged.setdefault(_key(f), (f, []))
             if rep.profile.name not in entry[1]:
                 entry[1].append(rep.profile.name)
@@ -100,7 +128,55 @@ def to_sarif(reports: list[Report], load_errors: list[tuple[str, Diagnostic]],
         "results": results,
         "properties": {"profiles": [_profile_summary(r) for r in reports]},
     }
+    if any(loc["physicalLocation"]["artifactLocation"].get("uriBaseId") == BUILTIN_BASE
+           for r in results for loc in r.get("locations", []) + r.get("relatedLocations", [])):
+        run["originalUriBaseIds"] = {BUILTIN_BASE: {"description": {
+            "text": "sbx's built-in profiles, installed with sbx, not in this repository "
+                    "(sbx profiles show NAME prints one)"}}}
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+class _Relocator:
+    """Moves a finding located in a built-in profile to the ``extends`` entry of the
+    checked profile that brings that file in (the built-in place becomes a note)."""
+
+    def __init__(self):
+        self._files: dict[tuple[str, str], list[str]] = {}
+
+    def __call__(self, f: Diagnostic, prof) -> Diagnostic:
+        inside = builtin_file(f.pos.file) if f.pos is not None else None
+        if inside is None:
+            return f
+        via = next(((ref, pos) for ref, pos in prof.base_refs
+                    if os.path.realpath(f.pos.file) in self._reaches(ref, prof.path)), None)
+        if via is None:
+            return f
+        ref, pos = via
+        name = inside[:-5] if inside.endswith(".yaml") else inside
+        where = f"built-in profile {name}, line {f.pos.line}"
+        note = Diagnostic(f.pos, f"inherited from here ({where})", "note")
+        return dataclasses.replace(f, pos=Position(pos.file, pos.line, pos.col, pos.length),
+                                   message=f"{f.message} (inherited from {where}, through "
+                                           f"extends: {ref})", notes=[note] + list(f.notes))
+
+    def _reaches(self, ref: str, referrer: str) -> list[str]:
+        """The real paths of every file the base *ref* of *referrer* is built from."""
+        key = (ref, referrer)
+        if key not in self._files:
+            from pathlib import Path
+            from .policy import PolicyError, find_profile, load_profile
+            try:
+                found = find_profile(ref, Path(referrer).parent, Path(referrer))
+                files = load_profile(found).files if found is not None else []
+            except (PolicyError, OSError):
+                files = []
+            except Exception as err:                 # search.UnsafeProfile: not ours to judge
+                from .errors import SbxError
+                if not isinstance(err, SbxError):
+                    raise
+                files = []
+            self._files[key] = [os.path.realpath(p) for p in files]
+        return self._files[key]
 
 
 def findings_log(findings: list[Diagnostic], profiles: list[str], version: str = "0",

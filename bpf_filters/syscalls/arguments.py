@@ -81,9 +81,9 @@ ARGUMENTS: dict[tuple[str, int], Meaning] = dict([
     _m("open", 1, FLAGS, ("O_",)),
     _m("openat", 2, FLAGS, ("O_",)),
     _m("futex", 1, ENUM, ("FUTEX_",)),
-    _m("kill", 1, ENUM, ("SIG",), selector=True),
-    _m("tkill", 1, ENUM, ("SIG",), selector=True),
-    _m("tgkill", 2, ENUM, ("SIG",), selector=True),
+    _m("kill", 1, ENUM, ("SIG",), selector=True, traced=True),
+    _m("tkill", 1, ENUM, ("SIG",), selector=True, traced=True),
+    _m("tgkill", 2, ENUM, ("SIG",), selector=True, traced=True),
 ])
 
 

@@ -13,6 +13,7 @@ import importlib
 
 import click
 
+from ..errors import SbxError
 from ..policy.diagnostics import PolicyError
 
 # "name": "module:attribute", the module relative to this package
@@ -24,7 +25,7 @@ COMMANDS = {
     "status": "status:status",
     "analyze": "analyze:analyze",
     "check": "check:check",
-    "verify": "check:verify",
+    "verify": "verify:verify",
     "export": "interop:export",
     "import": "interop:import_",
     "trace": "trace:trace",
@@ -51,8 +52,13 @@ class SbxGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PolicyError as e:
-            click.echo(e.render(), err=True)
+            from .common import echo_diag
+            echo_diag(e.render())
             ctx.exit(2)
+        except SbxError as e:                     # search.UnsafeProfile, LaunchError ...
+            from .common import echo_diag
+            echo_diag(e.render())
+            ctx.exit(e.status)
         except KeyboardInterrupt:      # Ctrl-C: one line and 130, as a shell reports SIGINT
             _interrupted(ctx)
 
@@ -69,5 +75,11 @@ def _interrupted(ctx) -> None:
 
 @click.group(cls=SbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sbx", prog_name="sbx")
-def cli():
+@click.option("--color", "--colour", "color_mode", type=click.Choice(["auto", "always", "never"]),
+              default="auto", show_default=True, metavar="auto|always|never",
+              help="colour the severity words of diagnostics (auto: on a terminal, unless NO_COLOR "
+                   "is set)")
+def cli(color_mode):
     """sbx: run programs under a verified seccomp-bpf filter compiled from a YAML profile."""
+    from .. import color
+    color.set_mode(color_mode)

@@ -26,7 +26,7 @@ from .common import cannot_write, emit, fail, say
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="write the profile here (default: print it)")
 @click.option("--extends", "base", metavar="BASE",
-              help="write only what BASE (built-in name or YAML file) does not allow")
+              help="write only what BASE (a profile name or YAML file) does not allow")
 @click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="a profile from sbx trace (or sbx analyze) to include (repeatable)")
 @click.option("--exec", "execs", multiple=True, metavar="PROGRAM",

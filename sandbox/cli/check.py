@@ -1,29 +1,19 @@
-"""``sbx check`` (hardening lint and, with --baseline, the drift gate: text, JSON, SARIF) and
-``sbx verify`` (run a command as a CI gate)."""
+"""``sbx check``: the hardening lint and, with --baseline, the drift gate (text, JSON, SARIF)."""
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-from contextlib import contextmanager
 
 import click
 
 from ..policy.diagnostics import Diagnostic, PolicyError, render_list
-from .common import EXIT_BAD_INPUT, Seconds, emit, native, say, shown, shown_sources, version
+from .common import EXIT_BAD_INPUT, echo_diag, emit, native, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
-EXIT_TIMEOUT = 124
-KILL_GRACE_S = 3.0
 
 
 # --------------------------------------------------------------------------- sbx check
-
-
-
-
-
 
 
 def is_group_file(ref: str) -> bool:
@@ -60,13 +50,34 @@ def _load(ref: str, native: str, errors: list, err_out: list[str]):
         return None
 
 
-def _text_report(reports, fail_on: str) -> str:
+def _base_name(prof, file: str) -> str:
+    """The name of the base profile read from *file* (its ``name:``), else its file name."""
+    for line in prof.sources.get(file, []):
+        if line.startswith("name:"):
+            return line[5:].split("#")[0].strip().strip("'\"") or os.path.basename(file)
+    return os.path.basename(file)
+
+
+def _text_report(reports, fail_on: str, verbose: bool = False) -> str:
+    """Each finding with its source line; info findings located in a base profile
+    (inherited, not the checked file's doing) are folded into one line per base
+    unless *verbose*."""
     from ..checks import SEVERITIES, at_or_above
     out = []
     for rep in reports:
         sources = shown_sources(rep.profile.sources)
+        folded: dict[str, int] = {}
         for f in rep.findings:
+            inherited = f.pos is not None and os.path.abspath(f.pos.file) != \
+                os.path.abspath(rep.profile.path)
+            if f.severity == "info" and inherited and not verbose:
+                base = _base_name(rep.profile, f.pos.file)
+                folded[base] = folded.get(base, 0) + 1
+                continue
             out.append(shown(f).format(sources))
+        for base, n in folded.items():
+            out.append(f"{n} info finding{'s' if n != 1 else ''} inherited from {base}; "
+                       "--verbose to list")
         c = rep.counts()
         counts = ", ".join(f"{c[s]} {s}{'s' if c[s] != 1 and s != 'info' else ''}" for s in SEVERITIES)
         failing = len(at_or_above(rep.findings, fail_on))
@@ -107,7 +118,9 @@ def _comparison_text(cmp: dict) -> str:
                    "(SBX140 widened: an error; SBX141 narrowed: info)")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="write the report here instead of stdout")
-def check(profiles, fmt, fail_on, against, baseline, output):
+@click.option("-v", "--verbose", is_flag=True,
+              help="text: list the info findings inherited from base profiles one by one")
+def check(profiles, fmt, fail_on, against, baseline, output, verbose):
     """Lint PROFILE... for hardening problems, with stable rule ids (SBX101...) and a score.
 
     Each finding points at the rule (file:line:col) that allows the risky call.
@@ -147,10 +160,15 @@ def check(profiles, fmt, fail_on, against, baseline, output):
     elif fmt == "json":
         text = json.dumps(to_json(reports, errors, fail_on, code), indent=2) + "\n"
     else:
-        text = _text_report(reports, fail_on)
-    emit(text, output)
+        text = _text_report(reports, fail_on, verbose)
+    if output:
+        emit(text, output)
+    elif fmt == "text":
+        echo_diag(text, err=False, nl=False)
+    else:
+        click.echo(text, nl=False)
     for e in err_out:
-        click.echo(e, err=True)
+        echo_diag(e)
     sys.exit(code)
 
 
@@ -161,214 +179,3 @@ def _drift(old_prof, new_prof, old_ref: str, native: str) -> list:
     from ..paths import display_path
     label = display_path(old_ref) if os.path.exists(old_ref) else old_ref
     return drift.findings(diff_profiles(old_prof, new_prof, native), label)
-
-
-
-
-# --------------------------------------------------------------------------- sbx verify
-
-_LOGGED_NAME = {"errno": "errno", "trap": "trap", "kill-process": "kill_process",
-                "kill-thread": "kill_thread", "notify": "user_notif"}
-
-
-def unobservable(policy) -> list[str]:
-    """Denying actions of *policy* that the kernel will not log here (actions_logged)."""
-    from ..kernel.audit import actions_logged
-    kinds = {policy.default.kind, policy.unknown.kind, policy.bad_arch.kind}
-    for ap in policy.arches:
-        for rules in ap.rules.values():
-            kinds.update(r.action.kind for r in rules)
-    try:
-        logged = actions_logged()
-    except OSError:
-        return sorted(k for k in kinds if k in _LOGGED_NAME)
-    return sorted(k for k in kinds if k in _LOGGED_NAME and _LOGGED_NAME[k] not in logged)
-
-
-def _audit_readable() -> bool:
-    from ..kernel.netlink import open_audit_readlog
-    try:
-        os.close(open_audit_readlog())
-    except OSError:
-        return False
-    return True
-
-
-class _TreeAudit:
-    """Seccomp audit records of the command's whole process tree.
-
-    sbx verify takes a fresh audit session before it starts the command; every
-    descendant inherits it, so a denial is attributed even when the process that
-    made it has exited or been reparented (``launcher.run``'s own collection
-    follows the parent chain in /proc, which loses such processes).
-    """
-
-    def __init__(self):
-        from ..kernel.audit import AuditReader, AuditUnavailable, new_audit_session
-        self.reader = None
-        try:
-            ses = new_audit_session()
-            reader = AuditReader(sessions=[ses], source="netlink")
-            reader.open()
-            self.reader = reader
-        except AuditUnavailable as e:
-            say(f"no audit session ({e}): denials of processes that exit before their parent "
-                 "may be missed")
-
-    def watch(self, pid: int) -> None:
-        """The command's pid: its Landlock domain's records name it, not the session."""
-        if self.reader is not None:
-            self.reader.watch(pid)
-
-    def denials(self) -> list:
-        from ..denials import Denial
-        from ..kernel.audit import LandlockRecord
-        return [Denial.from_landlock(r) if isinstance(r, LandlockRecord) else Denial.from_audit(r)
-                for r in self.reader.sync(timeout=5.0)]
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
-
-
-class _Deadline:
-    """--timeout: SIGTERM to the command when time is up, SIGKILL after a grace period."""
-
-    def __init__(self, seconds: float | None):
-        self.seconds, self.pid, self.expired, self.stage = seconds, None, False, 0
-        self.old = None
-
-    def _fire(self, _signum, _frame):
-        self.expired = True
-        if self.pid is None:                  # not started yet: look again shortly
-            signal.setitimer(signal.ITIMER_REAL, 0.05)
-            return
-        sig = signal.SIGTERM if self.stage == 0 else signal.SIGKILL
-        self.stage += 1
-        try:
-            os.kill(self.pid, sig)
-        except ProcessLookupError:
-            return
-        if sig == signal.SIGTERM:
-            signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
-
-    @contextmanager
-    def armed(self):
-        if not self.seconds:
-            yield self
-            return
-        self.old = signal.signal(signal.SIGALRM, self._fire)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
-        try:
-            yield self
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.old)
-
-    def started(self, pid: int) -> None:
-        """RunOptions.on_spawn: the command's pid, for the timer."""
-        self.pid = pid
-
-
-
-
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
-               epilog="Exit status: 0 the command succeeded and nothing was denied; 1 at least one "
-                      "syscall was denied (listed; errno(ENOSYS) answers the profile gives so that "
-                      "callers fall back, such as clone3, are listed but count only with --strict); "
-                      "the command's own status if it failed without denials; 124 timed out; "
-                      "2 bad input, or denials cannot be observed.")
-@click.option("--profile", "-p", required=True, help="built-in name or YAML file")
-@click.option("--timeout", type=Seconds(), metavar="S", help="stop the command after S seconds")
-@click.option("--allow-unobserved", is_flag=True,
-              help="run even where denials cannot be observed (not root): only the exit status counts")
-@click.option("--strict", is_flag=True,
-              help="also fail on errno(ENOSYS) denials the profile makes for callers to fall back "
-                   "(clone3, io_uring, ...)")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def verify(profile, timeout, allow_unobserved, strict, command):
-    """Run COMMAND under PROFILE and fail if any syscall was denied (a CI gate).
-
-    Every denial is logged (SECCOMP_FILTER_FLAG_LOG) and read from the audit
-    netlink socket, which needs root. Example: sbx verify --profile web -- ./run-tests.sh
-    """
-    from ..errors import LaunchError
-    from ..launcher import RunOptions, run
-    from ..policy import load_profile, lower
-    policy = lower(load_profile(profile), native())
-    observed = os.geteuid() == 0 and _audit_readable()
-    missing = unobservable(policy) if observed else []
-    if not observed or missing:
-        why = ("denials cannot be observed: reading seccomp audit records needs root "
-               "(and the initial network namespace)" if not observed
-               else f"denials by {', '.join(missing)} cannot be observed: not in "
-                    "/proc/sys/kernel/seccomp/actions_logged")
-        if not allow_unobserved:
-            say(f"{why}; run as root or pass --allow-unobserved")
-            sys.exit(EXIT_BAD_INPUT)
-        say(f"{why}; only the command's exit status is checked")
-    from ..kernel.audit import AuditUnavailable
-    child_denials: list = []
-    tree = _TreeAudit() if observed else None
-    deadline = _Deadline(timeout)
-    try:
-        with deadline.armed():
-            status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
-                                    on_denials=child_denials.extend,
-                                    on_spawn=lambda pid: (deadline.started(pid), tree and tree.watch(pid))))
-        denials = tree.denials() if tree is not None and tree.reader is not None else child_denials
-    except LaunchError as e:
-        say(str(e))
-        sys.exit(e.status)
-    except AuditUnavailable as e:                          # audit channel failed mid-run
-        say(f"could not read the audit records: {e}")
-        sys.exit(EXIT_BAD_INPUT)
-    finally:
-        if tree is not None:
-            tree.close()
-    sys.exit(_verdict(command, profile, policy, denials, status, deadline.expired, timeout, observed,
-                      strict))
-
-
-def _print_rows(rows) -> None:
-    click.echo(f"  {'SYSCALL':28} {'COUNT':>6}  {'ACTION':13} RULE", err=True)
-    for r in rows:
-        click.echo(f"  {r.label:28} {r.count:>6}  {r.action:13} {r.rule}", err=True)
-
-
-def _verdict(command, profile, policy, denials, status, expired, timeout, observed, strict) -> int:
-    from ..denials import judge, landlock_groups, summarize
-    cmd = os.path.basename(command[0])
-    failing, fallbacks = judge(summarize(denials, policy, native()), strict)
-    refused = landlock_groups(denials)
-    if refused:
-        n = sum(k for _b, _t, k in refused)
-        say(f"FAIL: {n} file, port or process access{'es' if n != 1 else ''} refused by the "
-             f"profile's Landlock rules ({cmd} exited with status {status}):")
-        for blockers, target, k in refused:
-            click.echo(f"  {','.join(blockers):28} {k:>6}  {target or '-'}", err=True)
-    if fallbacks:
-        n = sum(r.count for r in fallbacks)
-        say(f"{n} call{'s' if n != 1 else ''} answered ENOSYS by design (the caller falls back; "
-             "--strict counts them):")
-        _print_rows(fallbacks)
-    if failing:
-        total = sum(r.count for r in failing)
-        say(f"FAIL: {total} denied syscall{'s' if total != 1 else ''} under profile {profile} "
-             f"({cmd} exited with status {status}):")
-        _print_rows(failing)
-        return EXIT_FINDINGS
-    if refused:
-        return EXIT_FINDINGS
-    if expired:
-        say(f"FAIL: {cmd} timed out after {timeout:g} s (no denials)")
-        return EXIT_TIMEOUT
-    if status != 0:
-        say(f"FAIL: {cmd} exited with status {status} (no denials)")
-        return status
-    if not observed:
-        say(f"OK: {cmd} succeeded under profile {profile} (denials were not observed)")
-    else:
-        say(f"OK: {cmd} succeeded with no denials under profile {profile}")
-    return EXIT_OK

@@ -28,15 +28,29 @@ def _prefix() -> str:
     return " ".join(["sbx"] + names[::-1])
 
 
+def echo_diag(text: str, err: bool = True, nl: bool = True) -> None:
+    """Diagnostics (or a report of them) with their severity words coloured on a
+    terminal (``sandbox.color``: NO_COLOR, ``sbx --color``)."""
+    from .. import color
+    on = color.enabled(sys.stderr if err else sys.stdout)
+    click.echo(color.severity_words(text, on), err=err, nl=nl, color=on)
+
+
 def say(message: str) -> None:
     """A line on stderr as ``sbx COMMAND: message``."""
-    click.echo(f"{_prefix()}: {message}", err=True)
+    echo_diag(f"{_prefix()}: {message}")
 
 
 def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
     """Say ``error: message (hint)`` and exit with *status*."""
     say(f"error: {message}" + (f" ({hint})" if hint else ""))
     sys.exit(status)
+
+
+def emit_json(doc) -> None:
+    """*doc* as one line of JSON on stdout: what every ``--json`` prints."""
+    import json
+    click.echo(json.dumps(doc))
 
 
 def native(arch: str = "native") -> str:
@@ -53,7 +67,7 @@ def version() -> str:
 
 
 def load(ref: str):
-    """A profile by built-in name or file; PolicyError (exit 2 through the group) if it does not load."""
+    """A profile by name (the search path: sandbox.search) or file; PolicyError (exit 2 through the group) if it does not load."""
     from ..policy import load_profile
     return load_profile(ref)
 
@@ -81,7 +95,7 @@ def warn(diags, sources: dict) -> None:
     """Diagnostics on stderr, each with its source line, under display paths."""
     lines = shown_sources(sources)
     for d in diags:
-        click.echo(shown(d).format(lines), err=True)
+        echo_diag(shown(d).format(lines))
 
 
 def cannot_write(output: str) -> str | None:
@@ -119,11 +133,14 @@ def emit(text: str | bytes, output: str | None) -> None:
 
 
 class Seconds(click.ParamType):
-    """A duration: a finite number of seconds, 0 to about three years (setitimer
-    and poll take no more; nan and inf are not durations)."""
+    """A duration: a finite number of seconds, 0 (or, *positive*, more than 0) to
+    about three years (setitimer and poll take no more; nan and inf are not durations)."""
 
     name = "seconds"
     MAX = 10 ** 8
+
+    def __init__(self, positive: bool = False):
+        self.positive = positive
 
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -133,8 +150,9 @@ class Seconds(click.ParamType):
                 seconds = float(value)
             except ValueError:
                 self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not 0 <= seconds <= self.MAX:          # also false for nan
-            self.fail(f"{value} is not a number of seconds from 0 to {self.MAX:,}", param, ctx)
+        if not (0 < seconds if self.positive else 0 <= seconds) or not seconds <= self.MAX:
+            low = "more than 0" if self.positive else "from 0"     # (nan fails both tests)
+            self.fail(f"{value} is not a number of seconds {low} to {self.MAX:,}", param, ctx)
         return seconds
 
 

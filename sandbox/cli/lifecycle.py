@@ -96,7 +96,7 @@ def _read_all(paths) -> list:
               help="the profile to write (YAML)")
 @click.option("--name", help="the profile's name (default: trace-COMMAND of the first recording)")
 @click.option("--extends", "base", metavar="BASE",
-              help="write only what BASE (built-in name or YAML file) does not allow")
+              help="write only what BASE (a profile name or YAML file) does not allow")
 @click.option("--baseline", metavar="MAJOR.MINOR",
               help="the profile's baseline (default: the oldest kernel among the recordings)")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native", show_default=True,

@@ -1,29 +1,63 @@
-"""``sbx profiles list|show``: the built-in profiles."""
+"""``sbx profiles list|show``: the profiles a name can mean, and one of them resolved."""
 from __future__ import annotations
 
 import click
 
-from .common import ARCH_CHOICES, load, native
+from .common import ARCH_CHOICES, emit_json, load, native
 
 
 @click.group()
 def profiles():
-    """List and show built-in profiles (to build one from recordings: sbx profile build)."""
+    """List and show profiles: yours ($XDG_CONFIG_HOME/sbx/profiles), the system's
+    (/etc/sbx/profiles) and the built-in ones (to build one from recordings: sbx profile build)."""
 
 
 @profiles.command("list")
-def profiles_list():
-    """The built-in profiles with their descriptions."""
-    from ..policy import builtin_names
-    for n in builtin_names():
-        p = load(n)
-        click.echo(f"{n:12} {p.description}")
+@click.option("--json", "as_json", is_flag=True, help="a JSON array instead of text")
+def profiles_list(as_json):
+    """Every profile on the search path, where it comes from and what it is for.
+
+    A name means the first of: your profiles, the system's, the built-in ones;
+    a later one of the same name is listed as shadowed. A profile others could
+    change is listed as refused.
+    """
+    from ..paths import display_path
+    from ..policy import PolicyError
+    rows = []
+    for name, origin, path, shadowed_by in _listing():
+        entry = {"name": name, "origin": origin, "path": display_path(path),
+                 "shadowed_by": shadowed_by, "description": None, "error": None}
+        if shadowed_by is None:
+            try:
+                entry["description"] = load(name).description
+            except PolicyError as err:
+                entry["error"] = err.diagnostics[0].message if err.diagnostics else "does not load"
+        rows.append(entry)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        what = (f"(shadowed by the {r['shadowed_by']} {r['name']})" if r["shadowed_by"]
+                else f"error: {r['error']}" if r["error"] else r["description"])
+        click.echo(f"{r['name']:12} {r['origin']:8} {what}  [{r['path']}]")
+
+
+def _listing():
+    from ..search import listing
+    return listing()
 
 
 @profiles.command("show")
 @click.argument("name")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native")
-def profiles_show(name, arch):
+@click.option("--json", "as_json", is_flag=True,
+              help="the resolved profile as JSON (the same data as the YAML)")
+def profiles_show(name, arch, as_json):
     """Print the resolved profile NAME (extends and groups expanded) as YAML."""
     from ..policy.show import resolved_yaml
-    click.echo(resolved_yaml(load(name), native(arch)), nl=False)
+    text = resolved_yaml(load(name), native(arch))
+    if as_json:
+        import yaml
+        emit_json(yaml.safe_load(text))
+        return
+    click.echo(text, nl=False)

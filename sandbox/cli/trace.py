@@ -14,7 +14,7 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import cannot_write
+from .common import Seconds, cannot_write
 
 
 def _say(message: str) -> None:
@@ -29,13 +29,37 @@ def _write(path: str, text: str) -> None:
         raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
 
 
-def _record(command: list[str], backend: str, native: str, record_to: str | None = None
-            ) -> tr.Observed:
+def _processes(pids: list[int]) -> str:
+    from ..kernel.tree import comm
+    shown = ", ".join(f"{p} {comm(p)}" for p in pids[:5]) + (", ..." if len(pids) > 5 else "")
+    return f"{len(pids)} process{'es' if len(pids) != 1 else ''} ({shown})"
+
+
+def _follower(command: list[str], duration: float | None):
+    """Says who the command left running (a daemonizing server) and who --duration stopped."""
+    from ..kernel.tree import Follower
+    prog = os.path.basename(command[0])
+
+    def left(pids: list[int]) -> None:
+        until = (f"until they exit or --duration {duration:g} s has passed" if duration
+                 else "until they exit (--duration S stops them after S seconds)")
+        them = "them" if len(pids) > 1 else "it"
+        _say(f"note: {prog} exited and left {_processes(pids)} running (it daemonized); "
+             f"following {them} {until.replace('they exit', 'they exit' if len(pids) > 1 else 'it exits')}")
+
+    def stopped(pids: list[int]) -> None:
+        _say(f"--duration {duration:g} s: stopping {_processes(pids)} (SIGTERM, SIGKILL after 3 s)")
+    return Follower(on_left=left, on_stop=stopped)
+
+
+def _record(command: list[str], backend: str, native: str, record_to: str | None = None,
+            duration: float | None = None) -> tr.Observed:
     import time
     chosen, why = tr.choose_backend(backend)
     _say(f"tracing with {tr.BACKEND_TEXT[chosen]}" + ("" if chosen == "ebpf" else f" ({why})"))
     started = time.time()
-    rec = tr.record(command, chosen)
+    follower = _follower(command, duration)
+    rec = tr.record(command, chosen, follower=follower, duration=duration)
     if record_to:
         _write_recording(record_to, rec, started, native)
     from ..errors import wait_status_code as exit_code
@@ -43,6 +67,14 @@ def _record(command: list[str], backend: str, native: str, record_to: str | None
     if status:
         _say(f"note: {command[0]} exited with status {status}; the profile covers what it did")
     obs = tr.observe(rec, native)
+    if follower.left:
+        n = len(follower.left)
+        obs.notes.append(f"{os.path.basename(command[0])} left {_processes(follower.left).split(' (')[0]} "
+                         f"running; {'they were' if n > 1 else 'it was'} traced until "
+                         + ("--duration stopped " + ("them" if n > 1 else "it") if follower.stopped
+                            else ("they" if n > 1 else "it") + " exited"))
+    elif follower.stopped:
+        obs.notes.append(f"traced for {duration:g} s (--duration), then stopped")
     _say(f"recorded {sum(obs.calls.values())} calls of {len(obs.calls)} syscalls "
          f"in {rec.seconds:.2f} s")
     return obs
@@ -83,7 +115,7 @@ def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
     return min(found, key=parse_version) if found else None
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="the profile to write (YAML)")
 @click.option("--record", "record_to", type=click.Path(dir_okay=False), metavar="OUT.jsonl",
@@ -96,12 +128,15 @@ def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
 @click.option("--merge", "merges", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="an earlier sbx trace profile to include (repeatable)")
 @click.option("--extends", "base", metavar="BASE",
-              help="write only what BASE (built-in name or YAML file) does not allow")
+              help="write only what BASE (a profile name or YAML file) does not allow")
 @click.option("--name", help="the profile's name (default: trace-COMMAND)")
+@click.option("--duration", type=Seconds(positive=True), metavar="S",
+              help="stop COMMAND and what it left running after S seconds (a service); "
+                   "without it, sbx trace waits until every process has exited")
 @click.option("--verify", is_flag=True,
               help="run COMMAND again under the new profile and fail on any denial (root)")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def trace(output, record_to, baseline, backend, merges, base, name, verify, command):
+def trace(output, record_to, baseline, backend, merges, base, name, duration, verify, command):
     """Record what COMMAND does and write the tightest profile that lets it run.
 
     Example: sbx trace -o git.yaml -- git status
@@ -119,6 +154,8 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
         raise click.UsageError("give -o PROFILE.yaml, --record OUT.jsonl, or both")
     if record_to and not command:
         raise click.UsageError("--record needs a COMMAND to trace")
+    if duration and not command:
+        raise click.UsageError("--duration needs a COMMAND to trace")
     if verify and not output:
         raise click.UsageError("--verify needs -o PROFILE.yaml")
     native = native_arch()
@@ -137,10 +174,12 @@ def trace(output, record_to, baseline, backend, merges, base, name, verify, comm
         parts = [tr.observed_from_profile(p, native) for p in previous]
         chosen_baseline = _baseline(baseline, bool(command), previous)
         if command:
-            parts.append(_record(command, backend, native, record_to))
+            parts.append(_record(command, backend, native, record_to, duration))
         if not output:
             return
         obs = tr.merge(parts)
+        for warning in obs.warnings:
+            _say(f"warning: {warning}")
         title = name or (previous[0].name if previous else tr.default_name(command))
         text = tr.write_profile(obs, title, native, base_prof,
                                 tr.base_ref(base, output) if base else None, chosen_baseline)

@@ -178,9 +178,11 @@ class _Tally:
 
 def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
                on_record: Callable[[SyscallRecord], None] | None,
-               inspect: Mapping[tuple[int, int], Callable] | None = None) -> int:
+               inspect: Mapping[tuple[int, int], Callable] | None = None, follower=None) -> int:
     """Answer every notification until the last filtered task is gone; a hook of
-    *inspect* for the call's (AUDIT_ARCH, nr) runs first, while the task waits.
+    *inspect* for the call's (AUDIT_ARCH, nr) runs first, while the task waits;
+    *follower*'s tick runs at least every 0.1 s (orphans reparented to this
+    process hold the filter as zombies until they are reaped).
 
     Returns the direct child's wait status (reaped as soon as it exits:
     the listener reports POLLHUP only once every task using the filter has
@@ -193,13 +195,19 @@ def _supervise(listener: int, pid: int, pidfd: int, tally: _Tally,
     unpack, pack = _NOTIF.unpack, _RESP.pack
     recv, send, ioctl = SECCOMP_IOCTL_NOTIF_RECV, SECCOMP_IOCTL_NOTIF_SEND, fcntl.ioctl
     status = None
+    timeout, next_tick = (None, None) if follower is None else (100, time.monotonic() + 0.1)
     while True:
-        events = poller.poll()
+        events = poller.poll(timeout)
+        if next_tick is not None and time.monotonic() >= next_tick:   # not per notification
+            follower.tick(status is not None)
+            next_tick = time.monotonic() + 0.1
         hup = False
         for fd, ev in events:
             if fd == pidfd:
                 status = os.waitpid(pid, 0)[1]
                 poller.unregister(pidfd)
+                if follower is not None:
+                    follower.tick(True)
                 continue
             if not ev & select.POLLIN:
                 hup = True
@@ -239,7 +247,8 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
                    on_record: Callable[[SyscallRecord], None] | None = None,
                    *, arg_specs: Mapping[tuple[str, int], Mapping[int, int]] | None = None,
                    handoff_timeout: float = 5.0, steps: tuple = (),
-                   inspect: Mapping[tuple[int, int], Callable] | None = None) -> TraceResult:
+                   inspect: Mapping[tuple[int, int], Callable] | None = None,
+                   follower=None) -> TraceResult:
     """Run *argv* with every syscall (its own, its threads', its children's)
     reported to this process, and return what it called.
 
@@ -248,7 +257,10 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
     *steps* the confinement steps before the filter (they must set no_new_privs);
     *inspect* hooks {(AUDIT_ARCH, nr): fn(listener, id, tid, args)} run while
     the task waits, before it is let go (``notify_args.FileWatcher``).
-    Waits until the last traced task exits (like ``strace -f``). Raises
+    Waits until the last traced task exits (like ``strace -f``); *follower*
+    (a ``kernel.tree.Follower``, with this process a child subreaper) reaps
+    the orphans the command leaves, says who they are and stops them at its
+    deadline. Raises
     LaunchError (125 setup, 126/127 exec) if the command could not be
     started, NotifyError if the listener could not be handed over; in both
     cases nothing ran unfiltered.
@@ -267,7 +279,9 @@ def run_supervised(argv: list[str], env: Mapping[str, str] | None = None,
         except _ChildFailed:
             status = os.waitpid(child.pid, 0)[1]
         else:
-            status = _supervise(listener, child.pid, pidfd, tally, on_record, inspect)
+            if follower is not None:
+                follower.started(child.pid)
+            status = _supervise(listener, child.pid, pidfd, tally, on_record, inspect, follower)
         failure = child.failure()
     finally:
         if status is None:

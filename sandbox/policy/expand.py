@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..errors import SbxError
 from .diagnostics import Diagnostic, Position, did_you_mean
 
 MAX_EXTENDS_DEPTH = 16
@@ -49,8 +50,9 @@ def resolve_extends(reader, path: Path, read: Callable, locate: Callable, names:
     """Read *path* and the profiles it extends (each file once) and merge them.
 
     *read(path)* reads one file without its bases (a Profile with ``base_refs``)
-    or returns None; *locate(ref, directory)* finds a referenced profile, and
-    *names()* lists the ones a misspelt reference may have meant.
+    or returns None; *locate(ref, referrer)* finds a profile that file *referrer*
+    names (SbxError: it may not be used), and *names()* lists the ones a
+    misspelt reference may have meant.
     Returns (the merged Profile or None when *path* could not be read, whether
     every base was found and read)."""
     done: dict[str, _File | None] = {}
@@ -65,7 +67,12 @@ def resolve_extends(reader, path: Path, read: Callable, locate: Callable, names:
         if node is None:
             return None
         for ref, rpos in prof.base_refs:
-            base_path = locate(ref, p.parent)
+            try:
+                base_path = locate(ref, p)
+            except SbxError as err:            # a base others could have written
+                reader.error(rpos, str(err))
+                complete[0] = False
+                continue
             if base_path is None:
                 reader.error(rpos, f"unknown profile '{ref}' in extends", did_you_mean(ref, names()))
                 complete[0] = False

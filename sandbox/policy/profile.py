@@ -87,6 +87,7 @@ class Profile:
     net: dict | None = None         # {"bind"|"connect": "any" | [(port template, Position)]}
     baseline: Setting = field(default_factory=lambda: Setting(None, None))  # "5.10": see baseline_spec
     base_refs: list = field(default_factory=list)      # this file's extends: [(ref, Position)]
+    absent: list = field(default_factory=list)         # profiles looked for by name first, missing
     fs_inherit: bool = True         # filesystem: {inherit: false} stops the bases' entries
     net_inherit: bool = True
 
@@ -105,18 +106,24 @@ def _is_file(p: Path) -> bool:
         return True
 
 
-def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
-    """A profile reference is a path (has '/' or ends in .yaml) or a built-in name."""
-    if "/" in ref or ref.endswith((".yaml", ".yml")):
+def find_profile(ref: str, relative_to: Path | None = None, referrer: Path | None = None,
+                 absent: list[str] | None = None) -> Path | None:
+    """A profile reference is a path (has '/' or ends in .yaml) or a name, looked up on the
+    search path (``sandbox.search``: user, system, built-in; UnsafeProfile if the one
+    found could be changed by others). *referrer*: the file whose ``extends`` names it;
+    *absent* collects the files looked for first that did not exist."""
+    from .. import search
+    if not search.is_name(ref):
         p = Path(ref)
         if not p.is_absolute() and relative_to is not None:
             p = relative_to / p
         return p if _is_file(p) else None
-    p = builtin_dir() / f"{ref}.yaml"
-    try:
-        return p if p.is_file() and ref != "groups" else None
-    except OSError:                    # a name longer than a file name can be: not a built-in
+    found = search.find(ref, str(referrer) if referrer is not None else None)
+    if found is None:
         return None
+    if absent is not None:
+        absent.extend(found.absent)
+    return Path(found.path)
 
 
 class _Reader:
@@ -127,6 +134,7 @@ class _Reader:
         self.sources: dict[str, list[str]] = {}
         self.files: list[str] = []
         self.digests: dict[str, str] = {}
+        self.absent: list[str] = []       # profiles looked for by name first, not there
 
     def error(self, pos: Position | None, msg: str, hint: str | None = None, **kw) -> None:
         self.diags.append(Diagnostic(pos, msg, hint=hint, **kw))
@@ -398,15 +406,24 @@ def _read_file(reader: _Reader, path: Path) -> Profile | None:
 
 def load_profile(ref: str | Path) -> Profile:
     """Load a profile by built-in name or path; raise PolicyError with every problem."""
-    path = find_profile(str(ref)) if not isinstance(ref, Path) else (ref if _is_file(ref) else None)
+    from ..errors import SbxError
+    from ..search import search_dirs
+    try:
+        path = find_profile(str(ref)) if not isinstance(ref, Path) else (ref if _is_file(ref) else None)
+    except SbxError as err:                       # search.UnsafeProfile
+        raise PolicyError([Diagnostic(None, str(err))]) from None
     if path is None:
         hint = did_you_mean(str(ref), builtin_names())
         names = ", ".join(builtin_names())
-        raise PolicyError([Diagnostic(None, f"no profile '{ref}' (built-in profiles: {names}; "
-                                            "or give a path to a .yaml file)", hint=hint)])
+        where = ", ".join(d for origin, d in search_dirs() if origin != "built-in")
+        raise PolicyError([Diagnostic(None, f"no profile '{ref}' (looked in {where}; built-in "
+                                            f"profiles: {names}; or give a path to a .yaml file)",
+                                      hint=hint)])
     reader = _Reader()
-    prof, complete = resolve_extends(reader, path, lambda p: _read_file(reader, p), find_profile,
-                                     builtin_names)
+    prof, complete = resolve_extends(
+        reader, path, lambda p: _read_file(reader, p),
+        lambda ref, referrer: find_profile(ref, referrer.parent, referrer, reader.absent),
+        builtin_names)
     groups_path = builtin_dir() / "groups.yaml"
     groups = _load_groups(reader, groups_path) if groups_path.is_file() else {}
     if prof is not None:
@@ -429,6 +446,7 @@ def load_profile(ref: str | Path) -> Profile:
     if errors or prof is None:
         raise PolicyError(reader.diags, reader.sources)
     prof.files, prof.sources, prof.digests = reader.files, reader.sources, reader.digests
+    prof.absent = sorted(set(reader.absent))
     prof.warnings = [d for d in reader.diags if d.severity != "error"]
     return prof
 

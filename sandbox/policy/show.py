@@ -20,7 +20,8 @@ def action_text(a: Action) -> str:
 
 
 def resolved_yaml(prof: Profile, native: str) -> str:
-    out = [f"# {prof.name}, resolved from {prof.path}" +
+    from ..paths import display_path
+    out = [f"# {prof.name}, resolved from {display_path(prof.path)}" +
            (f" (extends {', '.join(prof.extends)})" if prof.extends else ""),
            f"name: {prof.name}",
            f"description: {json.dumps(prof.description)}",
@@ -51,7 +52,8 @@ def resolved_yaml(prof: Profile, native: str) -> str:
     out.append("rules:")
     for r in prof.rules:
         names = list(dict.fromkeys(n for n, _ in r.names))
-        out.append(f"  - {action_text(r.action)}: [{', '.join(names)}]   # {r.pos.file}:{r.pos.line}")
+        out.append(f"  - {action_text(r.action)}: [{', '.join(names)}]   "
+                   f"# {display_path(r.pos.file)}:{r.pos.line}")
         if r.conds:
             out.append(f"    when: [{', '.join(json.dumps(c.text) for c in r.conds)}]")
     return "\n".join(out) + "\n"

@@ -14,11 +14,16 @@ from bpf_filters.syscalls.arguments import ARGUMENTS
 from bpf_filters.syscalls.signatures import arg_width
 
 from .. import provenance
+from ..paths import display_path
 from ..policy.constants import CONSTANTS
 from ..policy.spell import value_text
 from . import files as tf
 from .record import BACKEND_TEXT, Recording
 
+# Signals: counted by the tracers, but narrowed only where a merged profile
+# narrowed them (``Observed.narrowed``): a trace rarely sees the signals a
+# server is sent at reload or shutdown, so a fresh trace allows them whole.
+ON_DEMAND = ("kill", "tkill", "tgkill")
 # The arguments the writer narrows: those the tracers count on the native ABI
 # (bpf_filters.syscalls.arguments), except setsockopt's option, whose names
 # depend on the level: the writer narrows setsockopt by level only.
@@ -46,6 +51,13 @@ class Observed:
     analyzed: list[str] = field(default_factory=list)
     widened: list[str] = field(default_factory=list)
     limits: list[str] = field(default_factory=list)
+    # ON_DEMAND syscalls a merged profile narrowed; conditioned allow rules of other
+    # syscalls, kept as written ({name: [(condition texts, where)]}) while no other part
+    # allows the call whole; what a merge could not keep, said on stderr by sbx trace
+    narrowed: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, list[tuple[tuple[str, ...], str]]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    origin: str = ""                      # the profile it was read from (observed_from_profile)
 
     files: tf.Files | None = None         # the filesystem section; None: unrestricted
     net: tf.Net | None = None             # the network section; None: unrestricted
@@ -76,7 +88,8 @@ def observe(rec: Recording, native: str = "x86_64") -> Observed:
         obs.notes.append(f"the tracer's maps were full and {rec.lost} counts were lost; "
                          "rerun with --backend notify")
     for name in NARROW:
-        if name in obs.calls and any((name, i) not in obs.values for i in NARROW[name]):
+        if name in obs.calls and any((name, i) not in obs.values for i in NARROW[name]) \
+                and name not in ON_DEMAND:
             obs.open_args.add(name)
     if rec.files is not None and rec.places is not None:
         obs.files, obs.net = tf.generalise(rec.files, rec.places)
@@ -89,8 +102,13 @@ def command_text(argv: list[str]) -> str:
 
 
 def merge(parts: list[Observed]) -> Observed:
-    """The union: counts add up, argument value sets are ORed."""
+    """The union: counts add up, argument value sets are ORed.  A conditioned rule
+    is never widened silently: ``kill when arg1 in [SIGUSR1]`` and a trace that
+    saw kill send SIGTERM give ``arg1 in [SIGUSR1, SIGTERM]``; where the union
+    cannot be written (the other part saw the call with arguments nobody
+    recorded), the rule is widened with a warning naming it."""
     out = Observed()
+    _merge_conditions(parts, out)
     for part in parts:
         for name, n in part.calls.items():
             out.calls[name] = out.calls.get(name, 0) + n
@@ -101,7 +119,7 @@ def merge(parts: list[Observed]) -> Observed:
         out.open_args |= part.open_args
         for name, where in part.static.items():
             out.static.setdefault(name, where)
-        for attr in ("commands", "backends", "notes", "analyzed", "widened", "limits"):
+        for attr in ("commands", "backends", "notes", "analyzed", "widened", "limits", "warnings"):
             getattr(out, attr).extend(x for x in getattr(part, attr) if x not in getattr(out, attr))
     out.files = tf.merge_files([p.files for p in parts])
     out.net = tf.merge_net([p.net for p in parts])
@@ -110,6 +128,55 @@ def merge(parts: list[Observed]) -> Observed:
             note = f"no {section} section: a merged part had none, and the union is unrestricted"
             out.notes += [note] if note not in out.notes else []
     return out
+
+
+def _allows_whole(part: Observed, name: str) -> bool:
+    """Does *part* allow *name* for any arguments?  A trace that saw it without
+    recording its arguments does, and so does a profile's unconditioned rule."""
+    if name in part.open_args:
+        return True
+    if name in part.kept or (name not in part.calls and name not in part.static):
+        return False
+    if name not in NARROW:
+        return True
+    return name in ON_DEMAND and name not in part.narrowed and \
+        not any(part.values.get((name, i)) for i in NARROW[name])
+
+
+def _merge_conditions(parts: list[Observed], out: Observed) -> None:
+    """``narrowed`` and ``kept`` of the union; a warning for each condition that
+    had to go because another part allows the call for any arguments."""
+    for name in sorted({n for p in parts for n in p.narrowed}):
+        wide = next((p for p in parts if _allows_whole(p, name)), None)
+        where = [w for p in parts for w in p.narrowed.get(name, [])]
+        if wide is not None:
+            out.open_args.add(name)
+            for w in where:
+                _warn(out, f"{w}: the narrowed `allow: {name}`", wide, name)
+        else:
+            out.narrowed[name] = list(dict.fromkeys(where))
+    for name in sorted({n for p in parts for n in p.kept}):
+        wide = next((p for p in parts if _allows_whole(p, name)), None)
+        for p in parts:
+            for rule in p.kept.get(name, []):
+                conds, where = rule
+                if wide is not None:
+                    _warn(out, f"{where}: `allow: {name} when {' and '.join(conds)}`", wide, name)
+                elif rule not in out.kept.setdefault(name, []):
+                    out.kept[name].append(rule)
+
+
+def _warn(out: Observed, rule: str, wide: Observed, name: str) -> None:
+    if wide.origin:
+        why = f"{wide.origin} allows {name} for any arguments"
+    elif wide.backends and wide.commands and not wide.static:
+        prog = shlex.split(wide.commands[-1])[0].rsplit("/", 1)[-1] if wide.commands[-1] else "?"
+        why = f"the traced {prog} called {name}, whose arguments sbx trace does not record"
+    else:
+        why = f"another merged part allows {name} for any arguments"
+    text = f"{rule} widened to any arguments: {why} (the union cannot be written)"
+    if text not in out.warnings:
+        out.warnings.append(text)
 
 
 _COMMENT = re.compile(r"\s#\s?(.*)$")
@@ -137,7 +204,7 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
     """What an earlier ``sbx trace`` profile allows, as observations (its own rules only;
     counts come back from its comments, value sets from its conditions)."""
     lines = prof.sources.get(prof.path, [])
-    obs = Observed()
+    obs = Observed(origin=display_path(prof.path))
     for text in lines:
         if not text.startswith("#"):
             break
@@ -154,6 +221,7 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
         elif text.startswith("# note: "):
             obs.notes.append(text[8:].rstrip("\n"))
     wx_denied: set[str] = set()
+    whole: set[str] = set()
     for rule in (r for r in prof.rules if r.pos.file == prof.path):
         if rule.action.kind not in ("allow", "log"):
             for name, pos in rule.names:
@@ -168,8 +236,22 @@ def observed_from_profile(prof, native: str = "x86_64") -> Observed:
         for name, pos in rule.names:
             obs.calls[name] = obs.calls.get(name, 0) + _count_in(_line_comment(lines, pos.line), name)
             _static_from(obs, name, _line_comment(lines, pos.line))
-            if name in NARROW and name not in ("mmap", "mprotect"):
-                _values_from_conds(obs, rule, name, lines, native)
+            if name in ("mmap", "mprotect"):
+                continue
+            if rule.conds and not (name in NARROW and _values_from_conds(obs, rule, name, lines,
+                                                                         native)):
+                where = f"{display_path(rule.pos.file)}:{rule.pos.line}"
+                obs.kept.setdefault(name, []).append((tuple(c.text for c in rule.conds), where))
+            elif not rule.conds:
+                whole.add(name)
+            elif name in ON_DEMAND:
+                obs.narrowed.setdefault(name, []).append(
+                    f"{display_path(rule.pos.file)}:{rule.pos.line}")
+    for name in whole:                 # an unconditioned rule of the same profile covers the rest
+        obs.kept.pop(name, None)
+        obs.narrowed.pop(name, None)
+        if name in NARROW:
+            obs.open_args.add(name)
     for name in ("mmap", "mprotect"):
         if name in obs.calls and name not in wx_denied:   # written without W^X: W|X was seen
             obs.values.setdefault((name, 2), {})[PROT_WX] = 0
@@ -186,10 +268,10 @@ def _static_from(obs: Observed, name: str, comment: str) -> None:
         obs.static.setdefault(name, where)
 
 
-def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native: str) -> None:
-    if not rule.conds:
-        obs.open_args.add(name)
-        return
+def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native: str) -> bool:
+    """The value sets of *rule*'s conditions on *name*'s narrowed arguments, added to
+    *obs*; False (nothing added) if a condition is not of a form the writer writes."""
+    found: list[tuple[int, list[int], str]] = []
     for c in rule.conds:
         width = arg_width(native, name, c.arg)
         top = (1 << width) - 1
@@ -201,14 +283,15 @@ def _values_from_conds(obs: Observed, rule, name: str, lines: list[str], native:
             mask = c.mask & top
             vals = [~mask & top & ~CSIGNAL] if mask >> (width - 1) else [0]   # tight / namespace form
         else:
-            obs.open_args.add(name)           # a condition this writer does not produce
-            continue
-        comment = _line_comment(lines, c.pos.line)
-        mine = obs.values.setdefault((name, c.arg), {})
+            return False                      # kept as written (Observed.kept)
+        found.append((c.arg, vals, _line_comment(lines, c.pos.line)))
+    for arg, vals, comment in found:
+        mine = obs.values.setdefault((name, arg), {})
         for v in vals:
             n = (_count_in(_line_comment(lines, rule.pos.line)) if name == "clone"
-                 else _count_in(comment, spell(name, c.arg, v)))
+                 else _count_in(comment, spell(name, arg, v)))
             mine[v] = max(mine.get(v, 0), n)     # a value repeated over rules counts once
+    return True
 
 
 # -- spelling values -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bpf_filters import syscalls
 
 from ..errors import EXIT_SANDBOX, LaunchError, TraceError
-from ..kernel import spawn
+from ..kernel import spawn, tree
 from . import files as tf
 from .access import Accesses, FileLog
 
@@ -65,16 +65,26 @@ def choose_backend(requested: str) -> tuple[str, str]:
     return "notify", f"eBPF unavailable: {reason}"
 
 
-def record(argv: list[str], backend: str, env: dict | None = None) -> Recording:
-    """Run *argv* to its end under the tracer *backend* ("ebpf" or "notify")."""
+def record(argv: list[str], backend: str, env: dict | None = None,
+           follower: tree.Follower | None = None, duration: float | None = None) -> Recording:
+    """Run *argv* under the tracer *backend* ("ebpf" or "notify") until it and every
+    process it left running have exited, or *duration* seconds have passed (then
+    they are stopped: SIGTERM, SIGKILL after a grace period). *follower* is told
+    who outlived the command (``kernel.tree.Follower``'s on_left and on_stop)."""
     if not argv:
         raise TraceError("no command to trace", 2)
-    return record_ebpf(argv, env) if backend == "ebpf" else record_notify(argv, env)
+    follower = follower or tree.Follower()
+    with tree.Subreaper():            # orphans come to sbx, to be followed and reaped
+        if backend == "ebpf":
+            return record_ebpf(argv, env, follower, duration)
+        return record_notify(argv, env, follower, duration)
 
 
-def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
+def record_ebpf(argv: list[str], env: dict | None = None, follower: tree.Follower | None = None,
+                duration: float | None = None) -> Recording:
     """The eBPF tracer (root): the child waits on the launcher's go pipe while
     the probe loads, is tracked, then execs with no filter at all."""
+    follower = follower or tree.Follower()
     try:
         steps = observer_steps(argv, env)
         child = spawn.start(spawn.prepare(argv, env, steps=steps.steps, wait_go=True))
@@ -89,12 +99,14 @@ def record_ebpf(argv: list[str], env: dict | None = None) -> Recording:
                                                    ev.path2, ev.cut))
     with probe:
         began = time.monotonic()
+        follower.deadline = None if duration is None else began + duration
+        follower.started(child.pid)          # before it runs: what it leaves is new
         child.go()
         try:
             child.wait_exec()
         except LaunchError as err:
             raise TraceError(str(err), err.status) from err
-        status = spawn.wait(child.pid, every=probe.drain)
+        status = tree.follow(child.pid, follower, every=probe.drain)
         seconds = time.monotonic() - began
         probe.drain()
         counters, values = probe.counters(), probe.arg_values()
@@ -153,9 +165,12 @@ def _start_probe(child: spawn.Child, on_path=None):
     return probe
 
 
-def record_notify(argv: list[str], env: dict | None = None) -> Recording:
+def record_notify(argv: list[str], env: dict | None = None, follower: tree.Follower | None = None,
+                  duration: float | None = None) -> Recording:
     """The unprivileged recorder (seccomp user notification): exact, slower.
-    Termination signals sent to sbx are forwarded to the command, as sbx run does."""
+    Termination signals sent to sbx are forwarded to the command (once it has
+    exited, to what it left running), as sbx run does."""
+    follower = follower or tree.Follower()
     from ..kernel.notify import NotifyError, run_supervised
     from ..kernel.notify_args import FileWatcher
     log = FileLog()
@@ -172,20 +187,18 @@ def record_notify(argv: list[str], env: dict | None = None) -> Recording:
         if not child:
             pending.append(signum)
             return
-        try:
-            os.kill(child[0], signum)
-        except ProcessLookupError:
-            pass
+        follower.forward(signum)
     # the terminal's SIGINT and SIGQUIT reach the command itself (same process group)
     terminal = (signal.SIGINT, signal.SIGQUIT)
     forwarded = {s: signal.signal(s, forward) for s in spawn.FORWARD if s not in terminal}
     quiet = {s: signal.signal(s, signal.SIG_IGN) for s in terminal}
     began = time.monotonic()
+    follower.deadline = None if duration is None else began + duration
     try:
         steps = observer_steps(argv, env)
         try:
             result = run_supervised(argv, env=env, on_record=note_child, steps=steps.steps,
-                                    inspect=FileWatcher(log).hooks)
+                                    inspect=FileWatcher(log).hooks, follower=follower)
         finally:
             steps.close()
     except LaunchError as err:

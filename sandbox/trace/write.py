@@ -20,7 +20,7 @@ from ..paths import builtin_dir
 from ..policy.constants import CONSTANTS
 from ..policy.emit import quote, rule_lines
 from . import files as tf
-from .observe import CSIGNAL, NARROW, PROT_WX, Observed, spell
+from .observe import CSIGNAL, NARROW, ON_DEMAND, PROT_WX, Observed, spell
 from .record import BACKEND_TEXT
 
 ZERO_ARGS = (0,) * 6
@@ -207,6 +207,15 @@ def _allow_rules(obs: Observed, allowed: set[str], native: str, base_policy: Pol
     narrowed: list[_Rule] = []
     plain: set[str] = set()
     for name in sorted(allowed):
+        if name in obs.kept:                       # conditions a merged profile wrote by hand
+            narrowed.extend(_Rule("allow", [(name, _count_text(name, obs))], [(c, "") for c in conds])
+                            for conds, _where in obs.kept[name])
+        if name in ON_DEMAND and name not in obs.narrowed and name not in obs.kept:
+            if not _allowed_by(base_policy, native, name):
+                plain.add(name)
+            continue
+        if name in obs.kept and not any(obs.values.get((name, i)) for i in NARROW.get(name, ())):
+            continue
         if name in NARROW and name not in ("mmap", "mprotect") and name not in obs.open_args:
             vals = {i: obs.values.get((name, i), {}) for i in NARROW[name]}
             if any(vals.values()) and base_policy is not None:

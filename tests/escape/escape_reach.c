@@ -193,6 +193,14 @@ static int socket_attack(const char *name)
         return report("sendmsg(dgram socketpair, msg_name=named socket outside)",
                       sendmsg(pair[0], &mh, MSG_DONTWAIT));
     }
+    if (!strcmp(name, "unix-pair-raw-path-sendmsg")) {
+        /* net/unix/af_unix.c unix_create: SOCK_RAW is turned into SOCK_DGRAM */
+        mh.msg_namelen = unix_addr(&a, param("UNIX_PATH"), 0);
+        if (socketpair(AF_UNIX, SOCK_RAW | SOCK_CLOEXEC, 0, pair) < 0)
+            return report("socketpair(AF_UNIX, SOCK_RAW)", -1);
+        return report("sendmsg(raw (datagram) socketpair, msg_name=named socket outside)",
+                      sendmsg(pair[0], &mh, MSG_DONTWAIT));
+    }
     if (!strcmp(name, "unix-path-sendto")) {
         socklen_t l = unix_addr(&a, param("UNIX_PATH"), 0);
         if ((s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)

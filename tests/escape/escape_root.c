@@ -22,13 +22,15 @@ static int cap_eff(void)
         if (!strncmp(line, "CapEff:", 7))
             eff = strtoull(line + 7, NULL, 16);
     fclose(f);
-    if (eff) {
+    /* SBX_ESCAPE_CAPS_GRANTED: the mask the profile's capabilities: keeps */
+    unsigned long long granted = strtoull(param("CAPS_GRANTED"), NULL, 0);
+    if (eff & ~granted) {
         escaped = 1;
-        printf("ESCAPED CapEff=%016llx\n", eff);
+        printf("ESCAPED CapEff=%016llx (granted %016llx)\n", eff, granted);
         fflush(stdout);
         return 0;
     }
-    return blocked(0, "CapEff is 0");
+    return blocked(0, "CapEff holds no capability beyond what the profile grants");
 }
 
 int root_attempt(const char *name)

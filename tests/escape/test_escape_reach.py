@@ -49,6 +49,8 @@ ATTACKS = [
            program="escape", expect=DENIED),
     Attack("unix-pair-path-sendmsg", "socketpair(SOCK_DGRAM) + sendmsg(msg_name=named socket outside)",
            program="escape", expect=DENIED, only=NETLESS),
+    Attack("unix-pair-raw-path-sendmsg", "socketpair(SOCK_RAW), which AF_UNIX makes a datagram pair, + "
+           "sendmsg(msg_name=named socket outside)", program="escape", expect=DENIED, only=NETLESS),
     Attack("unix-path-sendto", "sendto a named datagram socket outside", program="escape", expect=DENIED,
            only=NETLESS),
 ]

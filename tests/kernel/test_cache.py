@@ -25,7 +25,7 @@ import textwrap
 
 import pytest
 
-from sandbox import cache, launcher
+from sandbox import cache, launcher, running
 from tests.conftest import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -385,9 +385,11 @@ def test_a_full_disk_leaves_no_temporary_file(tmp_path):
     os.makedirs(os.path.dirname(d), mode=0o700)
     prof = profile(tmp_path)
     behaves(redirected(d, prof, fsize="512"))
-    assert os.path.isdir(d) and os.listdir(d) == [], os.listdir(d)
+    # beside entries, run/ holds the records sbx status reads (sandbox.running): gone after the run
+    assert os.path.isdir(d) and sorted(os.listdir(d)) in ([], [running.DIR]), os.listdir(d)
+    assert not os.path.isdir(os.path.join(d, running.DIR)) or not os.listdir(os.path.join(d, running.DIR))
     behaves(redirected(d, prof))
-    assert os.listdir(d) == [os.path.basename(entry_of(d, prof))]
+    assert sorted(os.listdir(d)) == sorted([os.path.basename(entry_of(d, prof)), running.DIR])
 
 
 # -- the real locations -------------------------------------------------------------------
@@ -456,3 +458,35 @@ def test_nobody_does_not_use_a_cache_directory_it_does_not_own(tmp_path, nobody)
         os.chown(where, uid, -1)
         os.chmod(where, stat.S_IMODE(mode))
         os.unlink(entry)
+
+
+# -- profiles found by name on the search path ($XDG_CONFIG_HOME/sbx/profiles) ---------------
+
+@pytest.fixture
+def user_profiles(tmp_path, monkeypatch):
+    """A private $XDG_CONFIG_HOME for this test (and the sbx it starts)."""
+    d = tmp_path / "xdg" / "sbx" / "profiles"
+    d.mkdir(parents=True)
+    for p in (d, d.parent, d.parent.parent):
+        os.chmod(p, 0o700)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(d.parent.parent))
+    return d
+
+
+def test_a_user_profile_s_bytes_not_its_name_decide_the_entry(where, user_profiles):
+    (user_profiles / "app.yaml").write_text(PROFILE.format(err="EXDEV"))
+    behaves(redirected(where, "app"), "EXDEV")
+    behaves(redirected(where, "app"), "EXDEV")                      # from the cache
+    (user_profiles / "app.yaml").write_text(PROFILE.format(err="EACCES"))
+    behaves(redirected(where, "app"), "EACCES")
+
+
+def test_a_user_profile_created_later_shadows_what_a_cached_profile_extends(where, user_profiles):
+    (user_profiles / "app.yaml").write_text("name: app\nextends: [default]\nrules: []\n")
+    res = redirected(where, "app")
+    assert res.returncode == 0 and res.stdout.split() == ["ran"], res.stderr
+    assert os.listdir(where), "the first run must have cached its filter"
+    # a user "default" now comes first on the path: app extends it, not the built-in
+    (user_profiles / "default.yaml").write_text(
+        "name: default\nextends: [default]\nrules:\n  - errno(EACCES): getppid\n")
+    behaves(redirected(where, "app"), "EACCES")

@@ -332,3 +332,44 @@ def test_complain_mode_logs_what_the_default_would_deny(tmp_path):
     need(os.geteuid() == 0, "listing the logged calls reads audit records (root)")
     assert "would have been denied" in complain.stderr
     assert "getppid (110)" in complain.stderr
+
+
+NGINX_CONF = """worker_processes 1;
+error_log {d}/error.log;
+pid {d}/nginx.pid;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {d}/cb; proxy_temp_path {d}/px; fastcgi_temp_path {d}/fc;
+  uwsgi_temp_path {d}/uw; scgi_temp_path {d}/sc;
+  server {{ listen 127.0.0.1:443; location / {{ return 200 "served\\n"; }} }}
+}}
+"""
+
+
+def test_web_runs_nginx_as_root_on_a_privileged_port(tmp_path):
+    """web keeps what a root web server needs (bind below 1024, chown its temporary
+    directories to its worker user, become that user) and nothing else."""
+    need(os.geteuid() == 0, "root")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    need(os.access(nginx, os.X_OK), "nginx is not installed")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(d=tmp_path))
+    p = subprocess.Popen(SBX + ["run", "--profile", "web", "--", nginx, "-c", str(conf), "-g", "daemon off;"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = None
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:443/", timeout=1) as r:
+                    body = r.read()
+                break
+            except OSError:
+                if p.poll() is not None:
+                    break
+                time.sleep(0.1)
+        assert body == b"served\n", (p.poll(), (tmp_path / "error.log").read_text()
+                                     if (tmp_path / "error.log").exists() else "")
+    finally:
+        p.terminate()
+        p.communicate(timeout=10)

@@ -5,6 +5,7 @@ notification, are exercised; sizes are printed with the results."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -304,3 +305,89 @@ def test_an_unprivileged_user_traces_with_seccomp_user_notification():
     assert (backend, why) == ("notify", "not root")
     assert "# recorded with: seccomp user notification\n" in text and "getdents64" in text
     assert "\nfilesystem:\n  list: [/]\n" in text      # its files, read from its memory
+
+
+# -- a command that daemonizes: its descendants outlive it ---------------------------------------
+
+# The shell exits at once; the work (sched_getaffinity, which sh never makes) is done
+# half a second later by a process it left running.
+DAEMON = ["sh", "-c", f"'{sys.executable}' -c 'import os, time; time.sleep(0.5); "
+          "os.sched_getaffinity(0)' & exit 0"]
+
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_a_daemon_is_said_and_followed_until_it_exits(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    out = sbx("trace", "--backend", which, "-o", "d.yaml", "--", *DAEMON, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"note: sh exited and left 1 process \(\d+ \S+\) running \(it daemonized\); "
+                     r"following it until it exits", out.stderr), out.stderr
+    prof = load_profile(str(tmp_path / "d.yaml"))
+    assert any(n == "sched_getaffinity" for r in prof.rules for n, _ in r.names)
+    assert "# note: sh left 1 process running; it was traced until it exited" in \
+        (tmp_path / "d.yaml").read_text()
+
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_duration_stops_what_the_command_left_running(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    marker = f"sbx-trace-{os.getpid()}-{which}"
+    began = time.monotonic()
+    out = sbx("trace", "--backend", which, "--duration", "1", "-o", "s.yaml", "--",
+              "sh", "-c", f"'{sys.executable}' -c 'import time; time.sleep(60)' {marker} & exit 0",
+              cwd=tmp_path)
+    took = time.monotonic() - began
+    assert out.returncode == 0, out.stderr
+    assert "--duration 1 s: stopping 1 process" in out.stderr, out.stderr
+    assert took < 30, took                       # not the sleep's 60 s
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1
+    assert load_profile(str(tmp_path / "s.yaml")).name == "trace-sh"
+
+
+def test_a_misspelled_option_is_refused_not_traced(tmp_path):
+    out = sbx("trace", "--verfy", "-o", "x.yaml", "--", "true", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "No such option '--verfy'. Did you mean '--verify'?" in out.stderr
+    assert not (tmp_path / "x.yaml").exists() and "tracing with" not in out.stderr
+
+
+# -- --merge keeps a narrowed kill as a union with the signals traced ------------------------------
+
+@pytest.mark.parametrize("which", ["ebpf", "notify"])
+def test_merge_unites_a_narrowed_kill_with_the_signal_the_trace_saw(tmp_path, which):
+    need(os.geteuid() == 0 or which == "notify", "eBPF needs root")
+    if which == "ebpf":
+        need(*available())
+    send = ("import os, signal; signal.signal(signal.SIG{0}, lambda *a: None); "
+            "os.kill(os.getpid(), signal.SIG{0})")
+    first = sbx("trace", "--backend", which, "-o", "k.yaml", "--", sys.executable, "-c",
+                send.format("USR1"), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    hand = (tmp_path / "k.yaml").read_text()
+    hand = re.sub(r"\n      - kill +# \d+", "", hand)
+    hand = hand.replace("  # allows\n", '  # allows\n  - allow: kill\n    when: ["arg1 in [SIGUSR1]"]\n')
+    (tmp_path / "k.yaml").write_text(hand)
+    out = sbx("trace", "--backend", which, "--merge", "k.yaml", "-o", "k2.yaml", "--",
+              sys.executable, "-c", send.format("TERM"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr
+    assert re.search(r'"arg1 in \[SIGUSR1, SIGTERM\]" +# SIGUSR1 0, SIGTERM 1',
+                     (tmp_path / "k2.yaml").read_text())
+
+
+def test_children_the_tracing_process_already_had_are_not_waited_for():
+    """sbx as a library (or a test runner) may have children of its own: tracing a command
+    follows what the command leaves, not them."""
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        began = time.monotonic()
+        rec = tr.record(["/bin/true"], "notify")
+        assert os.waitstatus_to_exitcode(rec.exit_status) == 0
+        assert time.monotonic() - began < 20 and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

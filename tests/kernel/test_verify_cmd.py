@@ -110,3 +110,46 @@ def test_unprivileged_cannot_observe_and_says_so():
     r = verify("--allow-unobserved", "--profile", "default", "--", "/bin/true", user=65534)
     assert r.returncode == 0, r.stderr
     assert "denials were not observed" in r.stderr
+
+
+def test_a_misspelled_option_is_refused_not_run():
+    r = verify("--stric", "--profile", "default", "--", "/bin/true")
+    assert r.returncode == 2, r.stderr
+    assert "No such option '--stric'. Did you mean '--strict'?" in r.stderr
+    assert "command not found" not in r.stderr
+
+
+def test_duration_stops_a_service_and_judges_it_by_its_denials():
+    server = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+              "time.sleep(60)")
+    r = verify("--profile", "default", "--duration", "1", "--", PY, "-c", server, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "OK: python3" in r.stderr and "ran 1 s and was stopped with no denials" in r.stderr
+    # a service that makes a denied call still fails, stopped on time or not
+    denying = f"{PTRACE}; import time; time.sleep(60)"
+    r = verify("--profile", "default", "--duration", "1", "--", PY, "-c", denying, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "ptrace (101)" in r.stderr and "stopped after 1 s as asked" in r.stderr
+
+
+def test_duration_does_not_hide_an_early_failure():
+    r = verify("--profile", "default", "--duration", "5", "--", "/bin/sh", "-c", "exit 3")
+    assert r.returncode == 3 and "exited with status 3 (no denials)" in r.stderr
+
+
+def test_json_verdict():
+    import json
+    r = verify("--json", "--profile", "default", "--", PY, "-c", PTRACE)
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["outcome"] == "denied" and doc["exit_code"] == 1
+    assert [(d["syscall"], d["count"], d["action"]) for d in doc["denials"]] == [("ptrace", 1, "errno")]
+    assert doc["denials"][0]["decided_by"].startswith("profiles/default.yaml:")
+    r = verify("--json", "--profile", "default", "--duration", "0.5", "--", "/bin/sleep", "30")
+    doc = json.loads(r.stdout)
+    assert (doc["outcome"], doc["mode"], doc["stopped_after"]) == ("ok", "service", 0.5)
+
+
+def test_timeout_and_duration_exclude_each_other():
+    r = verify("--profile", "default", "--timeout", "1", "--duration", "1", "--", "/bin/true")
+    assert r.returncode == 2 and "not both" in r.stderr

@@ -468,3 +468,32 @@ def test_builtin_layer_findings():
     for name in builtin_names():
         rep = check_profile(load_profile(name), "x86_64")
         assert {f.rule_id for f in rep.findings} & LAYER_IDS == expect[name], name
+
+
+def test_sarif_outside_sbx_s_tree_points_only_at_files_that_exist_or_says_built_in(tmp_path,
+                                                                                   monkeypatch):
+    """In a user's repository, a finding of a built-in base is placed at the extends entry that
+    brings it in; the built-in place stays as a related location relative to SBX_BUILTIN."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "app.yaml").write_text("name: app\nextends: [web]\nrules:\n  - allow: [ptrace]\n")
+    doc = json.loads(invoke("check", "--format", "sarif", "app.yaml", "web").output)
+    _validate_sarif(doc)
+    run = doc["runs"][0]
+    assert "SBX_BUILTIN" in run["originalUriBaseIds"]
+    inherited = []
+    for res in run["results"]:
+        for loc in res.get("locations", []) + res.get("relatedLocations", []):
+            art = loc["physicalLocation"]["artifactLocation"]
+            if art["uriBaseId"] == "%SRCROOT%":
+                assert (tmp_path / art["uri"]).is_file(), art
+            else:
+                assert art["uriBaseId"] == "SBX_BUILTIN" and art["uri"] in ("default.yaml", "web.yaml")
+        primary = res["locations"][0]["physicalLocation"]
+        if "app" in res["properties"]["profiles"] and "inherited from built-in" in res["message"]["text"]:
+            inherited.append(res)
+            assert primary["artifactLocation"]["uri"] == "app.yaml"
+            assert primary["region"]["startLine"] == 2                    # extends: [web]
+    assert inherited, "app inherits web's and default's info findings"
+    own = [r for r in run["results"] if r["properties"]["profiles"] == ["web"]]
+    assert own and all(r["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"]
+                       == "SBX_BUILTIN" for r in own)

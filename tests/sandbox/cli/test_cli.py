@@ -135,3 +135,14 @@ def test_golden_disassembly_of_a_tiny_policy():
     flt = compile_policy(Policy([ap], Action("errno", 1)))
     text = disassemble(flt.insns)
     assert text == GOLDEN_SMALL, text
+
+
+def test_profiles_show_json_is_the_resolved_yaml_as_data():
+    import json
+    import yaml
+    text = CliRunner().invoke(cli, ["profiles", "show", "web"]).output
+    doc = json.loads(CliRunner().invoke(cli, ["profiles", "show", "web", "--json"]).output)
+    assert doc == yaml.safe_load(text)
+    assert doc["name"] == "web" and doc["default"] == "errno(EPERM)"
+    assert text.startswith("# web, resolved from profiles/web.yaml (extends default)\n")
+    assert "# profiles/web.yaml:" in text and "site-packages" not in text

@@ -16,6 +16,7 @@ from sandbox import interop
 from sandbox.cli import cli
 from sandbox.interop.systemd_fs import below, plan_fs, quote
 from sandbox.policy import load_profile
+from tests.conftest import REPO
 
 
 def export(*args):
@@ -36,14 +37,23 @@ def plan(entries):
     return {k: [v for kk, v in p.settings if kk == k] for k, _ in p.settings}, p
 
 
+def at(profile: str, text: str, token: str | None = None) -> str:
+    """profiles/NAME.yaml:LINE:COL of the first line holding *text*, COL where *token*
+    (default: *text*) starts in it: the positions exports report, found in the file
+    as it is now."""
+    lines = (REPO / "profiles" / f"{profile}.yaml").read_text().splitlines()
+    n = next(i for i, line in enumerate(lines, 1) if text in line)
+    return f"profiles/{profile}.yaml:{n}:{lines[n - 1].index(token or text) + 1}"
+
+
 # ---------------------------------------------------------------- --var
 
 @pytest.mark.parametrize("args, said", [
     (["default", "--var", "CWD"], "'CWD' is not NAME=VALUE"),
     (["default", "--var", "1CWD=/x"], "'1CWD' is not a variable name"),
     (["default", "--var", "CWD="], "CWD= has no value"),
-    (["default", "--var", "CWD=src"], "$CWD makes the filesystem path $CWD at profiles/default.yaml:126:"),
-    (["web", "--var", "PORT=http"], "$PORT is a TCP port at profiles/web.yaml:69:38"),
+    (["default", "--var", "CWD=src"], "$CWD makes the filesystem path $CWD at " + at("default", "  read: [/, $CWD", "$CWD")),
+    (["web", "--var", "PORT=http"], "$PORT is a TCP port at " + at("web", "  bind: [", "${PORT}")),
     (["web", "--var", "PORT=70000"], "give a number 0..65535"),
 ], ids=["no equals sign", "not a name", "no value", "a relative path", "a port that is no number",
         "a port out of range"])
@@ -62,7 +72,7 @@ def test_a_var_the_profile_does_not_use_is_a_warning():
 def test_unbound_variables_are_left_out_with_a_warning_naming_the_option():
     res = export("default", "--format", "systemd")
     assert res.exit_code == 0
-    assert ("profiles/default.yaml:126:13: warning: $CWD has no unit equivalent (the command's working "
+    assert (at("default", "  read: [/, $CWD", "$CWD") + ": warning: $CWD has no unit equivalent (the command's working "
             "directory: the unit's WorkingDirectory=): its read, exec, write entries are left out; bind it "
             "with --var CWD=VALUE") in res.stderr
     assert "#   $CWD has no unit equivalent" in res.stdout
@@ -153,7 +163,7 @@ def test_ports_capabilities_and_scopes_in_the_drop_in(tmp_path):
 
 def test_connect_ports_have_no_systemd_equivalent_and_say_so():
     res = export("strict-net", "--format", "systemd")
-    assert "profiles/strict-net.yaml:46:3: warning: network connect (the profile: TCP ports none)" in res.stderr
+    assert at("strict-net", "  connect:", "connect") + ": warning: network connect (the profile: TCP ports none)" in res.stderr
     assert settings(res.stdout)["SocketBindDeny"] == ["tcp"] and "SocketBindAllow" not in settings(res.stdout)
 
 
@@ -165,11 +175,11 @@ def test_runtime_exports_name_each_layer_they_do_not_carry(fmt, setting):
     res = export("web", "--format", fmt, "--var", "CWD=/srv/app")
     assert res.exit_code == 0, res.stderr
     err = res.stderr
-    assert "capabilities (kept: none; sbx drops every other one as root) are not part of" in err
+    assert "capabilities (kept: CAP_NET_BIND_SERVICE CAP_CHOWN CAP_SETUID CAP_SETGID; sbx drops every other one as root) are not part of" in err
     assert setting in err
-    assert "profiles/web.yaml:55:1: warning: filesystem rules (Landlock: list /; read /usr" in err
+    assert at("web", "filesystem:") + ": warning: filesystem rules (Landlock: list /; read /usr" in err
     assert "write /srv/app $TMPDIR /dev/shm" in err                     # --var shown, unbound kept
-    assert "profiles/web.yaml:68:1: warning: TCP port rules (bind 80 443 8000 8080 8443 ${PORT}" in err
+    assert at("web", "network:") + ": warning: TCP port rules (bind 80 443 8000 8080 8443 ${PORT}" in err
     assert "sbx always sets no_new_privs" in err and "warning: scope (signals, abstract-unix" in err
 
 

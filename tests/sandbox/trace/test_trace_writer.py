@@ -236,3 +236,67 @@ def test_cli_needs_a_command_or_profiles_to_merge(tmp_path):
     from sandbox.cli import cli
     result = CliRunner().invoke(cli, ["trace", "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2 and "give a COMMAND to trace" in result.output
+
+
+# -- merging keeps conditions: a union, or a warning naming the rule ------------------------------
+
+def merged_with(tmp_path: Path, rules: str, *others: tr.Observed) -> tuple[tr.Observed, Path]:
+    """A trace profile with hand-written *rules* added, read back and merged with *others*."""
+    text = write(sample(), tmp_path, "hand").read_text().replace("  # allows\n", "  # allows\n" + rules, 1)
+    (tmp_path / "hand.yaml").write_text(text)
+    merged = tr.merge([tr.observed_from_profile(load_profile(str(tmp_path / "hand.yaml"))), *others])
+    return merged, write(merged, tmp_path, "merged")
+
+
+def traced(calls: dict, values: dict | None = None) -> tr.Observed:
+    return tr.Observed(calls=calls, values=values or {}, commands=["/usr/sbin/daemon -f"],
+                       backends=["ebpf"])
+
+
+def test_a_narrowed_kill_and_a_traced_signal_merge_into_the_union(tmp_path):
+    rules = '  - allow: kill\n    when: ["arg1 in [SIGUSR1]"]\n'
+    merged, path = merged_with(tmp_path, rules, traced({"kill": 1}, {("kill", 1): {C["SIGTERM"]: 1}}))
+    assert '"arg1 in [SIGUSR1, SIGTERM]"' in path.read_text()
+    assert decide(path, "kill", 1, C["SIGUSR1"]) == "allow"
+    assert decide(path, "kill", 1, C["SIGTERM"]) == "allow"
+    assert decide(path, "kill", 1, C["SIGKILL"]) != "allow"
+    assert merged.warnings == []
+    # read back and merged again: the same bytes (the union is kept, not widened)
+    again = tr.merge([tr.observed_from_profile(load_profile(str(path)))])
+    assert tr.write_profile(again, "merged", "x86_64", baseline=BASELINE) == path.read_text()
+
+
+def test_a_fresh_trace_does_not_narrow_signals(tmp_path):
+    path = write(traced({"kill": 2}, {("kill", 1): {C["SIGTERM"]: 2}}), tmp_path)
+    assert decide(path, "kill", 1, C["SIGHUP"]) == "allow"     # a reload signal never seen
+
+
+def test_a_condition_that_cannot_be_united_is_widened_with_a_warning_naming_it(tmp_path):
+    rules = '  - allow: memfd_create\n    when: ["arg1 == MFD_CLOEXEC"]\n'
+    kept, path = merged_with(tmp_path, rules)
+    assert '- allow: memfd_create' in path.read_text() and kept.warnings == []
+    assert decide(path, "memfd_create", 0, C["MFD_CLOEXEC"]) == "allow"
+    assert decide(path, "memfd_create", 0, 0) != "allow"
+    merged, path = merged_with(tmp_path, rules, traced({"memfd_create": 3}))
+    assert decide(path, "memfd_create", 0, 0) == "allow"
+    line = next(i for i, t in enumerate((tmp_path / "hand.yaml").read_text().splitlines(), 1)
+                if "allow: memfd_create" in t)
+    assert merged.warnings == [
+        f"{tmp_path / 'hand.yaml'}:{line}: `allow: memfd_create when arg1 == MFD_CLOEXEC` widened "
+        "to any arguments: the traced daemon called memfd_create, whose arguments sbx trace does "
+        "not record (the union cannot be written)"]
+
+
+def test_cli_merge_says_on_stderr_which_rule_was_widened(tmp_path):
+    from click.testing import CliRunner
+    from sandbox.cli import cli
+    rules = '  - allow: kill\n    when: ["arg1 != SIGKILL"]\n'
+    merged_with(tmp_path, rules)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(write(traced({"kill": 1}), tmp_path, "plain").read_text())
+    result = CliRunner().invoke(cli, ["trace", "-o", str(tmp_path / "out.yaml"),
+                                                      "--merge", str(tmp_path / "hand.yaml"),
+                                                      "--merge", str(plain)])
+    assert result.exit_code == 0, result.stderr
+    assert "sbx: warning: " in result.stderr and "`allow: kill when arg1 != SIGKILL` widened to " \
+        f"any arguments: {plain} allows kill for any arguments" in result.stderr
