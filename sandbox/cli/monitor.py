@@ -44,12 +44,13 @@ TOP_ROWS = 10
 @click.option("--cgroup", "cgroups", multiple=True,
               help="a cgroup v2 (path under the cgroup2 mount, or like /sbx/job1): every task in it or below")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per denial on stdout")
-@click.option("--duration", type=Seconds(), help="stop after this many seconds")
+@click.option("--duration", type=Seconds(), metavar="S", help="stop after S seconds")
 @click.option("--profile", help="the profile the processes run under: name the rule behind each denial")
 def monitor(pids, cgroups, as_json, duration, profile):
     """Stream the seccomp denials of running processes until Ctrl-C, SIGTERM,
     --duration, or (with --pid only) the exit of every tracked process; then
-    print the in-kernel counters, with events lost to a full buffer, on stderr.
+    print the in-kernel counters, with events lost to a full buffer, and the
+    events read per process, on stderr. Memory stays flat at any rate.
     Without --pid or --cgroup every process on the host is watched.  Needs root.
     """
     from ..ebpf import Probe, ProbeUnavailable, available
