@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import search
+from sandbox import paths, search
 from sandbox.policy import PolicyError, load_profile
 from tests.conftest import need
 from tests.conftest import REPO
@@ -60,7 +60,7 @@ def test_a_user_profile_is_found_by_name_and_shadows_the_built_in(xdg):
 def test_the_system_directory_comes_after_the_user_s(xdg, tmp_path, monkeypatch):
     system = tmp_path / "etc-sbx"
     system.mkdir(mode=0o755)
-    monkeypatch.setattr(search, "SYSTEM_DIR", str(system))
+    monkeypatch.setattr(paths, "SYSTEM_DIR", str(system))     # where search_dirs reads it
     (system / "site.yaml").write_text(DENY_UNAME.format(name="site", what="system", base="default"))
     assert load_profile("site").description == "system"
     (xdg / "site.yaml").write_text(DENY_UNAME.format(name="site", what="user", base="default"))
