@@ -312,14 +312,20 @@ def _read_lines(out: _Lines, lines: list[str]) -> _State:
             continue
         try:
             obj = json.loads(raw.rstrip("\r\n"))
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:
+            # JSONDecodeError has a column; a number of more than 4,300 digits
+            # (ValueError) or nesting deeper than the interpreter's stack
+            # (RecursionError) has none
+            col = getattr(err, "colno", 1)
+            why = getattr(err, "msg", None) or ("nested too deeply" if isinstance(err, RecursionError)
+                                                else str(err).split(";")[0])
             if i == 1:
-                out.diags.append(Diagnostic(Position(out.path, 1, err.colno),
+                out.diags.append(Diagnostic(Position(out.path, 1, col),
                                             f"not an sbx recording: the first line is not JSON "
-                                            f"({err.msg})", hint="make recordings with sbx trace "
+                                            f"({why})", hint="make recordings with sbx trace "
                                             "--record OUT.jsonl"))
                 return st
-            out.diags.append(Diagnostic(Position(out.path, i, err.colno), f"not JSON: {err.msg}"))
+            out.diags.append(Diagnostic(Position(out.path, i, col), f"not JSON: {why}"))
             continue
         if not isinstance(obj, dict):
             out.error(i, "a line must be a JSON object")

@@ -113,12 +113,14 @@ END = '{"type": "end", "calls": 5}'
     ((header(), SYSCALL), [":2:1: error: the recording ends without its end line"]),
     ((header(), SYSCALL, END, SYSCALL), [":4:1: error: a line after the end line (line 3)"]),
     ((header(), "read 5", END), [":2:1: error: not JSON: Expecting value"]),
+    ((header(), '{"n": ' + "9" * 5000 + "}", END), [":2:1: error: not JSON: Exceeds the limit"]),
+    ((header(), "[" * 100000 + "]" * 100000, END), [":2:1: error: not JSON: nested too deeply"]),
 ], ids=["empty", "a Docker profile", "multi-line JSON", "a newer version", "files in version 1",
         "no files flag", "files not recorded", "unknown word", "relative path", "port as a number",
         "port twice", "unknown arch",
         "bad time", "unknown type", "unknown key", "wrong name", "zero count", "twice",
         "values of an uncounted syscall", "counts do not add up", "cut short", "after the end",
-        "not JSON"])
+        "not JSON", "a 5000-digit number", "nested too deeply"])
 def test_bad_and_foreign_recordings_are_errors_with_their_position(tmp_path, lines, expected):
     path = recording(tmp_path, *lines) if lines else str(tmp_path / "empty.jsonl")
     if not lines:
