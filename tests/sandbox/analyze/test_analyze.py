@@ -401,6 +401,56 @@ def test_json_and_explain(tmp_path):
     assert "is not made by any code reachable" in r.output
 
 
+def test_the_profile_names_the_running_kernels_release_as_its_baseline(tmp_path):
+    out = tmp_path / "true.yaml"
+    assert invoke("analyze", "/usr/bin/true", "-o", str(out)).exit_code == 0
+    assert load_profile(str(out)).baseline.value == tr.kernel_baseline()
+    assert "# baseline:" not in out.read_text()              # one source: nothing to explain
+    assert invoke("analyze", "/usr/bin/true", "--baseline", "5.10", "-o", str(out)).exit_code == 0
+    assert load_profile(str(out)).baseline.value == "5.10"
+    r = invoke("analyze", "/usr/bin/true", "--baseline", "5.x", "-o", str(out))
+    assert r.exit_code == 2 and "--baseline" in r.output
+
+
+def test_merge_keeps_the_oldest_baseline_so_faccessat2_still_answers_enosys(tmp_path):
+    traced = tmp_path / "tr54.yaml"
+    seen = tr.Observed(calls={"read": 3}, commands=["true"], backends=["ebpf"])
+    traced.write_text(tr.write_profile(seen, "trace-true", baseline="5.4"))
+    merged = tmp_path / "an54.yaml"
+    r = invoke("analyze", "/usr/bin/true", "--merge", str(traced), "-o", str(merged))
+    assert r.exit_code == 0, r.output
+    assert load_profile(str(merged)).baseline.value == "5.4"
+    assert f"# baseline: the oldest of this kernel {tr.kernel_baseline()}, tr54.yaml 5.4\n" \
+        'baseline: "5.4"\n' in merged.read_text()
+    r = invoke("explain", str(merged), "faccessat2")
+    assert "decision: errno(ENOSYS)" in r.output and 'baseline: "5.4"' in r.output, r.output
+
+
+def test_a_device_or_fifo_output_is_written_into(tmp_path):
+    import threading
+    before = os.stat("/dev/null")
+    r = invoke("analyze", "/usr/bin/true", "-o", "/dev/null")
+    assert r.exit_code == 0, r.output
+    assert "wrote /dev/null" in r.output
+    after = os.stat("/dev/null")
+    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    r = invoke("analyze", "/usr/bin/true", "-o", str(fifo))
+    reader.join(10)
+    assert r.exit_code == 0, r.output
+    assert fifo.is_fifo() and 'name: analyze-true\n' in got[0] and "baseline:" in got[0]
+    # sbx trace writes a merged profile the same way
+    static = tmp_path / "s.yaml"
+    invoke("analyze", "/usr/bin/true", "-o", str(static))
+    r = invoke("trace", "--merge", str(static), "-o", "/dev/null")
+    assert r.exit_code == 0, r.output
+    assert os.stat("/dev/null").st_rdev == before.st_rdev and not os.path.isfile("/dev/null")
+
+
 # ------------------------------------------------------------------ bad input
 
 def _elf_header(ei_class: int, machine: int) -> bytes:
