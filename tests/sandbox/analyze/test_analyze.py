@@ -79,6 +79,7 @@ def private_cache(monkeypatch, shared_cache):
 
 
 SHARED: Path | None = None
+REAL_CACHE_DIR = cache_mod.cache_dir          # before private_cache replaces it
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +275,61 @@ def test_a_well_formed_entry_with_wrong_values_is_a_miss(tmp_path, damage):
     for entry in (tmp_path / "c").iterdir():
         doc = json.loads(entry.read_text())
         doc["summary"].update(damage)
+        doc["digest"] = cache_mod._digest(doc["summary"])       # re-sealed: the values decide
         entry.write_text(json.dumps(doc))
     again = SummaryCache(tmp_path / "c")
     second = analyze_program("/usr/bin/true", again)
     assert again.misses == len(first.stats) and again.hits == 0
     assert second.all_syscalls().keys() == first.all_syscalls().keys()
+
+
+def _summary_sys(entry: Path) -> dict:
+    return json.loads(entry.read_text())["summary"]["sys"]
+
+
+@pytest.mark.parametrize("tamper", ["summary edited", "mode 0644", "too large", "a fifo"])
+def test_a_tampered_entry_is_ignored_and_recomputed(tmp_path, monkeypatch, tamper):
+    """An entry planted or edited without sbx (a summary that lets a later profile allow
+    more) is a miss: the object is analysed again and the entry rewritten."""
+    d = tmp_path / "c"
+    first = analyze_program("/usr/bin/true", SummaryCache(d))
+    entries = sorted(e for e in d.iterdir() if e.name.endswith(".json"))
+    good = {e: e.read_bytes() for e in entries}
+    for entry in entries:
+        if tamper == "summary edited":
+            doc = json.loads(entry.read_text())
+            doc["summary"]["sys"] = {"0": [NR("ptrace"), NR("mount")]}
+            entry.write_text(json.dumps(doc))
+            os.chmod(entry, 0o600)
+        elif tamper == "mode 0644":
+            os.chmod(entry, 0o644)
+        elif tamper == "a fifo":
+            entry.unlink()
+            os.mkfifo(entry, 0o600)
+    if tamper == "too large":
+        monkeypatch.setattr(cache_mod, "MAX_ENTRY", min(len(b) for b in good.values()) - 1)
+    again = SummaryCache(d)
+    second = analyze_program("/usr/bin/true", again)        # a FIFO would block a plain open
+    assert again.hits == 0 and again.misses == len(first.stats)
+    assert names(second) == names(first) and "ptrace" not in names(second)
+    if tamper != "too large":
+        for entry in entries:
+            assert entry.is_file() and entry.stat().st_mode & 0o777 == 0o600
+        third = SummaryCache(d)
+        analyze_program("/usr/bin/true", third)
+        assert third.hits == len(first.stats)                 # rewritten, and trusted again
+
+
+def test_the_cache_lives_below_the_filter_caches_protected_directory(monkeypatch):
+    """Not in $XDG_CACHE_HOME or ~/.cache, which a confined command may be allowed to write:
+    beside the compiled filters, where every run's Landlock layer keeps commands out
+    (tests/kernel/test_analyze_kernel.py plants an entry from a confined command)."""
+    from sandbox import cache
+    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/elsewhere")
+    monkeypatch.setenv("HOME", "/tmp/elsewhere")
+    for uid in (0, 1000):
+        monkeypatch.setattr(os, "geteuid", lambda: uid)
+        assert REAL_CACHE_DIR() == Path(cache.location(uid)) / "analyze"
 
 
 def test_a_cache_directory_others_may_write_is_refused(tmp_path):
