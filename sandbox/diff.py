@@ -12,8 +12,9 @@ a ``Change``, with the rules (file:line) that decide it on each side.
 A change *widens* when B lets through (allow, log) what A denies, or hands a
 denied call to a notify listener; it *narrows* the other way round; any other
 difference (kill-process to errno(EPERM), EPERM to ENOSYS, allow to log) is a
-*change*. ``confinement_changes`` lists, as text, how the other layers
-(capabilities, scope, Landlock, filesystem, network) differ.
+*change*. ``sandbox.layerdiff`` judges how the other layers (capabilities,
+scope, Landlock, filesystem, network) differ, each difference a widening or
+a narrowing.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class Diff:
     native: str
     changes: list[Change]
     bdd: Bdd
-    confinement: list[tuple[str, str]]      # (section, what differs)
+    confinement: list[tuple]      # (section, widening|narrowing, text, item): sandbox.layerdiff
 
     def count(self, kind: str) -> int:
         return len({c.name for c in self.changes if c.kind == kind})
@@ -155,7 +156,8 @@ def diff_profiles(old: Profile, new: Profile, native: str = "x86_64") -> Diff:
     arch_order = {a: i for i, a in enumerate(dict.fromkeys((native,) + syscalls.ARCHES + ("other",)))}
     changes.sort(key=lambda c: (worst[c.name], c.name.startswith("("), c.name, order[c.kind],
                                 arch_order[c.arch]))
-    return Diff(old, new, native, changes, bdd, confinement_changes(old, new))
+    from .layerdiff import layer_changes
+    return Diff(old, new, native, changes, bdd, layer_changes(old, new))
 
 
 # --------------------------------------------------------------------------- membership
@@ -242,47 +244,6 @@ def region_text(bdd: Bdd, region: int) -> str:
     return "; or ".join(terms) + more
 
 
-# --------------------------------------------------------------------------- other layers
-
-def confinement_changes(old: Profile, new: Profile) -> list[tuple[str, str]]:
-    """How capabilities, scope, Landlock, filesystem and network differ, as (section, text):
-    what is written, not a proof of what the kernel lets through."""
-    from .policy.profile import confinement
-    a, b = confinement(old), confinement(new)
-    out: list[tuple[str, str]] = []
-
-    def plus_minus(section: str, what: str, xs, ys) -> None:
-        added = [y for y in ys if y not in xs]
-        removed = [x for x in xs if x not in ys]
-        if added or removed:
-            out.append((section, f"{what}: " + ", ".join([f"+{y}" for y in added]
-                                                         + [f"-{x}" for x in removed])))
-
-    plus_minus("capabilities", "capabilities", a.caps, b.caps)
-    plus_minus("scope", "scoped", a.scoped, b.scoped)
-    if a.mode != b.mode:
-        out.append(("landlock", f"landlock: {a.mode} -> {b.mode}"))
-    if (a.fs is None) != (b.fs is None):
-        out.append(("filesystem", "filesystem: section " + ("added" if a.fs is None else "removed")))
-    plus_minus("filesystem", "filesystem", [f"{w} {p}" for w, p, _o in a.fs or ()],
-               [f"{w} {p}" for w, p, _o in b.fs or ()])
-    if (a.net is None) != (b.net is None):
-        out.append(("network", "network: section " + ("added" if a.net is None else "removed")))
-    for key in sorted(set(a.net or {}) | set(b.net or {})):
-        x, y = (a.net or {}).get(key, ()), (b.net or {}).get(key, ())
-        if x == y:
-            continue
-        if "any" in (x, y):
-            out.append(("network", f"network {key}: {_ports(x)} -> {_ports(y)}"))
-        else:
-            plus_minus("network", f"network {key}", list(x), list(y))
-    return out
-
-
-def _ports(v) -> str:
-    return v if isinstance(v, str) else ("[" + ", ".join(v) + "]")
-
-
 # --------------------------------------------------------------------------- text and JSON
 
 def _label(c: Change) -> str:
@@ -312,8 +273,8 @@ def render_text(d: Diff, old_label: str, new_label: str) -> str:
         out.append("the two profiles decide every syscall, number and argument alike")
     if d.confinement:
         out.append("")
-        out.append("other layers (as written, not compared semantically):")
-        out += [f"  {line}" for _section, line in d.confinement]
+        out.append("other layers:")
+        out += [f"  {kind:9} {line}" for _section, kind, line, _item in d.confinement]
     return "\n".join(out) + "\n"
 
 
@@ -326,7 +287,7 @@ def _where_json(w: Where) -> dict:
     return out
 
 
-JSON_FORMAT = 1
+JSON_FORMAT = 2          # 2: confinement entries are objects with a kind
 
 
 def to_json(d: Diff, old_label: str, new_label: str) -> dict:
@@ -345,7 +306,9 @@ def to_json(d: Diff, old_label: str, new_label: str) -> dict:
             "old": {"label": old_label, "name": d.old.name, "path": display_path(d.old.path)},
             "new": {"label": new_label, "name": d.new.name, "path": display_path(d.new.path)},
             "summary": {k: d.count(k) for k in ("widening", "narrowing", "change")},
-            "changes": changes, "confinement": [line for _s, line in d.confinement]}
+            "changes": changes,
+            "confinement": [{"section": sec, "kind": kind, "text": line}
+                            for sec, kind, line, _item in d.confinement]}
 
 
 __all__ = ["Change", "Diff", "OTHER", "UNKNOWN", "Where", "contains", "decide",

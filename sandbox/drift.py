@@ -3,8 +3,9 @@
 ``sbx check --baseline OLD.yaml NEW.yaml`` and ``sbx diff --format sarif``
 turn each ``sandbox.diff.Change`` into a ``checks.Finding``: SBX140 (error)
 for a widening, SBX141 (info) for a narrowing, SBX142 (note) for another
-change of answer, SBX143 (warning) for a capabilities, scope, Landlock,
-filesystem or network difference. Changes that are the same on several ABIs
+change of answer. The other layers (``sandbox.layerdiff``): SBX143 (error)
+for a capability, scope, Landlock, filesystem or network widening, SBX141
+for a narrowing there. Changes that are the same on several ABIs
 (same syscall name, region, actions and rules) become one finding naming the
 ABIs. A finding points at the rule of the new profile that decides the region
 (its ``default:`` line when no rule does) and carries the old profile's rule
@@ -60,22 +61,32 @@ def findings(d: Diff, old_label: str = "the baseline") -> list[Finding]:
         note = Diagnostic(was, f"{old_label} decided it here: {action_text(old)}", severity="note")
         names = [c.name for c in changes if c.nr is not None][:1]
         out.append(finding(KIND_ID[kind], pos, msg, notes=[note], names=names, arches=arches))
-    for section, text in d.confinement:
-        out.append(finding("SBX143", _layer_pos(d.new, section),
-                           f"{text} (compared with {old_label}, as written)"))
+    for section, kind, text, item in d.confinement:
+        out.append(finding("SBX143" if kind == "widening" else "SBX141",
+                           _layer_pos(d.new, section, item),
+                           f"{text} (compared with {old_label})"))
     order = {"SBX140": 0, "SBX143": 1, "SBX142": 2, "SBX141": 3}
     return sorted(out, key=lambda f: order[f.rule_id])
 
 
-def _layer_pos(prof: Profile, section: str) -> Position:
+def _layer_pos(prof: Profile, section: str, item: str | None = None) -> Position:
+    """Where *prof* writes *section*: the entry for *item* (a path, ``bind 8080``, a
+    capability) when it has one, else the section's first entry, else line 1."""
     pos = None
-    if section in ("capabilities", "landlock"):
-        pos = getattr(prof, section).pos
+    if section == "capabilities":
+        pos = prof.capabilities.pos
+    elif section == "landlock":
+        pos = prof.landlock.pos
     elif section == "scope":
         pos = next((s.pos for s in prof.scope.values() if s.pos is not None), None)
     elif section == "filesystem" and prof.fs:
-        pos = prof.fs[0][2]
+        pos = next((p for w, text, p in prof.fs if w != "deny" and item is not None
+                    and (text.rstrip("/") or "/") == item), prof.fs[0][2])
     elif section == "network" and prof.net:
-        pos = next((ports[0][1] for ports in prof.net.values()
-                    if not isinstance(ports, str) and ports), None)
+        key, _, port = (item or "").partition(" ")
+        ports = prof.net.get(key)
+        mine = [] if isinstance(ports, str) or ports is None else ports
+        pos = next((p for t, p in mine if t == port), None) or next(
+            (ports[0][1] for ports in prof.net.values() if not isinstance(ports, str) and ports),
+            None)
     return pos if pos is not None else Position(prof.path, 1, 1)

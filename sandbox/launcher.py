@@ -132,6 +132,12 @@ def run(opts: RunOptions) -> int:
                   "kernel: " + "; ".join(confinement.unenforced))
         for note in confinement.notes:
             say(f"sbx: profile {compiled.name}: {note}")
+        if opts.mode == "complain":
+            # RET_LOG replaces only the seccomp filter's default denial: the Landlock
+            # domain (files, ports, scopes) and the dropped capabilities are the same
+            # as in enforce mode, so their refusals still fail the command
+            say(f"sbx: complain mode: profile {compiled.name}'s default seccomp denial is logged, "
+                "not enforced; files, ports, scopes and capabilities stay enforced")
     reporter = Reporter(compiled, opts.argv[0], mode=opts.mode,
                         summary=opts.log or opts.mode == "complain", monitor=opts.monitor,
                         quiet=opts.quiet, as_json=opts.json, output=opts.output,

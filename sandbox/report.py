@@ -264,6 +264,12 @@ class Reporter:
             if self._listened:          # else start() said that denials cannot be listed
                 if self.as_json:
                     self._json([], native)
+                elif any(d.landlock for d in denials):
+                    # the Landlock lines above are denials too, enforced even in complain mode
+                    _say(f"no seccomp denials recorded under profile {self.compiled.name}; the "
+                         "Landlock refusals above were enforced"
+                         + (" (complain mode does not relax Landlock)"
+                            if self.mode == "complain" else ""))
                 else:
                     _say(f"no denials recorded under profile {self.compiled.name}")
             return

@@ -31,7 +31,8 @@ RUN_OPTIONS = (
     Opt("--profile", "-p", dest="profile", default="default", metavar="NAME|FILE",
         help="profile name (yours, /etc/sbx/profiles, built-in) or YAML file"),
     Opt("--mode", dest="mode", kind="choice", default="enforce", choices=("enforce", "complain"),
-        help="complain: the profile's default deny is logged instead"),
+        help="complain: the profile's default seccomp deny is logged instead (files, ports, "
+             "scopes and capabilities stay enforced)"),
     Opt("--log", dest="log", kind="flag", default=False,
         help="install with SECCOMP_FILTER_FLAG_LOG and summarize denials"),
     Opt("--monitor", dest="monitor", kind="flag", default=False,

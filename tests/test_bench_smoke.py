@@ -75,3 +75,18 @@ def test_shared_policy_is_exact_for_the_syscalls_it_rewrites():
                 assert evaluate(shared, X86_64, nr, args).action == want, (label, name, hex(v))
                 checked += 1
     assert checked > 100
+
+
+def test_the_readme_table_has_one_row_per_section_naming_the_script_run_py_uses():
+    """bench/README.md's section table: one row per section of run.py, and where run.py's
+    docstring names the script a section runs, that section's row names the same script."""
+    import re
+    sys.path.insert(0, str(ROOT / "bench"))
+    import run
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\| (\d+) \| (.*)$",
+                                                  (ROOT / "bench" / "README.md").read_text(), re.M)}
+    assert sorted(rows) == list(run.ALL_SECTIONS)
+    scripts = dict(re.findall(r"\b(\d+) [^(),]*\(bench/(bench_\w+\.py)\)", " ".join(run.__doc__.split())))
+    assert len(scripts) >= 5, scripts
+    for number, script in scripts.items():
+        assert f"bench/{script}" in rows[int(number)], (number, script)

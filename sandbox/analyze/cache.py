@@ -1,13 +1,27 @@
 """Per-object summaries on disk, keyed by ELF build-id and the analyser's own version.
 
-A second program that uses the same libc then costs only its own code.  The
-directory (``cache_dir``) is /var/cache/sbx/analyze for root, else
-$XDG_CACHE_HOME/sbx/analyze or ~/.cache/sbx/analyze.  It is created 0700 and
-refused when another user owns it or group/others may write it: a summary
-decides what a generated profile allows, so nobody else may plant one.
-Entries are written to an O_CREAT|O_EXCL|O_NOFOLLOW temporary file and
-renamed into place.  Anything unreadable, malformed or from another analyser
-version is a miss: the object is analysed again and the entry replaced.
+A second program that uses the same libc then costs only its own code.  A
+summary decides what a generated profile allows, so the cache gets the filter
+cache's protection (``sandbox.cache``):
+
+- **Where.** ``analyze`` below the filter cache's fixed per-user directory
+  (``sandbox.cache.location``: /var/cache/sbx for root, /run/user/UID/sbx for
+  everyone else), never taken from the environment. Every ``sbx run`` and
+  ``sbx trace`` keeps its command from writing at or below that directory
+  (Landlock), so a confined command cannot plant a summary; the old place
+  for ordinary users, ~/.cache/sbx/analyze, was writable by any profile that
+  writes $HOME. That directory and its ancestors are checked as the filter
+  cache checks them (``usable_dir``); without Landlock, or without a usable
+  place, nothing is cached.
+- **Checked before use.** The directory is created 0700 and refused when
+  another user owns it or anyone else may use it. An entry is opened without
+  following links and without blocking (a FIFO cannot hang sbx), and must be
+  a regular file owned by the user, private (0600), at most ``MAX_ENTRY``
+  bytes, for this analyser version and key, with a SHA-256 ``digest`` of its
+  summary that matches. Anything else is a miss: the object is analysed again
+  and the entry replaced.
+- **Written safely.** An O_CREAT|O_EXCL|O_NOFOLLOW temporary file (0600),
+  renamed into place.
 """
 from __future__ import annotations
 
@@ -37,13 +51,30 @@ def analyser_version() -> str:
     return _version
 
 
+MAX_ENTRY = 64 << 20          # bytes; libpython's summary is about 6 MB
+
+
 def cache_dir() -> Path:
     """Where summaries live for the current user (not created here)."""
-    if os.geteuid() == 0:
-        return Path("/var/cache/sbx/analyze")
-    base = os.environ.get("XDG_CACHE_HOME")
-    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".cache"
-    return root / "sbx" / "analyze"
+    from .. import cache
+    return Path(cache.location()) / "analyze"
+
+
+def _digest(summary) -> str:
+    """SHA-256 of a summary's JSON form, as ``store`` writes it."""
+    return hashlib.sha256(json.dumps(summary, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def _protected() -> str | None:
+    """Why the default place cannot hold summaries now, or None: the filter cache's
+    directory must be usable, and Landlock must be there to keep commands out of it."""
+    from .. import cache
+    from ..kernel import landlock
+    if landlock.abi() <= 0:
+        return "Landlock is not available to keep confined commands from writing it"
+    where, why = cache.usable_dir(create=True)
+    return None if where else why
 
 
 class CacheUnsafe(Exception):
@@ -65,8 +96,10 @@ def _safe_dir(path: Path, create: bool) -> Path | None:
         raise CacheUnsafe(f"{path} is not a directory")
     if st.st_uid != os.geteuid():
         raise CacheUnsafe(f"{path} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})")
-    if st.st_mode & 0o022:
-        raise CacheUnsafe(f"{path} is writable by group or others (mode {st.st_mode & 0o777:o})")
+    if st.st_mode & 0o077:
+        raise CacheUnsafe(f"{path} is writable by group or others (mode {st.st_mode & 0o777:o})"
+                          if st.st_mode & 0o022 else
+                          f"{path} is open to group or others (mode {st.st_mode & 0o777:o})")
     return path
 
 
@@ -78,6 +111,8 @@ class SummaryCache:
         self.enabled = enabled
         self.warning: str | None = None
         self.hits = self.misses = 0
+        # the default place is used only under the filter cache's protection
+        self._check_place = directory is None
 
     def _path(self, key: str) -> Path:
         safe = "".join(c for c in key if c.isalnum())[:80] or "x"
@@ -86,6 +121,13 @@ class SummaryCache:
     def _usable(self, create: bool) -> bool:
         if not self.enabled:
             return False
+        if self._check_place:
+            why = _protected()
+            if why:
+                self.warning = f"not using the analysis cache: {why}"
+                self.enabled = False
+                return False
+            self._check_place = False
         try:
             return _safe_dir(self.directory, create) is not None
         except CacheUnsafe as err:
@@ -100,13 +142,20 @@ class SummaryCache:
             return None
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as fh:
-                if os.fstat(fh.fileno()).st_uid != os.geteuid():
-                    raise ValueError("not ours")
-                data = json.loads(fh.read())
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or \
+                        st.st_mode & 0o077 or st.st_size > MAX_ENTRY:
+                    raise ValueError("not a private regular file of ours, or too large")
+                raw = fh.read(MAX_ENTRY + 1)
+            if len(raw) > MAX_ENTRY:
+                raise ValueError("too large")
+            data = json.loads(raw)
             if data.get("analyser") != analyser_version() or data.get("key") != key:
                 raise ValueError("another version")
+            if data.get("digest") != _digest(data["summary"]):
+                raise ValueError("damaged")
             out = Summary.from_json(data["summary"])
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             self.misses += 1
@@ -120,8 +169,9 @@ class SummaryCache:
             return
         path = self._path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        data = json.dumps({"analyser": analyser_version(), "key": key,
-                           "summary": summary.to_json()}, separators=(",", ":"))
+        doc = summary.to_json()
+        data = json.dumps({"analyser": analyser_version(), "key": key, "digest": _digest(doc),
+                           "summary": doc}, separators=(",", ":"))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -133,15 +133,20 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "restore the denial"),
     ("SBX141", "narrowed", "info", "The profile denies what its baseline let through",
      "Compared with the earlier profile, some syscall and argument region that passed is now "
-     "denied: the sandbox got narrower, and a program that relied on it fails (try it under sbx "
-     "verify)."),
+     "denied, or another layer grants less (a capability, TCP port or filesystem right taken "
+     "away, a scope closed, Landlock enforced): the sandbox got narrower, and a program that "
+     "relied on it fails (try it under sbx verify)."),
     ("SBX142", "denial-changed", "note", "The profile denies differently from its baseline",
      "Compared with the earlier profile, a denial now answers differently (kill-process became "
      "errno(EPERM), EPERM became ENOSYS) or an allow became log: what the caller sees changes, "
      "nothing new gets through."),
-    ("SBX143", "layer-changed", "warning", "Another confinement layer differs from its baseline",
-     "Capabilities, scope, Landlock, filesystem or network rules differ from the earlier "
-     "profile; these are compared as written, not by what they let through, so review them."),
+    ("SBX143", "layer-widened", "error", "Another confinement layer lets through what its baseline did not",
+     "Compared with the earlier profile, a layer beside the seccomp filter got wider: a capability "
+     "added, a scope opened (sandbox to any), landlock: best-effort where it was enforce, a TCP "
+     "port (or any) added to network bind or connect, or a filesystem right on a path the earlier "
+     "profile did not grant there (paths compared as written, the most specific one deciding).",
+     "if the program needs it, say so in review and update the baseline; else take the grant "
+     "back"),
     ("SBX144", "static-only-sensitive", "note", "A security-sensitive syscall was only found statically",
      "sbx analyze found the syscall reachable in the program's code, but no trace ever saw it: "
      "static analysis over-approximates, so the program may never need it.",

@@ -14,11 +14,7 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import cannot_write, emit, fail, say
-
-
-
-
+from .common import cannot_write, emit, emit_profile, fail, say
 
 
 @click.command()
@@ -38,9 +34,13 @@ from .common import cannot_write, emit, fail, say
 @click.option("--arch", default="native", show_default=True,
               help="the architecture to analyse (x86_64 only so far)")
 @click.option("--name", help="the profile's name (default: analyze-BINARY)")
+@click.option("--baseline", metavar="MAJOR.MINOR",
+              help="the profile's baseline (default: the oldest of the running kernel's release "
+                   "and the --merge'd profiles' baselines)")
 @click.option("--no-cache", is_flag=True, help="analyse every library again (do not read or "
               "write the per-build-id cache)")
-def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, name, no_cache):
+def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, name, baseline,
+            no_cache):
     """Derive a profile from BINARY's code and every library it loads, before it ever runs.
 
     Example: sbx analyze /usr/sbin/nginx -o nginx.yaml --merge nginx-traced.yaml
@@ -81,7 +81,7 @@ def analyze(binary, output, base, merges, execs, as_json, explain_name, arch, na
         else:
             click.echo(text, nl=False)
         return
-    _write_profile(analysis, observed(analysis), output, base, merges, name, native)
+    _write_profile(analysis, observed(analysis), output, base, merges, name, native, baseline)
 
 
 def _report(a) -> None:
@@ -93,10 +93,9 @@ def _report(a) -> None:
          + (f"; {len(a.reach.limits)} limits (see the profile header)" if a.reach.limits else ""))
 
 
-
-
-def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native) -> None:
-    from ..policy import build_filter, load_profile
+def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, native,
+                   baseline) -> None:
+    from ..policy import load_profile
     problem = cannot_write(output) if output else None
     if problem:
         fail(problem)
@@ -104,15 +103,19 @@ def _write_profile(analysis, obs: tr.Observed, output, base, merges, name, nativ
     parts = [obs] + [tr.observed_from_profile(p, native) for p in previous]
     merged = tr.merge(parts)
     base_prof = load_profile(base) if base else None
+    try:
+        # the libraries analysed are this machine's, made for the running kernel: the
+        # profile serves it and, merged, the oldest kernel a merged profile was made on
+        chosen, note = tr.choose_baseline(True, previous, baseline)
+    except tr.TraceError as err:
+        fail(str(err), status=err.status)
     stem = os.path.basename(analysis.path)
     title = name or "analyze-" + ("".join(c if c.isalnum() or c in "_.-" else "-" for c in stem)
                                   or "program")
     ref = (tr.base_ref(base, output) if output else base) if base else None
-    text = tr.write_profile(merged, title, native, base_prof, ref)
+    text = tr.write_profile(merged, title, native, base_prof, ref, chosen, note)
     if not output:
         click.echo(text, nl=False)
         return
-    emit(text, output)
-    build_filter(load_profile(os.path.abspath(output)), native=native)
-    n, m = tr.count_allowed(os.path.abspath(output), native), tr.count_allowed("default", native)
+    n, m = emit_profile(text, output, native), tr.count_allowed("default", native)
     say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")

@@ -156,6 +156,33 @@ class Seconds(click.ParamType):
         return seconds
 
 
+def is_stream(output: str) -> bool:
+    """*output* is a device or FIFO (``/dev/null``, ``/dev/stdout``): written into, never
+    renamed over, and it cannot be read back."""
+    return os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output)
+
+
+def emit_profile(text: str, output: str, native: str) -> int:
+    """A generated profile to *output*, checked (loaded and compiled: PolicyError, status 2,
+    if it does not) before anything is written; returns how many syscalls it allows.
+    A device or FIFO is checked through a private copy, since it cannot be read back."""
+    import tempfile
+    from ..policy import build_filter, load_profile
+    from ..trace import count_allowed
+    if is_stream(output):
+        with tempfile.TemporaryDirectory(prefix="sbx-profile-") as tmp:
+            copy = os.path.join(tmp, "profile.yaml")
+            with open(copy, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            build_filter(load_profile(copy), native=native)
+            n = count_allowed(copy, native)
+        emit(text, output)
+        return n
+    emit(text, output)
+    build_filter(load_profile(os.path.abspath(output)), native=native)
+    return count_allowed(os.path.abspath(output), native)
+
+
 def parse_int(text: str) -> int:
     """A number as profiles write it (0x1f, 0644 octal, -1) or a constant (AF_INET)."""
     from ..policy.conditions import parse_number

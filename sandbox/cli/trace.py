@@ -14,19 +14,11 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import Seconds, cannot_write
+from .common import Seconds, cannot_write, emit_profile, is_stream
 
 
 def _say(message: str) -> None:
     click.echo(f"sbx: {message}", err=True)
-
-
-def _write(path: str, text: str) -> None:
-    from ..paths import write_output
-    try:
-        write_output(path, text)
-    except OSError as err:
-        raise tr.TraceError(f"cannot write {path}: {err.strerror}") from err
 
 
 def _processes(pids: list[int]) -> str:
@@ -100,21 +92,6 @@ def _write_recording(path: str, rec: tr.Recording, started: float, native: str) 
          f"{prov.libc})")
 
 
-def _baseline(given: str | None, traced: bool, previous: list) -> str | None:
-    """--baseline, else the oldest of the running kernel (when a command is traced) and
-    the merged profiles' baselines: the profile must serve the oldest kernel it was made on."""
-    from bpf_filters.syscalls import BadVersionError, parse_version
-    from ..policy.profile import check_baseline
-    if given is not None:
-        try:
-            return check_baseline(given)
-        except BadVersionError as err:
-            raise tr.TraceError(f"--baseline: {err}", 2) from err
-    found = ([tr.kernel_baseline()] if traced else []) + \
-        [p.baseline.value for p in previous if p.baseline.value is not None]
-    return min(found, key=parse_version) if found else None
-
-
 @click.command(context_settings={"allow_interspersed_args": False})
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="the profile to write (YAML)")
@@ -144,7 +121,7 @@ def trace(output, record_to, baseline, backend, merges, base, name, duration, ve
     and hosts with sbx profile build)
     """
     from ..kernel.seccomp import native_arch
-    from ..policy import build_filter, load_profile
+    from ..policy import load_profile
     command = list(command)
     if not command and not merges:
         raise click.UsageError("give a COMMAND to trace, or --merge profiles to combine")
@@ -156,15 +133,12 @@ def trace(output, record_to, baseline, backend, merges, base, name, duration, ve
         raise click.UsageError("--record needs a COMMAND to trace")
     if duration and not command:
         raise click.UsageError("--duration needs a COMMAND to trace")
-    if verify and not output:
-        raise click.UsageError("--verify needs -o PROFILE.yaml")
+    if verify and (not output or is_stream(output)):
+        raise click.UsageError("--verify needs -o PROFILE.yaml (a file it can run under)")
     native = native_arch()
     try:
         if verify and os.geteuid() != 0:
             raise tr.TraceError("--verify needs root: seccomp denials are read from audit records", 2)
-        if output and os.path.exists(output) and not os.path.isfile(output):
-            raise tr.TraceError(f"cannot write the profile to {output}: not a regular file (the "
-                                "profile is read back from it to check it)", 2)
         for target in (output, record_to):
             problem = cannot_write(target) if target else None
             if problem:
@@ -172,7 +146,7 @@ def trace(output, record_to, baseline, backend, merges, base, name, duration, ve
         previous = [load_profile(os.path.abspath(m)) for m in merges]
         base_prof = load_profile(base) if base else None
         parts = [tr.observed_from_profile(p, native) for p in previous]
-        chosen_baseline = _baseline(baseline, bool(command), previous)
+        chosen_baseline, baseline_note = tr.choose_baseline(bool(command), previous, baseline)
         if command:
             parts.append(_record(command, backend, native, record_to, duration))
         if not output:
@@ -182,10 +156,9 @@ def trace(output, record_to, baseline, backend, merges, base, name, duration, ve
             _say(f"warning: {warning}")
         title = name or (previous[0].name if previous else tr.default_name(command))
         text = tr.write_profile(obs, title, native, base_prof,
-                                tr.base_ref(base, output) if base else None, chosen_baseline)
-        _write(output, text)
-        build_filter(load_profile(os.path.abspath(output)), native=native)
-        n, m = tr.count_allowed(os.path.abspath(output), native), tr.count_allowed("default", native)
+                                tr.base_ref(base, output) if base else None, chosen_baseline,
+                                baseline_note)
+        n, m = emit_profile(text, output, native), tr.count_allowed("default", native)
         _say(f"wrote {display_path(output)}: {n} syscalls allowed (default allows {m})")
         if verify:
             sys.exit(_verify(command, output, native))

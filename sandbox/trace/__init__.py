@@ -16,11 +16,11 @@ from .observe import Observed, command_text, merge, observe, observed_from_profi
 from ..errors import TraceError
 from .record import BACKEND_TEXT, BACKENDS, Recording, choose_backend, observer_steps, record
 from .verify import allowed_syscalls, count_allowed, verify_profile
-from .write import (LAUNCHER_NEEDS, ZERO_ARGS, base_ref, default_name, kernel_baseline, plan_rules,
-                    render, spell, syscall_groups, write_profile)
+from .write import (LAUNCHER_NEEDS, ZERO_ARGS, base_ref, choose_baseline, default_name,
+                    kernel_baseline, plan_rules, render, spell, syscall_groups, write_profile)
 
 __all__ = ["BACKENDS", "BACKEND_TEXT", "LAUNCHER_NEEDS", "Observed", "Recording", "TraceError",
-           "ZERO_ARGS", "allowed_syscalls", "base_ref", "choose_backend", "command_text", "count_allowed",
+           "ZERO_ARGS", "allowed_syscalls", "base_ref", "choose_backend", "choose_baseline", "command_text", "count_allowed",
            "default_name", "kernel_baseline", "merge", "observe", "observed_from_profile",
            "observer_steps", "plan_rules", "record", "render", "spell", "syscall_groups", "verify_profile",
            "write_profile"]

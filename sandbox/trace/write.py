@@ -263,9 +263,10 @@ def _count_text(name: str, obs: Observed) -> str:
 
 def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
            base_ref: str | None = None, baseline: str | None = None,
-           header: list[str] | None = None) -> str:
+           header: list[str] | None = None, baseline_comment: str | None = None) -> str:
     """The profile text: header comment (*header*, or sbx trace's), settings, rules; no
-    timestamps. *baseline* ("5.10"): the oldest kernel the traced runs ran on."""
+    timestamps. *baseline* ("5.10"): the oldest kernel the traced runs ran on, with
+    *baseline_comment* above it (see ``choose_baseline``)."""
     out = list(header) if header is not None else _trace_header(obs)
     out += ["", f"name: {quote(name)}", f"description: {quote(_description(obs))}"]
     if base_ref is not None:
@@ -274,6 +275,7 @@ def render(obs: Observed, name: str, denials: list[_Rule], allows: list[_Rule],
         out += ["default: errno(EPERM)", "unknown: errno(ENOSYS)", "bad_arch: kill-process",
                 "arches: [native]"]
     if baseline is not None:
+        out += [baseline_comment] if baseline_comment else []
         out.append(f'baseline: "{baseline}"')
     out += ["", "rules:" if denials or allows else "rules: []"]
     for title, rules in (("denials", denials), ("allows", allows)):
@@ -339,16 +341,18 @@ def _description(obs: Observed) -> str:
 
 
 def write_profile(obs: Observed, name: str, native: str = "x86_64", base=None,
-                  base_ref: str | None = None, baseline: str | None = None) -> str:
+                  base_ref: str | None = None, baseline: str | None = None,
+                  baseline_comment: str | None = None) -> str:
     """The profile for *obs*; with *base* (a loaded Profile), only what it lacks; with
-    *baseline*, a ``baseline:`` line (see ``kernel_baseline``)."""
+    *baseline*, a ``baseline:`` line (see ``kernel_baseline``, ``choose_baseline``)."""
     from ..policy import lower
     base_policy = lower(base, native) if base is not None else None
     denials, allows = plan_rules(obs, native, base_policy)
     if base is not None:
         obs = dataclasses.replace(obs, **dict(zip(("files", "net"),
                                                   tf.without_base(obs.files, obs.net, base))))
-    return render(obs, name, denials, allows, base_ref if base is not None else None, baseline)
+    return render(obs, name, denials, allows, base_ref if base is not None else None, baseline,
+                  baseline_comment=baseline_comment)
 
 
 def kernel_baseline(release: str | None = None) -> str:
@@ -368,17 +372,49 @@ def kernel_baseline(release: str | None = None) -> str:
     return floor if found < syscalls.parse_version(floor) else f"{found[0]}.{found[1]}"
 
 
+def choose_baseline(here: bool, previous: list,
+                    given: str | None = None) -> tuple[str | None, str | None]:
+    """The baseline of a profile made on this kernel (*here*: a command traced or a
+    program analysed on it) and merged from the loaded profiles *previous*, and the
+    comment that goes above it when the sources disagree; *given* (``--baseline``)
+    overrides both (TraceError, status 2, if it is not a release the tables judge).
+
+    The oldest (lowest) release wins: the profile must serve every kernel one of
+    its parts was made on, and a syscall newer than that release answers ENOSYS
+    there, so the program falls back as it did on that kernel; the newest would
+    answer the default (EPERM) instead and break the fallback."""
+    if given is not None:
+        from ..policy.profile import check_baseline
+        try:
+            return check_baseline(given), None
+        except syscalls.BadVersionError as err:
+            raise TraceError(f"--baseline: {err}", 2) from err
+    found = ([("this kernel", kernel_baseline())] if here else []) + \
+        [(os.path.basename(p.path) or p.name, p.baseline.value)
+         for p in previous if p.baseline.value is not None]
+    if not found:
+        return None, None
+    chosen = min((v for _, v in found), key=syscalls.parse_version)
+    if len({v for _, v in found}) == 1:
+        return chosen, None
+    return chosen, "# baseline: the oldest of " + ", ".join(f"{w} {v}" for w, v in found)
+
+
 def default_name(argv: list[str]) -> str:
     stem = os.path.basename(argv[0]) if argv else "profile"
     return "trace-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "command")
 
 
 def base_ref(base: str, output: str) -> str:
-    """How the written profile names BASE: a built-in by name, a file relative to it."""
+    """How the written profile names BASE: a built-in by name, a file relative to it (by
+    its absolute path when OUTPUT is a device or FIFO: a copy read elsewhere, such as
+    ``-o /dev/stdout > p.yaml``, has no directory in common with it)."""
     from ..policy import find_profile
     if "/" not in base and not base.endswith((".yaml", ".yml")):
         return base
     found = find_profile(base)
     if found is None:
         return base
+    if os.path.exists(output) and not os.path.isfile(output) and not os.path.isdir(output):
+        return os.path.abspath(found)
     return os.path.relpath(os.path.abspath(found), os.path.dirname(os.path.abspath(output)))

@@ -71,3 +71,26 @@ def test_the_static_profile_covers_the_trace_and_runs_the_workload(tmp_path, nam
     assert r.returncode == 0, r.stderr
     text = merged.read_text()
     assert "# both: " in text and "# static: " in text
+
+
+def test_a_confined_command_cannot_plant_an_analysis_summary(tmp_path):
+    """The per-library cache is below the filter cache, which every run's Landlock layer
+    keeps out of the command's writes: even a profile that grants writing everywhere
+    cannot create, replace or remove an entry there."""
+    from sandbox.analyze.cache import cache_dir
+    assert sbx("analyze", "/bin/true", "-o", str(tmp_path / "true.yaml")).returncode == 0
+    d = cache_dir()
+    entries = sorted(p for p in d.iterdir() if p.name.endswith(".json"))
+    assert entries, f"sbx analyze stored nothing in {d}"
+    before = {p: p.read_bytes() for p in entries}
+    prof = tmp_path / "everywhere.yaml"
+    prof.write_text("name: everywhere\nextends: [default]\nfilesystem:\n  all: [/]\n")
+    for script in (f"echo planted > {d}/planted.json", f"echo x > {entries[0]}",
+                   f"rm {entries[0]}", f"mv {entries[0]} {d}/moved.json"):
+        r = sbx("run", "--profile", str(prof), "--", "sh", "-c", script)
+        assert r.returncode != 0, (script, r.stderr)
+    assert not (d / "planted.json").exists() and not (d / "moved.json").exists()
+    assert {p: p.read_bytes() for p in entries} == before
+    # the control: the same profile does write elsewhere
+    r = sbx("run", "--profile", str(prof), "--", "sh", "-c", f"echo ok > {tmp_path}/w")
+    assert r.returncode == 0 and (tmp_path / "w").read_text() == "ok\n", r.stderr

@@ -164,3 +164,27 @@ def test_three_recorded_workloads_merge_into_one_profile_that_replays_each_witho
         allowed = sum(1 for line in text.splitlines() if line.lstrip().startswith("- ") and "#" in line)
         print(f"\n  fleet merge: 3 workloads -> {merged.name}, {allowed} commented names; "
               "each replays with 0 denials")
+
+
+def test_complain_mode_still_enforces_landlock_and_says_so(tmp_path):
+    """Complain mode logs the seccomp default's denials instead of enforcing them; the
+    Landlock domain is the same as in enforce mode. The run says so before the command
+    starts, and its closing line does not call a run with a Landlock refusal clean."""
+    need(os.geteuid() == 0, "Landlock refusals are read from audit records (root)")
+    secret = tmp_path / "private"
+    secret.mkdir()
+    (secret / "key").write_text("k\n")
+    prof = tmp_path / "files.yaml"
+    prof.write_text(f"name: files\nextends: [default]\nfilesystem:\n  read: [/]\n  deny: [{secret}]\n")
+    r = sbx("run", "--profile", str(prof), "--mode", "complain", "--", "cat", str(secret / "key"))
+    assert r.returncode != 0 and r.stdout == "", r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == ("sbx: complain mode: profile files's default seccomp denial is logged, not "
+                        "enforced; files, ports, scopes and capabilities stay enforced"), r.stderr
+    assert f"sbx: cat was refused read access to {secret}/key" in r.stderr
+    assert "no denials recorded" not in r.stderr
+    assert lines[-1] == ("sbx: no seccomp denials recorded under profile files; the Landlock "
+                         "refusals above were enforced (complain mode does not relax Landlock)")
+    clean = sbx("run", "--profile", str(prof), "--mode", "complain", "--", "true")
+    assert clean.returncode == 0 and clean.stderr.splitlines()[-1] == \
+        "sbx: no denials recorded under profile files", clean.stderr

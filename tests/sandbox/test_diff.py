@@ -206,16 +206,21 @@ def test_json_and_sarif_outputs(tmp_path):
     assert res["locations"][0]["physicalLocation"]["region"]["startLine"] == 6
 
 
-def test_other_layers_are_listed_as_written(tmp_path):
+def test_other_layers_are_listed_and_judged(tmp_path):
     old = write(tmp_path, "old", OLD)
     new = write(tmp_path, "new", OLD, head="default: errno(EPERM)\ncapabilities: [NET_BIND_SERVICE]\n"
                 "network:\n  bind: [8080]\n")
     d = diff_profiles(load_profile(old), load_profile(new))
     assert d.changes == []
-    assert [line for _s, line in d.confinement] == [
-        "capabilities: +NET_BIND_SERVICE", "network: section added", "network bind: +8080"]
+    # no network: section was any port; bind: [8080] leaves connect at any
+    assert [(kind, line) for _s, kind, line, _i in d.confinement] == [
+        ("widening", "capabilities: +NET_BIND_SERVICE"), ("narrowing", "network bind: any -> [8080]")]
     result = CliRunner().invoke(cli, ["diff", old, new])
-    assert result.exit_code == 1 and "other layers (as written" in result.output
+    assert result.exit_code == 1 and "other layers:\n  widening  capabilities: +NET_BIND_SERVICE\n" \
+        in result.output
+    out = json.loads(CliRunner().invoke(cli, ["diff", old, new, "--format", "json"]).output)
+    assert out["format"] == 2 and out["confinement"][1] == {
+        "section": "network", "kind": "narrowing", "text": "network bind: any -> [8080]"}
 
 
 def test_a_profile_that_does_not_load_is_exit_2_with_its_position(tmp_path):

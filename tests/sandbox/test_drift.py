@@ -97,6 +97,73 @@ def test_a_baseline_that_does_not_load_is_exit_2(tmp_path):
     assert "unknown syscall 'munmpa'" in result.output
 
 
+# --------------------------------------------------------------------------- the other layers
+
+# (what the old profile adds to PROFILE, what the new one adds, the SBX143 message, a word
+# of the line the finding points at: None where the widening is a removal, or "any")
+LAYERS = {
+    "a capability added": ("", "capabilities: [NET_BIND_SERVICE]\n",
+                           "capabilities: +NET_BIND_SERVICE", "NET_BIND_SERVICE"),
+    "a port added to bind": ("network:\n  bind: [8080]\n", "network:\n  bind: [8080, 9090]\n",
+                             "network bind: +9090", "9090"),
+    "connect opened to any": ("network:\n  connect: [443]\n", "network:\n  connect: any\n",
+                              "network connect: [443] -> any", None),
+    "the network section dropped": ("network:\n  bind: []\n  connect: [443]\n", "",
+                                    "network bind: [] -> any", None),
+    "a new path": ("filesystem:\n  read: [/usr]\n", "filesystem:\n  read: [/usr, /etc]\n",
+                   "filesystem: now grants read_dir, read_file at /etc", "/etc"),
+    "a stronger word": ("filesystem:\n  list: [/srv]\n", "filesystem:\n  read: [/srv]\n",
+                        "filesystem: now grants read_file at /srv", "/srv"),
+    "a deny dropped": ("filesystem:\n  read: [/]\n  deny: [/root]\n", "filesystem:\n  read: [/]\n",
+                       "filesystem: now grants read_dir, read_file at /root", None),
+    "a grant beneath a deny": ("filesystem:\n  read: [/]\n  deny: [/root]\n",
+                               "filesystem:\n  read: [/, /root/src]\n  deny: [/root]\n",
+                               "filesystem: now grants read_dir, read_file at /root/src", "/root/src"),
+    "the filesystem section dropped": ("filesystem:\n  read: [/usr]\n", "",
+                                       "filesystem: now grants", None),
+    "inherit turned on": ("extends: [base.yaml]\nfilesystem:\n  read: [/usr]\n  inherit: false\n",
+                          "extends: [base.yaml]\nfilesystem:\n  read: [/usr]\n",
+                          "at /var/tmp", "/var/tmp"),
+    "a scope opened": ("", "scope:\n  signals: any\n", "scoped to the sandbox: -signals", "signals"),
+    "Landlock best-effort": ("", "landlock: best-effort\n", "landlock: enforce -> best-effort",
+                             "best-effort"),
+}
+BASE = "name: base\ndefault: errno(EPERM)\nfilesystem:\n  write: [/var/tmp]\nrules: []\n"
+
+
+@pytest.mark.parametrize("case", list(LAYERS))
+def test_a_wider_layer_fails_and_the_narrower_one_passes(tmp_path, case):
+    old_extra, new_extra, message, word = LAYERS[case]
+    (tmp_path / "base.yaml").write_text(BASE)
+    result = check(tmp_path, PROFILE + old_extra, PROFILE + new_extra, "--format", "sarif")
+    assert result.exit_code == 1, result.output
+    errors = [r for r in sarif_results(result) if r["ruleId"] == "SBX143"]
+    hit = [r for r in errors if message in r["message"]["text"]]
+    assert hit and all(r["level"] == "error" for r in errors), [r["message"] for r in errors]
+    loc = hit[0]["locations"][0]["physicalLocation"]
+    where = loc["artifactLocation"]["uri"].rsplit("/", 1)[1]
+    assert where == ("base.yaml" if case == "inherit turned on" else "new.yaml"), where
+    line = (tmp_path / where).read_text().splitlines()[loc["region"]["startLine"] - 1]
+    assert word is None or word in line, line
+    back = check(tmp_path, PROFILE + new_extra, PROFILE + old_extra)
+    assert back.exit_code == 0, back.output
+    assert "[SBX143]" not in back.output and "[SBX141]" in back.output
+
+
+@pytest.mark.parametrize("old_extra, new_extra", [
+    ("filesystem:\n  read: [/usr]\n", "filesystem:\n  read: [/usr/share]\n"),
+    ("filesystem:\n  all: [/srv]\n", "filesystem:\n  modify: [/srv]\n  read: [/srv/a]\n"),
+    ("", "filesystem:\n  read: [/usr]\n  deny: [/usr/local]\n"),
+    ("network:\n  bind: any\n", "network:\n  bind: [8080]\n"),
+], ids=["a grant moved deeper", "a weaker word, and a read beneath a write",
+        "a filesystem section added", "any narrowed to a port"])
+def test_a_grant_the_old_profile_held_beneath_one_of_its_paths_is_no_widening(
+        tmp_path, old_extra, new_extra):
+    result = check(tmp_path, PROFILE + old_extra, PROFILE + new_extra)
+    assert result.exit_code == 0, result.output
+    assert "[SBX143]" not in result.output and "[SBX141]" in result.output
+
+
 # --------------------------------------------------------------------------- the workflow
 
 

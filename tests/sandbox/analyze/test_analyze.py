@@ -79,6 +79,7 @@ def private_cache(monkeypatch, shared_cache):
 
 
 SHARED: Path | None = None
+REAL_CACHE_DIR = cache_mod.cache_dir          # before private_cache replaces it
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +275,61 @@ def test_a_well_formed_entry_with_wrong_values_is_a_miss(tmp_path, damage):
     for entry in (tmp_path / "c").iterdir():
         doc = json.loads(entry.read_text())
         doc["summary"].update(damage)
+        doc["digest"] = cache_mod._digest(doc["summary"])       # re-sealed: the values decide
         entry.write_text(json.dumps(doc))
     again = SummaryCache(tmp_path / "c")
     second = analyze_program("/usr/bin/true", again)
     assert again.misses == len(first.stats) and again.hits == 0
     assert second.all_syscalls().keys() == first.all_syscalls().keys()
+
+
+def _summary_sys(entry: Path) -> dict:
+    return json.loads(entry.read_text())["summary"]["sys"]
+
+
+@pytest.mark.parametrize("tamper", ["summary edited", "mode 0644", "too large", "a fifo"])
+def test_a_tampered_entry_is_ignored_and_recomputed(tmp_path, monkeypatch, tamper):
+    """An entry planted or edited without sbx (a summary that lets a later profile allow
+    more) is a miss: the object is analysed again and the entry rewritten."""
+    d = tmp_path / "c"
+    first = analyze_program("/usr/bin/true", SummaryCache(d))
+    entries = sorted(e for e in d.iterdir() if e.name.endswith(".json"))
+    good = {e: e.read_bytes() for e in entries}
+    for entry in entries:
+        if tamper == "summary edited":
+            doc = json.loads(entry.read_text())
+            doc["summary"]["sys"] = {"0": [NR("ptrace"), NR("mount")]}
+            entry.write_text(json.dumps(doc))
+            os.chmod(entry, 0o600)
+        elif tamper == "mode 0644":
+            os.chmod(entry, 0o644)
+        elif tamper == "a fifo":
+            entry.unlink()
+            os.mkfifo(entry, 0o600)
+    if tamper == "too large":
+        monkeypatch.setattr(cache_mod, "MAX_ENTRY", min(len(b) for b in good.values()) - 1)
+    again = SummaryCache(d)
+    second = analyze_program("/usr/bin/true", again)        # a FIFO would block a plain open
+    assert again.hits == 0 and again.misses == len(first.stats)
+    assert names(second) == names(first) and "ptrace" not in names(second)
+    if tamper != "too large":
+        for entry in entries:
+            assert entry.is_file() and entry.stat().st_mode & 0o777 == 0o600
+        third = SummaryCache(d)
+        analyze_program("/usr/bin/true", third)
+        assert third.hits == len(first.stats)                 # rewritten, and trusted again
+
+
+def test_the_cache_lives_below_the_filter_caches_protected_directory(monkeypatch):
+    """Not in $XDG_CACHE_HOME or ~/.cache, which a confined command may be allowed to write:
+    beside the compiled filters, where every run's Landlock layer keeps commands out
+    (tests/kernel/test_analyze_kernel.py plants an entry from a confined command)."""
+    from sandbox import cache
+    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/elsewhere")
+    monkeypatch.setenv("HOME", "/tmp/elsewhere")
+    for uid in (0, 1000):
+        monkeypatch.setattr(os, "geteuid", lambda: uid)
+        assert REAL_CACHE_DIR() == Path(cache.location(uid)) / "analyze"
 
 
 def test_a_cache_directory_others_may_write_is_refused(tmp_path):
@@ -399,6 +450,56 @@ def test_json_and_explain(tmp_path):
     assert "entry of true, run by the kernel" in r.output
     r = invoke("analyze", "/usr/bin/true", "--explain", "reboot")
     assert "is not made by any code reachable" in r.output
+
+
+def test_the_profile_names_the_running_kernels_release_as_its_baseline(tmp_path):
+    out = tmp_path / "true.yaml"
+    assert invoke("analyze", "/usr/bin/true", "-o", str(out)).exit_code == 0
+    assert load_profile(str(out)).baseline.value == tr.kernel_baseline()
+    assert "# baseline:" not in out.read_text()              # one source: nothing to explain
+    assert invoke("analyze", "/usr/bin/true", "--baseline", "5.10", "-o", str(out)).exit_code == 0
+    assert load_profile(str(out)).baseline.value == "5.10"
+    r = invoke("analyze", "/usr/bin/true", "--baseline", "5.x", "-o", str(out))
+    assert r.exit_code == 2 and "--baseline" in r.output
+
+
+def test_merge_keeps_the_oldest_baseline_so_faccessat2_still_answers_enosys(tmp_path):
+    traced = tmp_path / "tr54.yaml"
+    seen = tr.Observed(calls={"read": 3}, commands=["true"], backends=["ebpf"])
+    traced.write_text(tr.write_profile(seen, "trace-true", baseline="5.4"))
+    merged = tmp_path / "an54.yaml"
+    r = invoke("analyze", "/usr/bin/true", "--merge", str(traced), "-o", str(merged))
+    assert r.exit_code == 0, r.output
+    assert load_profile(str(merged)).baseline.value == "5.4"
+    assert f"# baseline: the oldest of this kernel {tr.kernel_baseline()}, tr54.yaml 5.4\n" \
+        'baseline: "5.4"\n' in merged.read_text()
+    r = invoke("explain", str(merged), "faccessat2")
+    assert "decision: errno(ENOSYS)" in r.output and 'baseline: "5.4"' in r.output, r.output
+
+
+def test_a_device_or_fifo_output_is_written_into(tmp_path):
+    import threading
+    before = os.stat("/dev/null")
+    r = invoke("analyze", "/usr/bin/true", "-o", "/dev/null")
+    assert r.exit_code == 0, r.output
+    assert "wrote /dev/null" in r.output
+    after = os.stat("/dev/null")
+    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    r = invoke("analyze", "/usr/bin/true", "-o", str(fifo))
+    reader.join(10)
+    assert r.exit_code == 0, r.output
+    assert fifo.is_fifo() and 'name: analyze-true\n' in got[0] and "baseline:" in got[0]
+    # sbx trace writes a merged profile the same way
+    static = tmp_path / "s.yaml"
+    invoke("analyze", "/usr/bin/true", "-o", str(static))
+    r = invoke("trace", "--merge", str(static), "-o", "/dev/null")
+    assert r.exit_code == 0, r.output
+    assert os.stat("/dev/null").st_rdev == before.st_rdev and not os.path.isfile("/dev/null")
 
 
 # ------------------------------------------------------------------ bad input

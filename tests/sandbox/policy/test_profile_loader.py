@@ -218,3 +218,34 @@ def test_bad_numbers_are_positioned_errors_and_the_rule_is_not_kept(tmp_path, nu
         load_profile(str(p))
     (d,) = [d for d in exc.value.diagnostics if d.severity == "error"]
     assert message in d.message and d.pos.line == 5 and d.pos.col == 21
+
+
+def test_redefining_a_builtin_group_the_extended_profile_uses_is_an_error_at_the_redefinition(
+        tmp_path):
+    """default denies "@debug" (ptrace, ...) with EPERM; a profile extending it that
+    redefined @debug as [getpid] would quietly turn that rule into one about getpid.
+    The loader refuses it where the group is written again, with a note at the
+    built-in definition, and sbx exits 2 for it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from sandbox.paths import builtin_dir
+    assert '"@debug"' in (Path(builtin_dir()) / "default.yaml").read_text()
+    groups = Path(builtin_dir()) / "groups.yaml"
+    first = next(i for i, line in enumerate(groups.read_text().splitlines(), 1)
+                 if line.strip() == "debug:")
+    p = tmp_path / "mine.yaml"
+    p.write_text("name: mine\nextends: [default]\ngroups:\n  other: [getppid]\n  debug: [getpid]\n"
+                 "rules:\n  - allow: '@debug'\n")
+    err, text = errors_of(str(p))
+    assert f"{p}:5:3: error: group '@debug' is already defined" in text, text
+    assert "(give the group a new name)" in text or "hint: give the group a new name" in text
+    assert re.search(rf"{re.escape(str(groups))}:{first}:\d+: note: first defined here", text), text
+    assert not [d for d in err.diagnostics if "'@other'" in d.message]     # a new name is fine
+    for argv in (["check", str(p)], ["compile", str(p)]):
+        proc = subprocess.run([sys.executable, "-m", "sandbox", *argv], capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parents[3])
+        assert proc.returncode == 2, (argv, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert "mine.yaml:5:3: error: group '@debug' is already defined" in proc.stderr, proc.stderr
+        assert "groups.yaml" in proc.stderr and "note: first defined here" in proc.stderr
