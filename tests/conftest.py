@@ -13,6 +13,33 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent      # the checkout: profiles/, docs/, tests/fixtures/
 
+
+def _scratch_outside_the_checkout() -> None:
+    """Every sbx run keeps the directories above its own code closed to new entries
+    (a command must not move sbx's code aside and put its own in place), so with the
+    checkout in /tmp no confined command could create a file directly in /tmp. The
+    tests' scratch files and TMPDIR then go to a temporary directory that is not
+    above the checkout: what a command writes to $TMPDIR stays writable."""
+    import tempfile
+    try:
+        with open("/proc/self/status") as fh:
+            if "\nSeccomp:\t2" in fh.read():
+                return              # already confined (the CI example's tests): its TMPDIR is fixed
+    except OSError:
+        pass
+    tmp = os.path.realpath(tempfile.gettempdir())
+    if not str(REPO).startswith(tmp.rstrip("/") + "/"):
+        return
+    for base in ("/var/tmp", "/tmp", "/dev/shm"):
+        real = os.path.realpath(base)
+        if os.path.isdir(real) and not str(REPO).startswith(real.rstrip("/") + "/"):
+            os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="sbx-tests-", dir=real)
+            tempfile.tempdir = None
+            return
+
+
+_scratch_outside_the_checkout()
+
 REQUIRE_KERNEL = os.environ.get("SBX_REQUIRE_KERNEL") == "1"
 
 

@@ -10,6 +10,7 @@ under the python profile and needs root (audit log): a kernel test.
 import json
 import os
 import pathlib
+import tempfile
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def installed(tmp_path_factory):
     # The venv lives outside /tmp, like a runner's Python: sbx keeps its own installation
     # read-only for the commands it confines, and a write grant (the profiles' /tmp) above
     # it would lose the right to create entries directly in it.
-    venv = pathlib.Path(ROOT) / "build" / f"ci-venv-{os.getpid()}"
+    # beside the test's scratch, not in the checkout: the installed sbx keeps the
+    # directories above its own code closed to new entries in every run, which must
+    # not be the /tmp the workflow's tests write to when the checkout sits in /tmp
+    venv = pathlib.Path(tempfile.gettempdir()) / f"sbx-ci-venv-{os.getpid()}"
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
