@@ -31,13 +31,12 @@ def installed(tmp_path_factory):
     src = tmp / "repo"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".venv", ".git", "__pycache__", "*.egg-info", "build", ".hypothesis", ".pytest_cache"))
-    # The venv lives outside /tmp, like a runner's Python: sbx keeps its own installation
-    # read-only for the commands it confines, and a write grant (the profiles' /tmp) above
-    # it would lose the right to create entries directly in it.
-    # beside the test's scratch, not in the checkout: the installed sbx keeps the
-    # directories above its own code closed to new entries in every run, which must
-    # not be the /tmp the workflow's tests write to when the checkout sits in /tmp
-    venv = pathlib.Path(tempfile.gettempdir()) / f"sbx-ci-venv-{os.getpid()}"
+    # The venv lives outside /tmp, the checkout and $TMPDIR, like a runner's Python: sbx
+    # keeps its own installation read-only for the commands it confines, and a write
+    # grant above it (the profiles' /tmp, or $TMPDIR when the checkout is in /tmp) loses
+    # the right to create entries directly in that directory.
+    venv = pathlib.Path(tempfile.mkdtemp(prefix="sbx-ci-venv-",
+                                         dir="/var/tmp" if os.path.isdir("/var/tmp") else None))
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
