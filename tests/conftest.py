@@ -30,10 +30,12 @@ def _scratch_outside_the_checkout() -> None:
     tmp = os.path.realpath(tempfile.gettempdir())
     if not str(REPO).startswith(tmp.rstrip("/") + "/"):
         return
-    for base in ("/var/tmp", "/tmp", "/dev/shm"):
+    for base in ("/dev/shm", "/var/tmp", "/tmp"):    # /dev/shm: no unit makes it private
         real = os.path.realpath(base)
         if os.path.isdir(real) and not str(REPO).startswith(real.rstrip("/") + "/"):
-            os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="sbx-tests-", dir=real)
+            scratch = tempfile.mkdtemp(prefix="sbx-tests-", dir=real)
+            os.chmod(scratch, 0o1777)       # like /tmp: the tests run commands as nobody too
+            os.environ["TMPDIR"] = scratch
             tempfile.tempdir = None
             return
 
