@@ -24,7 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sandbox.trace import record as trace  # noqa: E402
+import importlib  # noqa: E402
+# the module, not the package's re-exported record() function of the same name
+_recorders = importlib.import_module("sandbox.trace.record")
+record_ebpf, record_notify = _recorders.record_ebpf, _recorders.record_notify
 from sandbox.kernel import spawn  # noqa: E402
 from sandbox.ebpf.probe import available  # noqa: E402
 
@@ -85,11 +88,11 @@ def measure(argv: list[str], cwd: Path, runs: int, ebpf_ok: bool) -> dict:
             sample = {"untraced": run_untraced(argv)}
             if ebpf_ok:
                 started = time.perf_counter()
-                rec = trace.record_ebpf(argv)
+                rec = record_ebpf(argv)
                 sample["ebpf"] = time.perf_counter() - started
                 sample["ebpf_run"] = rec.seconds
             started = time.perf_counter()
-            rec = trace.record_notify(argv)
+            rec = record_notify(argv)
             sample["notify"] = time.perf_counter() - started
             calls = sum(rec.calls.values())
             if shutil.which("strace"):
