@@ -190,11 +190,12 @@ def plan_changes(policy: Policy, observations: list[Denial], broad: bool = False
                                    sum(c.denials for c in plain), [w for c in plain for w in c.why],
                                    [o for c in plain for o in c.overrides],
                                    [o for c in plain for o in c.members]))
-    plan.skipped = _merge_skips(plan.skipped)
+    plan.skipped = merge_skips(plan.skipped)
     return plan
 
 
-def _merge_skips(skips: list[Skip]) -> list[Skip]:
+def merge_skips(skips: list[Skip]) -> list[Skip]:
+    """One Skip per (name, reason, needs_broad), its denials summed (refine_fs uses it too)."""
     merged: dict[tuple, Skip] = {}
     for s in skips:
         key = (s.name, s.reason, s.needs_broad)

@@ -39,7 +39,7 @@ from .confine import ANY, RIGHT_WORDS, expand_all, expand_ports, fs_plan, fs_rul
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
 from .policy.emit import list_lines, quote_item
-from .refine import RefineError, Skip
+from .refine import RefineError, Skip, merge_skips
 
 READ_LIMIT = 16          # more files of one directory under one word: the directory (as sbx trace)
 # the narrowest word holding each Landlock right
@@ -146,7 +146,7 @@ def plan_grants(spec, denials: list, ctx: RunContext, broad: bool = False) -> Gr
                                      "filesystem: or network: entry can allow it"))
     grants = _collapse(list(wanted.values()), places)
     plan.grants = _verified(here, grants, plan.skipped)
-    plan.skipped = _merge(plan.skipped)
+    plan.skipped = merge_skips(plan.skipped)
     return plan
 
 
@@ -287,17 +287,6 @@ def _with(spec, grants: list[Grant], spec_type):
             old = net.get(g.key, ANY)
             net[g.key] = (list(old) if old != ANY else []) + [g.value]
     return spec_type(spec.caps, spec.scoped, spec.mode, fs, net, spec.net_builtin)
-
-
-def _merge(skips: list[Skip]) -> list[Skip]:
-    merged: dict[tuple, Skip] = {}
-    for s in skips:
-        key = (s.name, s.reason, s.needs_broad)
-        if key in merged:
-            merged[key].denials += s.denials
-        else:
-            merged[key] = Skip(s.name, s.denials, s.reason, s.needs_broad)
-    return list(merged.values())
 
 
 # -- editing the profile text -------------------------------------------------------
