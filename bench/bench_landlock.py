@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from bench_markdown import Section  # noqa: E402
+from bench_syscall import build_loop  # noqa: E402
 
 TARGET_MS = 0.5
 PROFILES = ("default", "web", "build", "python", "minimal", "strict-net")
@@ -216,15 +216,6 @@ def launch(runs: int, cold_runs: int) -> dict:
 
 # -- openat under a domain ------------------------------------------------------------------
 
-def _build_loop(work: Path) -> Path:
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if not cc:
-        raise RuntimeError("no C compiler (gcc/cc) to build bench/loop.c")
-    exe = work / "loop"
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(exe), str(HERE / "loop.c")], check=True)
-    return exe
-
-
 def _run_loop(exe: Path, path: str, iterations: int, prepared) -> float:
     """ns per openat+close, in a child confined by *prepared*'s steps (None: unconfined)."""
     r, w = os.pipe()
@@ -250,7 +241,7 @@ def _run_loop(exe: Path, path: str, iterations: int, prepared) -> float:
 def openat(iterations: int, repeat: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="sbx-bench-ll-", dir="/var/tmp") as tmp:
         work = Path(tmp)
-        exe = _build_loop(work)
+        exe = build_loop(work)
         deep = work.joinpath(*[chr(ord("a") + i) for i in range(DEPTH)])
         deep.mkdir(parents=True)
         files = {"shallow": work / "f", "deep": deep / "f"}
