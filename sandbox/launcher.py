@@ -162,21 +162,26 @@ def run(opts: RunOptions) -> int:
         confinement.close()
     if opts.on_spawn is not None:
         opts.on_spawn(child.pid)
-    # what sbx status shows: only where Landlock keeps the record out of the command's reach
-    from . import running
-    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
-        if landlock.abi() > 0 else None
     if reporter.needs_go:
         from .kernel.proc import wait_blocked
         wait_blocked(child.pid)        # seed the monitor while the child sits in its go-pipe read
         reporter.track(child.pid)
         child.go()
+    # Wait for the exec before any other work: the kernel queues a new child on its
+    # parent's CPU and runs it once the parent blocks, so work done here first
+    # delays the command by as much (measured: 1.3 ms on a 2-core machine).
     try:
-        try:
-            child.wait_exec()
-        except LaunchError:
-            reporter.stop()
-            raise
+        child.wait_exec()
+    except LaunchError:
+        reporter.stop()
+        raise
+    # what sbx status shows: only where Landlock keeps the record out of the command's
+    # reach; written while the command runs (its start time is the fork's, so the
+    # record is the same as one written before the exec)
+    from . import running
+    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
+        if landlock.abi() > 0 else None
+    try:
         status = spawn.wait(child.pid)
     finally:
         running.forget(where)

@@ -125,7 +125,7 @@ class Reporter:
         wanted = killed or self.summary or self.output or self.on_denials is not None
         if not (wanted or self.observes):
             return
-        if not wanted and self.probe is None and self._nothing_logged():
+        if not wanted and self.probe is None and self._nothing_logged(failed=status != 0):
             return
         denials = self._collect()
         if self.on_denials is not None:
@@ -146,19 +146,22 @@ class Reporter:
                      f"profile {self.compiled.name}; rerun with --log (or --monitor) to list them, "
                      "or -o FILE to save them for `sbx refine`")
 
-    # how long a run waits for a denial record still on its way (one logged just
-    # before the command exited; see netlink.read_pending). Measured: 60 of 60
-    # Python commands denied right before exiting were counted with no wait at
-    # all; 1 ms is the margin for a C program that exits on the next instruction.
+    # how long a run whose command failed waits for a denial record still on its
+    # way (one logged just before the command exited; see netlink.read_pending).
+    # Measured: 60 of 60 Python commands denied right before exiting were counted
+    # with no wait at all; 1 ms is the margin for a C program that exits on the
+    # next instruction. A command that succeeded is not kept waiting: a denial it
+    # got around is reported when its record is already there, which it is unless
+    # the command exited within microseconds of it.
     AUDIT_GRACE_S = 0.001
 
-    def _nothing_logged(self) -> bool:
+    def _nothing_logged(self, failed: bool) -> bool:
         """No denial record arrived: nothing to count for the plain run's one-line
         hint, and the audit reader need not be loaded. What was read is kept for it."""
         if self.audit_fd < 0:
             return True
         from .kernel.netlink import read_pending
-        found, self._preread = read_pending(self.audit_fd, self.AUDIT_GRACE_S)
+        found, self._preread = read_pending(self.audit_fd, self.AUDIT_GRACE_S if failed else 0)
         return not found
 
     def _collect(self) -> list:

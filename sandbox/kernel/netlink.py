@@ -88,7 +88,7 @@ def read_pending(fd: int, wait: float) -> tuple[bool, list[bytes]]:
     poller.register(fd, select.POLLIN)
     out, found = [], False
     try:
-        for timeout_ms in (0, int(wait * 1000)):
+        for timeout_ms in (0, int(wait * 1000)) if wait > 0 else (0,):
             if not poller.poll(timeout_ms):
                 continue
             while True:
