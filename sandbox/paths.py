@@ -62,6 +62,12 @@ def installation_dirs() -> tuple[str, ...]:
     bpf = sys.modules.get("bpf_filters")
     if bpf is not None and getattr(bpf, "__file__", None):
         out.append(os.path.dirname(os.path.abspath(bpf.__file__)))
+    else:
+        # a cached run does not import it: it is installed beside this package (a
+        # venv's site-packages, a checkout, an editable install that maps both)
+        sibling = os.path.join(os.path.dirname(_HERE), "bpf_filters")
+        if os.path.isfile(os.path.join(sibling, "__init__.py")):
+            out.append(sibling)
     out += [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
     out += [d for origin, d in search_dirs() if origin != "built-in" and os.path.isdir(d)]
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))

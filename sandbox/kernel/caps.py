@@ -150,12 +150,15 @@ class CapDrop:
         self._data = libc.Buffer(_struct.pack(_DATA, m & 0xFFFFFFFF, m & 0xFFFFFFFF, m & 0xFFFFFFFF,
                                               m >> 32, m >> 32, m >> 32))
         self._ambient = os.getuid() != 0
+        self._drop = tuple(c for c in range(self._last + 1) if c not in self.keep) \
+            if self._drop_bounding else ()
+        libc.prctl(PR_CAPBSET_READ, 0)   # made here, not in the child (see libc.prctl)
 
     def apply(self) -> None:
-        if self._drop_bounding:
-            for cap in range(self._last + 1):
-                if cap not in self.keep and libc.prctl(PR_CAPBSET_DROP, cap) != 0:
-                    raise libc.fail(f"prctl(PR_CAPBSET_DROP, {name(cap)})")
+        prctl = libc.prctl
+        for cap in self._drop:
+            if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise libc.fail(f"prctl(PR_CAPBSET_DROP, {name(cap)})")
         if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL) != 0:
             raise libc.fail("prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
         libc.checked_syscall("capset", self._header.addr, self._data.addr)

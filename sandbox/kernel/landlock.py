@@ -133,8 +133,9 @@ class Ruleset:
                                libc.Buffer(_struct.pack("=QQQ", _O_PATH | os.O_CLOEXEC, 0,
                                                         _RESOLVE_NO_SYMLINKS)))
         openat2, nr_open, how = self._open_call
-        write, addr, call, add, fd_rs = self._attr.write, self._attr.addr, self._call, self._add, self.fd
-        pack, handled, on_file, errno = _struct.pack, self.fs, self.fs & FILE_RIGHTS, libc.errno
+        attr = memoryview(self._attr.view()).cast("B")
+        addr, call, add, fd_rs = self._attr.addr, self._call, self._add, self.fd
+        pack_into, handled, on_file, errno = _struct.pack_into, self.fs, self.fs & FILE_RIGHTS, libc.errno
         how_addr, close, encode = how.addr, os.close, os.fsencode
         for path, access, is_dir in rules:
             access &= handled if is_dir else on_file
@@ -146,7 +147,7 @@ class Ruleset:
                 failed.append((path, OSError(err, os.strerror(err), path)))
                 continue
             try:
-                write(pack("=QiI", access, fd, 0))     # packed: 12 bytes are read
+                pack_into("=Qi", attr, 0, access, fd)     # packed: 12 bytes are read
                 if call(add, fd_rs, RULE_PATH_BENEATH, addr, 0) != 0:
                     err = errno()
                     failed.append((path, LandlockError(err, f"landlock_add_rule({path}): "

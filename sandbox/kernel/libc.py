@@ -7,8 +7,9 @@ the rest of a cached ``sbx run``. Every argument is passed as a C long
 back as a C long, and a failure becomes ``KernelError`` with the errno, the
 one place OS errors of the kernel seam are translated.
 
-Syscall numbers come from the generated tables (``bpf_filters.syscalls``)
-for the machine the kernel reports; nothing here types a number by hand.
+Syscall numbers come from the generated tables (``bpf_filters.syscalls``,
+and their excerpt ``sysnos`` for the calls made here) for the machine the
+kernel reports; nothing here types a number by hand.
 """
 from __future__ import annotations
 
@@ -106,8 +107,15 @@ _NUMBERS: dict[str, int] = {}
 
 
 def sysno(name: str) -> int:
-    """The number of syscall *name* on this machine, from the generated tables."""
+    """The number of syscall *name* on this machine, from the generated tables
+    (``sysnos``, their excerpt for this seam, first)."""
     if not _NUMBERS:
+        from .sysnos import NUMBERS
+        _NUMBERS.update(NUMBERS.get(machine(), {}))
+    nr = _NUMBERS.get(name)
+    if nr is not None:
+        return nr
+    if "read" not in _NUMBERS:                      # the whole table, once
         from bpf_filters.syscalls import UnknownArchError, numbers
         try:
             _NUMBERS.update(numbers(machine()))
@@ -152,6 +160,10 @@ class Buffer:
         """Overwrite the buffer's first bytes with *data* (at most its size)."""
         self._array.raw = data.ljust(self.size, b"\0")[:self.size]
 
+    def view(self):
+        """The C array itself, writable in place (``struct.pack_into``)."""
+        return self._array
+
     def read(self, n: int | None = None) -> bytes:
         """The buffer's current bytes (after the kernel wrote into it)."""
         return bytes(memoryview(self._array).cast("B")[: self.size if n is None else n])
@@ -163,9 +175,15 @@ def cstring(text: str | bytes) -> Buffer:
     return Buffer(raw + b"\0")
 
 
+_PRCTL: list = []
+
+
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
-    """prctl(2); returns its result or -1 with errno set."""
-    return call("prctl", option, a2, a3, a4, a5)
+    """prctl(2); returns its result or -1 with errno set. Made once with its
+    argument types: a child drops some 40 capabilities with it before exec."""
+    if not _PRCTL:
+        _PRCTL.append(long_function("prctl", 5))
+    return _PRCTL[0](option, a2, a3, a4, a5)
 
 
 __all__ = ["Buffer", "KernelError", "call", "checked", "checked_syscall", "cstring", "errno",

@@ -65,11 +65,12 @@ class Plan:
     """Everything the child needs, prepared in the parent before fork."""
 
     __slots__ = ("argv", "exe", "bexe", "bargv", "benv", "steps", "filter", "wait_go", "sigmask",
-                 "parent")
+                 "resets", "parent")
 
     def __init__(self, argv, exe, env, steps, seccomp_filter, wait_go, sigmask):
         self.argv, self.exe, self.steps, self.filter = argv, exe, steps, seccomp_filter
         self.wait_go, self.sigmask = wait_go, sigmask
+        self.resets = _signals_to_reset()
         self.parent = os.getpid()
         self.bexe = os.fsencode(exe)
         self.bargv = [os.fsencode(a) for a in argv]
@@ -206,17 +207,27 @@ def _fork_hint(err: OSError) -> str:
             f"{'es' if soft != 1 else ''} at once: RLIMIT_NPROC, ulimit -u)")
 
 
-def _restore_signals(mask) -> None:
-    """Dispositions as a freshly started program expects them: what Python set
-    (handlers, SIGPIPE and SIGXFSZ ignored) back to default; dispositions sbx
-    inherited as ignored stay ignored; the signal mask sbx inherited."""
+def _signals_to_reset() -> tuple[int, ...]:
+    """The signals whose disposition the child sets back to default, as a freshly
+    started program expects them: those Python handles, and SIGPIPE and SIGXFSZ,
+    which Python ignores. Dispositions sbx inherited as ignored stay ignored.
+    Found in the parent: the child's every step between fork and exec delays
+    the command (each page Python touches there is copied first)."""
+    out = []
     for sig in signal.valid_signals():
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
         handler = signal.getsignal(sig)
         if callable(handler) or (sig in (signal.SIGPIPE, signal.SIGXFSZ)
                                  and handler == signal.SIG_IGN):
-            signal.signal(sig, signal.SIG_DFL)
+            out.append(sig)
+    return tuple(out)
+
+
+def _restore_signals(resets: tuple[int, ...], mask) -> None:
+    """The dispositions of ``_signals_to_reset`` to default; the signal mask sbx inherited."""
+    for sig in resets:
+        signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
@@ -235,7 +246,7 @@ def _child(plan: Plan, err_w: int, go_r: int, sync_w: int) -> None:
             raise libc.fail("prctl(PR_SET_PDEATHSIG)")
         if os.getppid() != plan.parent:
             raise OSError(0, "sbx exited before the command could start")
-        _restore_signals(plan.sigmask)
+        _restore_signals(plan.resets, plan.sigmask)
         for step in plan.steps:
             stage = step.stage
             step.apply()

@@ -298,3 +298,13 @@ def test_reported_numbers_map_to_table_numbers():
     assert seccomp_nr("x86_64", 39) == reported_nr("x86_64", 39) == 39
     assert name_of("x32", 39) == name_of("x86_64", 39) == "getpid"
     assert name_of("sparc", 39) is None
+
+
+def test_the_kernel_seams_excerpt_agrees_with_the_tables():
+    """sandbox.kernel.sysnos is what a cached sbx run takes its numbers from."""
+    from bpf_filters.syscalls import numbers
+    from sandbox.kernel.sysnos import NUMBERS
+    assert set(NUMBERS) == {"x86_64", "i386", "aarch64"}
+    for arch, excerpt in NUMBERS.items():
+        assert {"landlock_create_ruleset", "seccomp", "openat2"} <= set(excerpt), arch
+        assert excerpt == {name: numbers(arch)[name] for name in excerpt}, arch
