@@ -246,9 +246,15 @@ def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
         if not below:
             return
         prefix = path.rstrip("/") + "/"
+        on_file = below & FILE_RIGHTS
         for name, child_is_dir in listdir(path):
-            if child_is_dir is not None:
-                grant(prefix + name, below, child_is_dir)
+            if child_is_dir is None:
+                continue
+            child = prefix + name
+            if child in between or child in denies:
+                grant(child, below, child_is_dir)
+            elif child_is_dir or on_file:      # what grant() would add: no split below it
+                rules.append((child, below if child_is_dir else on_file, child_is_dir))
 
     merged: dict[str, int] = {}
     for rights, path in entries:            # one grant per path: read / and exec / split once
@@ -337,8 +343,7 @@ class Prepared:
 
 
 def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool, grants: list,
-              denies: dict, notes: list[str]) -> None:
-    from .kernel import landlock
+              denies: dict, notes: list[str], fs_rights: dict) -> None:
     if word == "deny":
         if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
             denies[real] = ALL_RIGHTS
@@ -347,7 +352,7 @@ def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool,
         if not optional:
             notes.append(f"filesystem path {path} does not exist; skipped")
         return
-    grants.append((sum(landlock.FS_RIGHTS[r][0] for r in RIGHT_WORDS[word]), real))
+    grants.append((sum(fs_rights[r][0] for r in RIGHT_WORDS[word]), real))
 
 
 def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str, ...] = (),
@@ -368,7 +373,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
             _fs_entry(word, path, real_path(path, real_of), optional, dac_bypass, grants, denies,
-                      notes)
+                      notes, landlock.FS_RIGHTS)
     for path in protected:
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write
