@@ -163,7 +163,7 @@ def _digest(lines: list[str]) -> str:
     return sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
 
 
-def _read_entry(directory: str, name: str) -> str | None:
+def read_private(directory: str, name: str) -> str | None:
     """The entry's text if it is a private regular file of ours of sane size, else None."""
     try:
         fd = os.open(os.path.join(directory, name),
@@ -231,7 +231,7 @@ def lookup(key: str, fp: str) -> Entry | None:
     directory, _why = usable_dir(create=False)
     if directory is None:
         return None
-    text = _read_entry(directory, _entry_name(key))
+    text = read_private(directory, _entry_name(key))
     if text is None:
         return None
     parsed = parse(text, fp)
@@ -267,7 +267,13 @@ def store(key: str, fp: str, deps: dict[str, str], entry: Entry) -> None:
     directory, _why = usable_dir(create=True)
     if directory is None:
         return
-    data = render(fp, deps, entry).encode("ascii", errors="replace")
+    write_private(directory, _entry_name(key), render(fp, deps, entry).encode("ascii", errors="replace"))
+
+
+def write_private(directory: str, name: str, data: bytes) -> None:
+    """Write *data* as *name* in the cache *directory*, atomically and privately:
+    a fresh file with a random name (O_CREAT|O_EXCL|O_NOFOLLOW, 0600) renamed
+    into place; a partial file (a full disk) is removed. Best effort."""
     tmp = os.path.join(directory, f".tmp-{os.urandom(8).hex()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -281,7 +287,7 @@ def store(key: str, fp: str, deps: dict[str, str], entry: Entry) -> None:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp, os.path.join(directory, _entry_name(key)))
+        os.replace(tmp, os.path.join(directory, name))
     except OSError:
         try:
             os.unlink(tmp)

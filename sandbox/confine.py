@@ -216,12 +216,13 @@ def expand(template: str, env: dict, cwd: str | None = None) -> tuple[str | None
 
 
 def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
-             listdir=None) -> list[tuple[str, int, bool]]:
+             listdir=None, seen: set[str] | None = None) -> list[tuple[str, int, bool]]:
     """The Landlock rules, (path, rights granted beneath it, is_dir), for *entries*
     ((rights, real path) grants) less *denies* (real path -> the rights it takes
     away), the most specific path deciding (see the module docstring). Pure but
     for ``listdir``, which lists a directory as [(name, is_dir)] (default: the
-    real file system)."""
+    real file system); the directories listed are added to *seen*
+    (``plan_cache``)."""
     from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS
     listdir = listdir or _listdir
     read_dir = FS_RIGHTS["read_dir"][0]
@@ -247,6 +248,8 @@ def fs_rules(entries: list[tuple[int, str]], denies: dict[str, int],
             return
         prefix = path.rstrip("/") + "/"
         on_file = below & FILE_RIGHTS
+        if seen is not None:
+            seen.add(path)
         for name, child_is_dir in listdir(path):
             if child_is_dir is None:
                 continue
@@ -343,10 +346,12 @@ class Prepared:
 
 
 def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool, grants: list,
-              denies: dict, notes: list[str], fs_rights: dict) -> None:
+              denies: dict, notes: list[str], fs_rights: dict, seen: set[str] | None) -> None:
     if word == "deny":
         if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
             denies[real] = ALL_RIGHTS
+        if seen is not None and not dac_bypass:
+            seen.add(real)                  # its permissions decided (a chmod changes its ctime)
         return
     if not os.path.exists(real):
         if not optional:
@@ -356,11 +361,13 @@ def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool,
 
 
 def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str, ...] = (),
-            notes: list[str] | None = None, cwd: str | None = None) -> tuple[list, dict]:
+            notes: list[str] | None = None, cwd: str | None = None,
+            seen: set[str] | None = None) -> tuple[list, dict]:
     """The grants [(rights, real path)] and denies {real path: rights taken away}
     of *spec*'s ``filesystem:`` section as it expands here and now, with the
     *protected* paths kept out of every write. A path skipped (missing, a
-    variable unset) is said in *notes*. ``fs_rules`` turns them into rules."""
+    variable unset) is said in *notes*. ``fs_rules`` turns them into rules.
+    Every path the plan depends on is added to *seen* (see ``real_path``)."""
     from .kernel import landlock
     notes = [] if notes is None else notes
     dac_bypass = any(c in _DAC_BYPASS for c in spec.caps) or os.geteuid() == 0
@@ -372,36 +379,66 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
-            _fs_entry(word, path, real_path(path, real_of), optional, dac_bypass, grants, denies,
-                      notes, landlock.FS_RIGHTS)
+            _fs_entry(word, path, real_path(path, real_of, seen), optional, dac_bypass, grants,
+                      denies, notes, landlock.FS_RIGHTS, seen)
     for path in protected:
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write
-        real = real_path(path, real_of)
+        real = real_path(path, real_of, seen)
         if os.path.exists(real):
             denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     return grants, denies
 
 
-def real_path(path: str, known: dict[str, str]) -> str:
+UNCACHEABLE = ""          # in *seen*: the plan depends on more than the paths recorded
+
+
+def real_path(path: str, known: dict[str, str], seen: set[str] | None = None,
+              hops: int = 0) -> str:
     """``os.path.realpath(path)``, resolving each leading part once for all the
     paths of one plan (*known*: path -> real path, starting with {"/": "/"}):
     a profile's forty paths share a few directories, and realpath alone would
     lstat every component of every one. A path with "." or ".." components is
-    left to realpath, which resolves links before it goes up."""
+    left to realpath, which resolves links before it goes up.
+
+    *seen*, if given, gets every directory a name was looked up in, those a
+    symbolic link's target was resolved through included: what the result
+    depends on (a name created, removed or replaced there changes the
+    directory's ctime). What realpath resolves is not recorded: then *seen*
+    gets ``UNCACHEABLE``."""
     real = known.get(path)
     if real is not None:
         return real
     parent, name = os.path.split(path)
     if not os.path.isabs(path) or name in ("", ".", "..") or "/./" in path or "/../" in path:
         real = os.path.realpath(path)
+        if seen is not None:
+            seen.add(UNCACHEABLE)
     else:
-        above = real_path(parent, known)
+        above = real_path(parent, known, seen, hops)
         real = above.rstrip("/") + "/" + name
+        if seen is not None:
+            seen.add(above)
         if os.path.islink(real):
-            real = os.path.realpath(real)
+            real = _follow(real, above, known, seen, hops)
     known[path] = real
     return real
+
+
+def _follow(link: str, above: str, known: dict[str, str], seen: set[str] | None, hops: int) -> str:
+    """The real path of the symbolic link *link* (in directory *above*)."""
+    if seen is None:
+        return os.path.realpath(link)
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = None
+    parts = target.split("/") if target else [".."]
+    if hops >= 40 or "." in parts or ".." in parts:     # a loop, or a target that goes up
+        seen.add(UNCACHEABLE)
+        return os.path.realpath(link)
+    joined = target if target.startswith("/") else above.rstrip("/") + "/" + target
+    return real_path(os.path.normpath(joined), known, seen, hops + 1)
 
 
 class _Layer:
@@ -435,9 +472,17 @@ class _Layer:
         return ruleset
 
 
+def plan_rules(spec: Spec, env: dict, exe: str | None, protected: tuple[str, ...],
+               notes: list[str]) -> list[tuple[str, int, bool]]:
+    """The Landlock rules of *spec*'s filesystem section, planned now
+    (``plan_cache.plan`` is the same with plans kept between runs)."""
+    grants, denies = fs_plan(spec, env, exe, protected, notes)
+    return fs_rules(grants, denies)
+
+
 def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, ...],
                    notes: list[str], missing: list[str], exe: str | None = None,
-                   protected: tuple[str, ...] = ()) -> _Layer | None:
+                   protected: tuple[str, ...] = (), planner=plan_rules) -> _Layer | None:
     """The layer of the profile's filesystem: and network: sections, or None."""
     from .kernel import landlock
     if spec.fs is None and spec.net is None:
@@ -450,8 +495,7 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
         if lacking:
             missing.append(f"file-system rights {', '.join(landlock.names(lacking, landlock.FS_RIGHTS))} "
                            f"(Landlock ABI {landlock.needs(lacking, landlock.FS_RIGHTS)})")
-        grants, denies = fs_plan(spec, env, exe, protected, notes)
-        layer.rules = fs_rules(grants, denies)
+        layer.rules = planner(spec, env, exe, protected, notes)
     if spec.net is not None:
         if version < 4:
             missing.append("TCP bind and connect rules (Landlock ABI 4, Linux 6.7)")
@@ -508,7 +552,7 @@ def _layers(profile: _Layer | None, scoped: int, base_fs: int, cache_dir: str | 
 
 def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = None,
             extra_ports: tuple[int, ...] = (), exe: str | None = None,
-            protected: tuple[str, ...] = ()) -> Prepared:
+            protected: tuple[str, ...] = (), planner=None) -> Prepared:
     """The child's confinement steps for *spec*; LaunchError (125) if the kernel
     cannot enforce what *spec* asks and it does not say ``best-effort``.
 
@@ -521,7 +565,8 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
     site-packages: a command run from a checkout of sbx must not rewrite what
     later runs load). Where a write grant covers them, the directories between
     the grant and them lose the right to gain or lose entries (a checkout's
-    top directory, for instance).
+    top directory, for instance). *planner* makes the file-system rules
+    (``plan_rules``, or ``plan_cache.plan`` for ``sbx run``).
     """
     from .errors import LaunchError
     from .kernel import caps, landlock, seccomp
@@ -545,7 +590,8 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
             if spec.fs is not None or spec.net is not None:
                 missing.append("the profile's filesystem and network rules")
         else:
-            profile = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected)
+            profile = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected,
+                                     planner or plan_rules)
             for layer in _layers(profile, scoped, base_fs, cache_dir):
                 layers.append(layer.build(notes))
         if missing and spec.mode != "best-effort":
@@ -564,5 +610,5 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
 
 
 __all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
-           "expand", "expand_all", "expand_ports", "fs_plan", "fs_rules", "keeps_out_of_writes",
-           "prepare", "rights_at"]
+           "UNCACHEABLE", "expand", "expand_all", "expand_ports", "fs_plan", "fs_rules",
+           "keeps_out_of_writes", "plan_rules", "prepare", "real_path", "rights_at"]

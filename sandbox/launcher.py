@@ -124,8 +124,9 @@ def run(opts: RunOptions) -> int:
     exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
     from .paths import installation_dirs
     protected = installation_dirs()
+    from .plan_cache import plan
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
-                                  opts.allow_ports, exe, protected=protected)
+                                  opts.allow_ports, exe, protected=protected, planner=plan)
     if not opts.quiet:
         if confinement.unenforced:
             say(f"sbx: profile {compiled.name} says landlock: best-effort; not enforced on this "

@@ -11,7 +11,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sandbox.confine import (ALL_RIGHTS, Spec, expand, expand_all, expand_ports, exec_roots, fs_rules,
+from sandbox.confine import (ALL_RIGHTS, UNCACHEABLE, Spec, expand, expand_all, expand_ports, exec_roots, fs_rules,
                              keeps_out_of_writes, real_path, rights_at)
 from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
 
@@ -203,3 +203,16 @@ def test_real_paths_resolved_part_by_part_are_what_realpath_says(tmp_path):
     known = {"/": "/"}
     for p in paths + paths[::-1]:
         assert real_path(p, known) == os.path.realpath(p), p
+    # recording what they depend on (plan_cache) resolves links itself: the same answers
+    os.symlink("a/b", d + "/rel2")
+    os.symlink(d + "/rel2", d + "/chain")
+    paths += [d + "/rel2/c", d + "/chain/c"]
+    for p in paths + paths[::-1]:
+        seen: set[str] = set()
+        assert real_path(p, {"/": "/"}, seen) == os.path.realpath(p), p
+    seen = set()
+    real_path(d + "/chain/c", {"/": "/"}, seen)
+    assert {d, d + "/a", d + "/a/b"} <= seen and UNCACHEABLE not in seen
+    seen = set()
+    real_path(d + "/a/b/up/b", {"/": "/"}, seen)       # a target that goes up: left to realpath
+    assert UNCACHEABLE in seen
