@@ -32,7 +32,7 @@ What a plan depends on, and how each is checked:
 Entry format (in this order)::
 
     sbx-plan 1
-    key <sha256 of the key>
+    key <the key: 40 hex digits of the profile's part, 64 of the run's>
     env <NAME>=<value>             (zero or more; "env NAME" alone: unset)
     seen <dev> <ino> <ctime_ns> <path>     (one or more; "- - -": it did not exist)
     rule <rights> <d|f> <path>     (zero or more)
@@ -65,23 +65,31 @@ class _Reads(dict):
 
 
 def _key(spec, exe: str | None, protected: tuple[str, ...]) -> str | None:
-    parts = [FORMAT, str(os.geteuid()), str(os.getegid()), ",".join(map(str, sorted(os.getgroups())))]
+    """The key: what was asked of the plan, hashed; None when no plan may be kept.
+    Its first 40 hex digits hash the profile's part alone and the next one the
+    run's (directory, command), so that the file name, ``plan-`` and those 41
+    digits, keeps at most 16 plans per profile, whatever directories it is run in."""
+    fixed = [FORMAT, str(os.geteuid()), str(os.getegid()), ",".join(map(str, sorted(os.getgroups())))]
     for name in _CODE:
         try:
             st = os.stat(os.path.join(_HERE, name))
         except OSError:
             return None
-        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        fixed.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    fixed += list(protected) + ["--"] + spec.lines()
     try:
-        parts.append(os.getcwd())
+        run = [os.getcwd(), exe or "-", os.path.realpath(exe) if exe else "-"]
     except OSError:
         return None
-    parts += [exe or "-", os.path.realpath(exe) if exe else "-"]
-    parts += list(protected) + ["--"] + spec.lines()
-    text = "\0".join(parts)
-    if "\n" in text:
+    texts = ["\0".join(fixed), "\0".join(run)]
+    if any("\n" in t for t in texts):
         return None
-    return cache.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    a, b = (cache.sha256(t.encode("utf-8", "surrogateescape")).hexdigest() for t in texts)
+    return a[:40] + b
+
+
+def _name(key: str) -> str:
+    return f"plan-{key[:41]}"
 
 
 def _identity(path: str) -> str:
@@ -137,7 +145,7 @@ def lookup(spec, env: dict, exe: str | None, protected: tuple[str, ...]):
     if key is None:
         return None, None, None
     directory, _why = cache.usable_dir(create=False)
-    text = cache.read_private(directory, f"plan-{key[:40]}") if directory else None
+    text = cache.read_private(directory, _name(key)) if directory else None
     parsed = _parse(text, key) if text is not None else None
     if parsed is None:
         return key, None, None
@@ -191,7 +199,7 @@ def _store(key: str, reads: _Reads, seen: set[str], rules: list, notes: list[str
         return
     directory, _why = cache.usable_dir(create=True)
     if directory is not None:
-        cache.write_private(directory, f"plan-{key[:40]}", data)
+        cache.write_private(directory, _name(key), data)
 
 
 __all__ = ["FORMAT", "lookup", "plan"]

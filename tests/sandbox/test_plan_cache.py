@@ -136,7 +136,7 @@ def test_a_damaged_plan_is_a_miss(where, tree):
     _settle()
     plan_cache.plan(spec, env, None, (), [])
     key = plan_cache.lookup(spec, env, None, ())[0]
-    path = os.path.join(where, f"plan-{key[:40]}")
+    path = os.path.join(where, f"plan-{key[:41]}")
     text = open(path).read()
     for damaged in (text.replace("\nrule ", "\nrule 1", 1),        # the digest no longer matches
                     text[: len(text) // 2]):
@@ -204,3 +204,15 @@ def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
     assert missed                                             # chmod changed its ctime
     assert after == [str(base), str(base / "open")]           # the deny now takes a split:
     #                                                          base keeps only its listing
+
+
+def test_a_profile_keeps_at_most_sixteen_plans(where, tree, monkeypatch):
+    spec = Spec(fs=[("read", "$CWD", False)])
+    for i in range(40):
+        (tree / "other" / f"d{i}").mkdir()
+    _settle()
+    for i in range(40):
+        monkeypatch.chdir(tree / "other" / f"d{i}")
+        plan_cache.plan(spec, {}, None, (), [])
+        assert plan_cache.lookup(spec, {}, None, ())[1] is not None
+    assert 8 <= len([n for n in os.listdir(where) if n.startswith("plan-")]) <= 16
