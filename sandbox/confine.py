@@ -69,19 +69,21 @@ class Spec:
     RIGHT_WORDS or "deny"; None when the profile has no filesystem section.
     ``net``: {"bind": [...], "connect": [...]} of port templates, or "any";
     None when the profile has no network section. An optional path (from a
-    built-in profile) is skipped quietly when it does not exist.
+    built-in profile) is skipped quietly when it does not exist; so is a port
+    of ``net_quiet`` (the templates a built-in profile lists, such as web's
+    ``${PORT}``) whose variable is unset.
     """
 
-    __slots__ = ("caps", "scoped", "mode", "fs", "net", "net_builtin")
+    __slots__ = ("caps", "scoped", "mode", "fs", "net", "net_quiet")
 
     def __init__(self, caps=(), scoped=SCOPE_NAMES, mode: str = "enforce", fs=None, net=None,
-                 net_builtin: bool = False):
+                 net_quiet=()):
         self.caps = tuple(caps)              # kept capabilities, names without CAP_
         self.scoped = tuple(s for s in SCOPE_NAMES if s in scoped)
         self.mode = mode
         self.fs = None if fs is None else tuple(fs)
         self.net = None if net is None else {k: (v if v == ANY else tuple(v)) for k, v in net.items()}
-        self.net_builtin = net_builtin       # ports of a built-in profile: unset ${VARS} are quiet
+        self.net_quiet = frozenset(net_quiet)   # port templates of a built-in: unset ${VARS} quiet
 
     def lines(self) -> list[str]:
         """The cache's text form, one item per line."""
@@ -94,15 +96,16 @@ class Spec:
         if self.net is not None:
             for key in NET_KEYS:
                 value = self.net.get(key, ANY)
-                out.append(f"net{'?' if self.net_builtin else ''} {key} "
-                           f"{ANY if value == ANY else ','.join(value) or '-'}")
+                out.append(f"net {key} {ANY if value == ANY else ','.join(value) or '-'}")
+            if self.net_quiet:
+                out.append(f"net-quiet {','.join(sorted(self.net_quiet))}")
         return out
 
     @classmethod
     def from_lines(cls, lines: list[str]) -> "Spec":
         """Inverse of ``lines``; ValueError for anything else (a damaged cache entry)."""
         fields: dict[str, list[str]] = {}
-        fs, net, net_builtin = None, None, False
+        fs, net, net_quiet = None, None, ()
         for line in lines:
             key, _, value = line.partition(" ")
             if key == "fs-section" and fs is None:
@@ -112,8 +115,9 @@ class Spec:
                 if word not in FS_KEYS or not path:
                     raise ValueError(f"bad spec line {line!r}")
                 fs.append((word, path, key == "fs?"))
-            elif key in ("net", "net?"):
-                net_builtin = key == "net?"
+            elif key == "net-quiet" and net is not None and not net_quiet:
+                net_quiet = value.split(",")
+            elif key == "net":
                 which, _, ports = value.partition(" ")
                 net = net or {}
                 if which not in NET_KEYS or which in net:
@@ -129,7 +133,7 @@ class Spec:
         if any(number(c) is None for c in fields["caps"]) or \
                 not set(fields["scope"]) <= set(SCOPE_NAMES) or fields["landlock"][0] not in MODES:
             raise ValueError("bad spec values")
-        return cls(fields["caps"], fields["scope"], fields["landlock"][0], fs, net, net_builtin)
+        return cls(fields["caps"], fields["scope"], fields["landlock"][0], fs, net, net_quiet)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Spec) and self.lines() == other.lines()
@@ -314,14 +318,15 @@ def _listdir(path: str) -> list[tuple[str, bool | None]]:
         return []
 
 
-def expand_ports(values, env: dict, notes: list[str], quiet: bool = False) -> list[int]:
+def expand_ports(values, env: dict, notes: list[str], quiet=()) -> list[int]:
     """The TCP ports of *values* (numbers and ${VARS}); a port that cannot be
-    read is left out with a note (an unset variable quietly, with *quiet*)."""
+    read is left out with a note (an unset variable quietly for the templates
+    in *quiet*, or for all with ``quiet=True``)."""
     out = []
     for v in values:
         text, why = expand(v, env)
         if text is None:
-            if not quiet:
+            if not (quiet is True or (quiet is not False and v in quiet)):
                 notes.append(f"port {v} skipped: {why}")
             continue
         if not text.isdigit() or not 0 <= int(text) <= 65535:
@@ -503,10 +508,10 @@ def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, 
             b, c = spec.net.get("bind", ANY), spec.net.get("connect", ANY)
             if b != ANY:
                 layer.net |= landlock.NET_RIGHTS["bind_tcp"][0]
-                layer.bind = expand_ports(b, env, notes, spec.net_builtin) + list(extra_ports)
+                layer.bind = expand_ports(b, env, notes, spec.net_quiet) + list(extra_ports)
             if c != ANY:
                 layer.net |= landlock.NET_RIGHTS["connect_tcp"][0]
-                layer.connect = expand_ports(c, env, notes, spec.net_builtin) + list(extra_ports)
+                layer.connect = expand_ports(c, env, notes, spec.net_quiet) + list(extra_ports)
     return layer if layer.fs or layer.net else None
 
 

@@ -286,7 +286,7 @@ def _with(spec, grants: list[Grant], spec_type):
             net = net or {}
             old = net.get(g.key, ANY)
             net[g.key] = (list(old) if old != ANY else []) + [g.value]
-    return spec_type(spec.caps, spec.scoped, spec.mode, fs, net, spec.net_builtin)
+    return spec_type(spec.caps, spec.scoped, spec.mode, fs, net, spec.net_quiet)
 
 
 # -- editing the profile text -------------------------------------------------------

@@ -634,10 +634,12 @@ def confinement(prof: Profile):
         (word, text, pos.file.startswith(builtin + "/")) for word, text, pos in prof.fs]
     net = None if prof.net is None else {
         key: (ANY if val == ANY else [t for t, _p in val]) for key, val in prof.net.items()}
-    net_builtin = prof.net is not None and all(
-        p.file.startswith(builtin + "/") for val in prof.net.values() if val != ANY for _t, p in val)
+    # a built-in's port templates (web's ${PORT}) are quiet when their variable is unset, in a
+    # profile of one's own that extends it too; the ports one lists oneself are not
+    quiet = [] if prof.net is None else [t for val in prof.net.values() if val != ANY for t, p in val
+                                         if p.file.startswith(builtin + "/") and "$" in t]
     return Spec(prof.capabilities.value or (), scoped, prof.landlock.value or "enforce", fs, net,
-                net_builtin)
+                quiet)
 
 
 def _apply_defaults(prof: Profile) -> None:
