@@ -99,6 +99,8 @@ def parse_run(args: list[str]) -> dict:
                 raise UsageError(f"{name} must be {' or '.join(opt.choices)}, not {val!r}")
             if opt.kind == "ports":
                 ports.append(_port(val))
+            elif val == "" and opt.dest in ("output", "profile"):
+                raise UsageError(f"{name}: an empty value names no file")
             else:
                 opts[opt.dest] = val
         i += 1

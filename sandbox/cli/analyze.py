@@ -14,12 +14,12 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import cannot_write, emit, emit_profile, fail, say
+from .common import OutputPath, cannot_write, emit, emit_profile, fail, say
 
 
 @click.command()
 @click.argument("binary")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=OutputPath(dir_okay=False),
               help="write the profile here (default: print it)")
 @click.option("--extends", "base", metavar="BASE",
               help="write only what BASE (a profile name or YAML file) does not allow")

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..policy.diagnostics import Diagnostic, PolicyError, render_list
-from .common import EXIT_BAD_INPUT, echo_diag, emit, native, shown, shown_sources, version
+from .common import EXIT_BAD_INPUT, OutputPath, echo_diag, emit, native, shown, shown_sources, version
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
 
@@ -116,7 +116,7 @@ def _comparison_text(cmp: dict) -> str:
 @click.option("--baseline", "baseline", metavar="OLD",
               help="drift gate: also report what each profile decides differently from OLD "
                    "(SBX140 widened: an error; SBX141 narrowed: info)")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, writable=True),
               help="write the report here instead of stdout")
 @click.option("-v", "--verbose", is_flag=True,
               help="text: list the info findings inherited from base profiles one by one")

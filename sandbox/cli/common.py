@@ -132,6 +132,17 @@ def emit(text: str | bytes, output: str | None) -> None:
         fail(f"cannot write {output}: {err.strerror or err}")
 
 
+class OutputPath(click.Path):
+    """``-o``'s file: a click.Path that refuses the empty string (it names no
+    file, and would otherwise read as "standard output" to some steps and as
+    the working directory to others)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value == "":
+            self.fail("an empty path names no file", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Seconds(click.ParamType):
     """A duration: a finite number of seconds, 0 (or, *positive*, more than 0) to
     about three years (setitimer and poll take no more; nan and inf are not durations)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import ARCH_CHOICES, emit, load, native
+from .common import ARCH_CHOICES, OutputPath, emit, load, native
 
 
 @click.command("compile")
@@ -13,7 +13,7 @@ from .common import ARCH_CHOICES, emit, load, native
               help="what 'native' means in the profile")
 @click.option("--mode", type=click.Choice(["enforce", "complain"]), default="enforce")
 @click.option("--no-optimize", is_flag=True, help="skip the optimizer passes")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="write here instead of stdout")
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, writable=True), help="write here instead of stdout")
 def compile_cmd(profile, fmt, arch, mode, no_optimize, output):
     """Compile PROFILE to a seccomp program (assembly, raw bytes or C)."""
     from bpf_filters.disasm import disassemble, to_c

@@ -8,7 +8,7 @@ import tempfile
 
 import click
 
-from .common import ARCH_CHOICES, emit, fail, load, native, warn
+from .common import ARCH_CHOICES, OutputPath, emit, fail, load, native, warn
 from ..policy.diagnostics import Diagnostic, PolicyError
 
 
@@ -48,7 +48,7 @@ RUNTIME_FORMATS = ("oci", "docker", "k8s")      # run by runc/crun: the runtime 
 @click.option("--format", "fmt", type=click.Choice(["oci", "docker", "systemd", "k8s"]), default="docker",
               show_default=True, help="oci/docker: linux.seccomp JSON; k8s: a SeccompProfile manifest "
               "(+ the localhost JSON with -o)")
-@click.option("-o", "--output", type=click.Path(),
+@click.option("-o", "--output", type=OutputPath(),
               help="file (k8s: FILE.yaml and FILE.json beside it; a directory gets NAME.yaml and NAME.json)")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native", show_default=True,
               help="what 'native' means in the profile")
@@ -137,7 +137,7 @@ def _caps(text: str) -> frozenset[str]:
 
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=OutputPath(dir_okay=False),
               help="write the profile here (default: stdout)")
 @click.option("--caps", default="", metavar="CAP,...",
               help="the container's capabilities for includes/excludes ('docker': Docker's default set)")

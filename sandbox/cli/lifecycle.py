@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from .common import ARCH_CHOICES, EXIT_BAD_INPUT, emit, label, native, say, version
+from .common import ARCH_CHOICES, EXIT_BAD_INPUT, OutputPath, emit, label, native, say, version
 
 EXIT_SAME, EXIT_DIFFERENT = 0, 1
 
@@ -30,7 +30,7 @@ EXIT_SAME, EXIT_DIFFERENT = 0, 1
               show_default=True, help="sarif: a result per change (SBX140 widened ... SBX143)")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native", show_default=True,
               help="what 'native' means in both profiles")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+@click.option("-o", "--output", type=OutputPath(dir_okay=False, writable=True),
               help="write the diff here instead of stdout")
 def diff(old, new, fmt, arch, output):
     """What NEW decides differently from OLD, per ABI, syscall and argument region.
@@ -92,7 +92,7 @@ def _read_all(paths) -> list:
                                  "and learning has not converged (nothing written); 2 bad input "
                                  "(recordings with file:line:col errors, a bad option).")
 @click.argument("recordings", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", required=True, type=OutputPath(dir_okay=False),
               help="the profile to write (YAML)")
 @click.option("--name", help="the profile's name (default: trace-COMMAND of the first recording)")
 @click.option("--extends", "base", metavar="BASE",

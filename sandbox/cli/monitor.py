@@ -27,7 +27,7 @@ from bpf_filters import syscalls
 
 from .. import refine as rf
 from ..paths import display_path
-from .common import Seconds, emit, fail
+from .common import OutputPath, Seconds, emit, fail
 
 CGROUP2_MOUNTS = ("/sys/fs/cgroup/unified", "/run/sbx/cgroup2")
 POLL_MS = 200
@@ -284,7 +284,7 @@ def _print_tally(tally, say) -> None:
 @click.option("--from", "source", required=True, type=click.Path(dir_okay=False, allow_dash=True),
               help="denials: JSON lines of `sbx monitor --json` or `sbx run -o` (or audit SECCOMP and "
                    "LANDLOCK_ACCESS lines); - for stdin")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the refined profile here")
+@click.option("-o", "--output", type=OutputPath(dir_okay=False), help="write the refined profile here")
 @click.option("--broad", is_flag=True,
               help="also allow what the profile denies on purpose (explicit deny rules, deny: paths)")
 def refine(profile, source, output, broad):

@@ -14,7 +14,7 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import Seconds, cannot_write, emit_profile, is_stream
+from .common import OutputPath, Seconds, cannot_write, emit_profile, is_stream
 
 
 def _say(message: str) -> None:
@@ -93,7 +93,7 @@ def _write_recording(path: str, rec: tr.Recording, started: float, native: str) 
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=OutputPath(dir_okay=False),
               help="the profile to write (YAML)")
 @click.option("--record", "record_to", type=click.Path(dir_okay=False), metavar="OUT.jsonl",
               help="also write the raw recording, with this host's provenance (for sbx profile "

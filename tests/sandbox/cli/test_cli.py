@@ -146,3 +146,17 @@ def test_profiles_show_json_is_the_resolved_yaml_as_data():
     assert doc["name"] == "web" and doc["default"] == "errno(EPERM)"
     assert text.startswith("# web, resolved from profiles/web.yaml (extends default)\n")
     assert "# profiles/web.yaml:" in text and "site-packages" not in text
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "-o", "", "--", "true"], ["run", "--profile=", "--", "true"],
+    ["compile", "default", "-o", ""], ["profile", "build", "-o", "", "rec.jsonl"],
+    ["trace", "-o", "", "--", "true"], ["export", "default", "-o", ""]])
+def test_an_empty_output_or_profile_is_refused_before_any_work(args, tmp_path):
+    """-o '' names no file: once it read as stdout to one step and as the working
+    directory to the next (a traceback, found by test_cli_fuzz)."""
+    r = subprocess.run([sys.executable, "-m", "sandbox", *args], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ROOT})
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert "empty" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
