@@ -19,8 +19,10 @@ profile: a denial the profile already allows there, or one an addition could
 not fix (a directory that holds a denied path keeps only the right to be
 listed: an entry created beside the denied one could replace it) is left
 out with the reason. So is what no profile can allow: sbx's filter cache,
-writes to sbx's own code and profiles, scopes, ptrace. A path the profile
-``deny:``\\ s on purpose needs ``--broad``, like a deliberate seccomp denial.
+writes to sbx's own code and profiles, ptrace. A path the profile
+``deny:``\\ s on purpose needs ``--broad``, like a deliberate seccomp denial;
+so does a scope (``scope: {signals: any}`` lifts it whole, for every process
+of the user).
 
 ``apply_grants`` adds the entries to the profile's own YAML text (comments
 and layout survive): to an existing list, a new key of an existing section,
@@ -66,6 +68,9 @@ class Grant:
     @property
     def why(self) -> str:
         n = self.denials
+        if self.section == "scope":
+            return (f"{self.key}: any: {n} denial{'s' if n != 1 else ''} ({', '.join(self.blockers)}); "
+                    "--broad: lifts the scope")
         what = f"port {self.value}" if self.section == "network" else self.value
         text = f"{what}: {n} denial{'s' if n != 1 else ''} ({', '.join(self.blockers)})"
         return text + "".join(f"; --broad: overrides deny: {o}" for o in self.overrides)
@@ -138,9 +143,7 @@ def plan_grants(spec, denials: list, ctx: RunContext, broad: bool = False) -> Gr
         elif family == "fs" and target:
             _plan_path(here, places, blockers, target, count, broad, wanted, plan)
         elif family == "scope":
-            plan.skipped.append(Skip(target or "a process", count,
-                                     f"{', '.join(blockers)}: the profile keeps it within the sandbox "
-                                     "(scope:); refine adds files and ports only"))
+            _plan_scope(spec, blockers, target, count, broad, wanted, plan)
         else:
             plan.skipped.append(Skip(target or "?", count, f"{', '.join(blockers) or 'unknown'}: no "
                                      "filesystem: or network: entry can allow it"))
@@ -167,6 +170,31 @@ def _plan_port(spec, ctx, blockers, target, count, wanted, plan) -> None:
                               Grant("network", key, str(port), 0, [], port=port))
         g.denials += count
         g.blockers = sorted(set(g.blockers) | {blocker})
+
+
+SCOPE_OF = {"scope.signal": "signals", "scope.abstract_unix_socket": "abstract-unix"}
+
+
+def _plan_scope(spec, blockers, target, count, broad, wanted, plan) -> None:
+    """A scope can only be lifted whole (Landlock has no per-process exception):
+    ``scope: {signals: any}`` lets the command signal every process of its user,
+    sbx included, so it needs --broad like a deliberate deny."""
+    name = SCOPE_OF.get(blockers[0]) if blockers else None
+    if name is None:
+        plan.skipped.append(Skip(target or "a process", count, f"{', '.join(blockers)}: not a scope "
+                                 "refine knows"))
+    elif name not in spec.scoped:
+        plan.skipped.append(Skip(target or "a process", count, f"scope: {name} is already any here "
+                                 "(refused by another layer?)"))
+    elif not broad:
+        plan.skipped.append(Skip(target or "a process", count,
+                                 f"{', '.join(blockers)}: the profile keeps {name} within the sandbox "
+                                 f"(scope:); only scope: {{{name}: any}} lets it out, for every "
+                                 "process of the user", needs_broad=True))
+    else:
+        g = wanted.setdefault(("scope", name, "any"), Grant("scope", name, "any", 0, []))
+        g.denials += count
+        g.blockers = sorted(set(g.blockers) | set(blockers))
 
 
 def _plan_path(here: _Here, places, blockers, target, count, broad, wanted, plan) -> None:
@@ -279,14 +307,17 @@ def _with(spec, grants: list[Grant], spec_type):
     """*spec* with the grants added, as a loaded refined profile would have them."""
     fs = None if spec.fs is None else list(spec.fs)
     net = None if spec.net is None else dict(spec.net)
+    scoped = list(spec.scoped)
     for g in grants:
         if g.section == "filesystem":
             fs = (fs or []) + [(g.key, g.value, False)]
+        elif g.section == "scope":
+            scoped = [s for s in scoped if s != g.key]
         else:
             net = net or {}
             old = net.get(g.key, ANY)
             net[g.key] = (list(old) if old != ANY else []) + [g.value]
-    return spec_type(spec.caps, spec.scoped, spec.mode, fs, net, spec.net_quiet)
+    return spec_type(spec.caps, scoped, spec.mode, fs, net, spec.net_quiet)
 
 
 # -- editing the profile text -------------------------------------------------------
@@ -318,13 +349,15 @@ def apply_grants(text: str, plan: GrantPlan, source: str = "") -> str:
         if node is None:
             appended += [f"# {tag}: {g.why}" for gs in keys.values() for g in gs] + [f"{section}:"]
             for key, gs in keys.items():
-                appended += list_lines(key, [(g.value, None) for g in gs])
+                appended += [f"  {key}: any"] if section == "scope" else \
+                    list_lines(key, [(g.value, None) for g in gs])
             continue
         if not isinstance(node, yaml.MappingNode):
             raise RefineError(f"the profile's {section}: is not a mapping; write it as 'key: [...]' "
                               "lines to refine it")
         for key, gs in keys.items():
-            edits += _edit_key(text, node, key, gs, tag)
+            edits += _edit_scope(text, node, key, gs, tag) if section == "scope" else \
+                _edit_key(text, node, key, gs, tag)
     # from the end backwards, so that earlier positions stay valid; two insertions
     # at one place keep the order they were planned in
     for _i, (start, end, new) in sorted(enumerate(edits), key=lambda e: (e[1][0], e[1][1], e[0]),
@@ -408,6 +441,32 @@ def _edit_key(text: str, section: yaml.MappingNode, key: str, gs: list[Grant], t
                       f"'{key}: [...]' to refine it")
 
 
+def _edit_scope(text: str, section: yaml.MappingNode, key: str, gs: list[Grant], tag: str):
+    """The edits that set *key* of the ``scope:`` mapping *section* to ``any``."""
+    comments = [f"# {tag}: {g.why}" for g in gs]
+    entry = next(((k, v) for k, v in section.value if isinstance(k, yaml.ScalarNode) and k.value == key),
+                 None)
+    if entry is not None:
+        k, v = entry
+        key_line = _line_start(text, k.start_mark.index)
+        pad = _indent_of(text, key_line) if not section.flow_style else \
+            _indent_of(text, _line_start(text, section.start_mark.index))
+        at = key_line if not section.flow_style else _line_start(text, section.start_mark.index)
+        return [(at, at, "".join(f"{pad}{c}\n" for c in comments)),
+                (v.start_mark.index, v.end_mark.index, "any")]
+    if section.flow_style or not section.value:
+        close = section.end_mark.index - 1
+        if text[close] != "}":
+            raise RefineError("cannot find the end of the scope: mapping to add to")
+        at = _line_start(text, section.start_mark.index)
+        pad = _indent_of(text, at)
+        return [(at, at, "".join(f"{pad}{c}\n" for c in comments)),
+                (close, close, f"{', ' if section.value else ''}{key}: any")]
+    pad = " " * section.value[0][0].start_mark.column
+    at = _after_line(text, _last_line_of(text, section.value[-1][1]))
+    return [(at, at, "".join(f"{pad}{c}\n" for c in comments) + f"{pad}{key}: any\n")]
+
+
 # -- checking the result ------------------------------------------------------------
 
 def check_grants(new_spec, plan: GrantPlan, ctx: RunContext) -> None:
@@ -415,6 +474,11 @@ def check_grants(new_spec, plan: GrantPlan, ctx: RunContext) -> None:
     covers, expanded as the refused run would."""
     here = _Here(new_spec, ctx)
     for g in plan.grants:
+        if g.section == "scope":
+            if g.key in new_spec.scoped:
+                raise RefineError(f"internal error: the refined profile still keeps {g.key} within "
+                                  "the sandbox")
+            continue
         if g.section == "network":
             listed = (new_spec.net or {}).get(g.key, ANY)
             if listed != ANY and g.port not in expand_ports(listed, ctx.env, []):

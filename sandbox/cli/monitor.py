@@ -286,7 +286,8 @@ def _print_tally(tally, say) -> None:
                    "LANDLOCK_ACCESS lines); - for stdin")
 @click.option("-o", "--output", type=OutputPath(dir_okay=False), help="write the refined profile here")
 @click.option("--broad", is_flag=True,
-              help="also allow what the profile denies on purpose (explicit deny rules, deny: paths)")
+              help="also allow what the profile denies on purpose (explicit deny rules, deny: paths) "
+                   "and lift a scope a denial came from (scope: {signals: any})")
 def refine(profile, source, output, broad):
     """Print the smallest change to PROFILE (a unified diff) that allows the
     denials in --from: syscall rules narrowed by arguments where they allow it

@@ -304,3 +304,31 @@ def test_refine_adds_a_refused_tcp_port_and_the_refined_profile_connects(place):
         second = _run(tmp / "mine2.yaml", [PY, "-I", "-c", code], tmp / "d2.jsonl", tmp / "work", env)
         assert second.returncode == 0 and second.stdout == "connected\n", second.stderr
         assert _landlock_lines(tmp / "d2.jsonl") == []
+
+
+def test_refine_broad_lifts_the_signal_scope_and_the_refined_profile_signals(place):
+    """A signal to a process outside the sandbox is refused (scope: signals: sandbox);
+    refine proposes nothing without --broad, and with it scope: {signals: any}, under
+    which the same signal gets through."""
+    tmp, env = place
+    outside = subprocess.Popen(["sleep", "60"])
+    try:
+        argv = ["kill", "-CONT", str(outside.pid)]
+        first = _run(tmp / "mine.yaml", argv, tmp / "d1.jsonl", tmp / "work", env)
+        assert first.returncode != 0, first.stderr
+        assert f"kill was refused sending a signal to pid {outside.pid}" in first.stderr, first.stderr
+        plain = _refine(tmp / "mine.yaml", tmp / "d1.jsonl", tmp / "mine2.yaml")
+        assert plain.returncode == 0 and "nothing to change" in plain.stderr, plain.stderr
+        assert "use --broad" in plain.stderr and not (tmp / "mine2.yaml").exists()
+        broad = subprocess.run([PY, "-m", "sandbox", "refine", str(tmp / "mine.yaml"), "--from",
+                                str(tmp / "d1.jsonl"), "-o", str(tmp / "mine2.yaml"), "--broad"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert broad.returncode == 0, broad.stderr
+        assert "+scope:\n+  signals: any\n" in broad.stdout, broad.stdout
+        second = _run(tmp / "mine2.yaml", argv, tmp / "d2.jsonl", tmp / "work", env)
+        assert second.returncode == 0, second.stderr
+        assert _landlock_lines(tmp / "d2.jsonl") == []
+        assert outside.poll() is None                    # SIGCONT: it is still there
+    finally:
+        outside.kill()
+        outside.wait()

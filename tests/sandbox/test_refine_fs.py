@@ -142,14 +142,38 @@ def test_what_no_profile_can_allow_is_said_and_left_out(tmp_path, tree):
     plan, text, _spec = refined(tmp_path, tree, [
         fs("fs.write_file", cache / "entry"), fs("fs.make_reg", tree / "cache"),
         fs("fs.read_file", tree / "work" / "in.txt"),
-        Denial("", -1, "landlock", blockers=("scope.signal",), target="pid 1 (init)"),
         Denial("", -1, "landlock", blockers=("ptrace",), target="pid 2")], broad=True)
     assert not plan.grants and text == PROFILE
     reasons = {s.name: s.reason for s in plan.skipped}
     assert "filter cache out of every command's reach" in reasons[str(cache / "entry")]
     assert "directories above its filter cache" in reasons[str(tree / "cache")]
     assert reasons[str(tree / "work" / "in.txt")].startswith("already allowed")
-    assert "scope" in reasons["pid 1 (init)"] and "no filesystem: or network:" in reasons["pid 2"]
+    assert "no filesystem: or network:" in reasons["pid 2"]
+
+
+SIGNAL = Denial("", -1, "landlock", blockers=("scope.signal",), target="pid 1 (init)", count=2)
+ABSTRACT = Denial("", -1, "landlock", blockers=("scope.abstract_unix_socket",), target="@/tmp/.X11-unix/X0")
+
+
+def test_a_scope_is_lifted_only_with_broad_and_whole(tmp_path, tree):
+    plan, text, spec = refined(tmp_path, tree, [SIGNAL])
+    assert not plan.grants and text == PROFILE and "signals" in spec.scoped
+    assert plan.skipped[0].needs_broad and "scope: {signals: any}" in plan.skipped[0].reason
+    plan, text, spec = refined(tmp_path, tree, [SIGNAL, ABSTRACT], broad=True)
+    assert text.startswith(PROFILE) and text.endswith("scope:\n  signals: any\n  abstract-unix: any\n")
+    assert "# added by sbx refine from d.jsonl: signals: any: 2 denials (scope.signal); --broad" in text
+    assert spec.scoped == ()
+
+
+@pytest.mark.parametrize("scope, expect", [
+    ("scope:\n  signals: sandbox   # kept in\n", "  signals: any   # kept in\n"),
+    ("scope:\n  abstract-unix: sandbox\n", "  abstract-unix: sandbox\n  # added"),
+    ("scope: {abstract-unix: sandbox}\n", "scope: {abstract-unix: sandbox, signals: any}\n"),
+    ("scope: {signals: sandbox}\n", "scope: {signals: any}\n")])
+def test_a_lifted_scope_is_written_into_the_profiles_own_scope_section(tmp_path, tree, scope, expect):
+    plan, text, spec = refined(tmp_path, tree, [SIGNAL], text=PROFILE + scope, broad=True)
+    assert expect in text, text
+    assert "signals" not in spec.scoped and len(plan.grants) == 1
 
 
 def test_ports_go_to_their_list_or_a_new_key(tmp_path, tree):
