@@ -163,6 +163,27 @@ def _digest(lines: list[str]) -> str:
     return sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
 
 
+def sealed(lines: list[str]) -> str:
+    """*lines*, each followed by a newline, then ``digest <sha256 of them>``: the
+    form of every file sbx keeps here (filter entries, ``plan_cache``'s plans)."""
+    return "".join(line + "\n" for line in lines) + f"digest {_digest(lines)}\n"
+
+
+def unsealed(text: str, head: list[str]) -> list[str] | None:
+    """The lines of a ``sealed`` *text* between its first lines, which must be
+    *head*, and its digest; None unless the text is whole and the digest matches."""
+    lines = text.split("\n")
+    if lines[-1:] != [""]:
+        return None
+    lines.pop()
+    if len(lines) <= len(head) or lines[:len(head)] != head:
+        return None
+    tag, _, digest = lines[-1].partition(" ")
+    if tag != "digest" or digest != _digest(lines[:-1]):
+        return None
+    return lines[len(head):-1]
+
+
 def read_private(directory: str, name: str) -> str | None:
     """The entry's text if it is a private regular file of ours of sane size, else None."""
     try:
@@ -190,34 +211,28 @@ def read_private(directory: str, name: str) -> str | None:
 
 def parse(text: str, fp: str) -> tuple[Entry, list[tuple[str, str]]] | None:
     """(entry, [(digest, path)]) if *text* is a well-formed entry of compiler *fp*, else None."""
-    lines = text.split("\n")
-    if lines[-1:] != [""]:
+    body = unsealed(text, [FORMAT, f"fingerprint {fp}"])
+    if body is None:
         return None
-    lines.pop()
-    if len(lines) < 6 or lines[0] != FORMAT or lines[1] != f"fingerprint {fp}":
-        return None
-    tag, _, digest = lines[-1].partition(" ")
-    if tag != "digest" or digest != _digest(lines[:-1]):
-        return None
-    i, deps = 2, []
-    while i < len(lines) and lines[i].startswith("dep "):
-        h, _, path = lines[i][4:].partition(" ")
+    i, deps = 0, []
+    while i < len(body) and body[i].startswith("dep "):
+        h, _, path = body[i][4:].partition(" ")
         if len(h) != 64 or not path.startswith("/"):
             return None
         deps.append((h, path))
         i += 1
-    if not deps or not lines[i].startswith("name "):
+    if not deps or i >= len(body) or not body[i].startswith("name "):
         return None
-    name = lines[i][5:]
+    name = body[i][5:]
     i += 1
     spec = []
-    while lines[i].startswith("spec "):
-        spec.append(lines[i][5:])
+    while i < len(body) and body[i].startswith("spec "):
+        spec.append(body[i][5:])
         i += 1
-    if not lines[i].startswith("filter ") or i != len(lines) - 2:
+    if i != len(body) - 1 or not body[i].startswith("filter "):
         return None
     try:
-        program = bytes.fromhex(lines[i][7:])
+        program = bytes.fromhex(body[i][7:])
     except ValueError:
         return None
     if not program or len(program) % 8 or len(program) > 4096 * 8:
@@ -253,8 +268,7 @@ def render(fp: str, deps: dict[str, str], entry: Entry) -> str:
     lines.append(f"name {entry.name}")
     lines += [f"spec {s}" for s in entry.spec]
     lines.append(f"filter {entry.program.hex()}")
-    lines.append(f"digest {_digest(lines)}")
-    return "".join(line + "\n" for line in lines)
+    return sealed(lines)
 
 
 def store(key: str, fp: str, deps: dict[str, str], entry: Entry) -> None:

@@ -101,19 +101,12 @@ def _identity(path: str) -> str:
 
 
 def _parse(text: str, key: str) -> tuple[list, list[str], dict, list] | None:
-    lines = text.split("\n")
-    if lines[-1:] != [""]:
-        return None
-    lines.pop()
-    if len(lines) < 4 or lines[0] != FORMAT or lines[1] != f"key {key}":
-        return None
-    tag, _, digest = lines[-1].partition(" ")
-    if tag != "digest" or digest != cache.sha256(
-            "".join(line + "\n" for line in lines[:-1]).encode("utf-8", "surrogateescape")).hexdigest():
+    body = cache.unsealed(text, [FORMAT, f"key {key}"])
+    if body is None:
         return None
     env, seen, rules, notes = {}, [], [], []
     try:
-        for line in lines[2:-1]:
+        for line in body:
             if line.startswith("rule "):            # most lines: the fast case first
                 rights, kind, path = line[5:].split(" ", 2)
                 if kind not in ("d", "f") or path[:1] != "/":
@@ -192,9 +185,7 @@ def _store(key: str, reads: _Reads, seen: set[str], rules: list, notes: list[str
     lines += [f"note {n}" for n in notes]
     if any("\n" in line or not line.isascii() for line in lines):
         return                              # (entries are read back as ASCII)
-    body = "".join(line + "\n" for line in lines)
-    digest = cache.sha256(body.encode("utf-8", "surrogateescape")).hexdigest()
-    data = (body + f"digest {digest}\n").encode("utf-8", "surrogateescape")
+    data = cache.sealed(lines).encode("ascii")
     if len(data) > cache.MAX_ENTRY:
         return
     directory, _why = cache.usable_dir(create=True)

@@ -83,3 +83,14 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"kernel test skipped but SBX_REQUIRE_KERNEL=1: {reason}"
+
+
+@pytest.fixture
+def where(tmp_path, monkeypatch):
+    """This process's sbx cache location (sandbox.cache), redirected to a fresh
+    private directory; its path."""
+    from sandbox import cache
+    d = str(tmp_path / "cache" / "sbx")
+    os.makedirs(os.path.dirname(d), mode=0o700)
+    monkeypatch.setattr(cache, "location", lambda uid=None: d)
+    return d

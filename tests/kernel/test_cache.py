@@ -93,15 +93,6 @@ def probe_program(tmp_path_factory):
     shutil.rmtree(shared, ignore_errors=True)
 
 
-@pytest.fixture
-def where(tmp_path, monkeypatch):
-    """This process's cache location, redirected to a fresh private directory."""
-    d = str(tmp_path / "cache" / "sbx")
-    os.makedirs(os.path.dirname(d), mode=0o700)
-    monkeypatch.setattr(cache, "location", lambda uid=None: d)
-    return d
-
-
 def profile(tmp_path, err="EXDEV", name="p.yaml") -> str:
     path = tmp_path / name
     path.write_text(PROFILE.format(err=err))
