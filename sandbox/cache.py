@@ -160,7 +160,7 @@ def _entry_name(key: str) -> str:
 
 
 def _digest(lines: list[str]) -> str:
-    return sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+    return sha256("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def sealed(lines: list[str]) -> str:
@@ -203,10 +203,9 @@ def read_private(directory: str, name: str) -> str | None:
         os.close(fd)
     if len(data) > MAX_ENTRY:
         return None
-    try:
-        return data.decode("ascii")
-    except UnicodeDecodeError:
-        return None
+    # paths as the file system spells them: UTF-8, and any other byte as
+    # os.fsdecode keeps it (the digest is over the same text)
+    return data.decode("utf-8", "surrogateescape")
 
 
 def parse(text: str, fp: str) -> tuple[Entry, list[tuple[str, str]]] | None:
@@ -281,7 +280,7 @@ def store(key: str, fp: str, deps: dict[str, str], entry: Entry) -> None:
     directory, _why = usable_dir(create=True)
     if directory is None:
         return
-    write_private(directory, _entry_name(key), render(fp, deps, entry).encode("ascii", errors="replace"))
+    write_private(directory, _entry_name(key), render(fp, deps, entry).encode("utf-8", "surrogateescape"))
 
 
 def write_private(directory: str, name: str, data: bytes) -> None:

@@ -198,7 +198,8 @@ def expand(template: str, env: dict, cwd: str | None = None) -> tuple[str | None
             name, i = template[i + 2:end], end + 1
         else:
             j = i + 1
-            while j < len(template) and (template[j].isalnum() or template[j] == "_"):
+            while j < len(template) and ((template[j].isascii() and template[j].isalnum())
+                                         or template[j] == "_"):     # as the profile checker reads names
                 j += 1
             name, i = template[i + 1:j], j
         if name == "CWD" and cwd is not None:
@@ -300,8 +301,22 @@ _DAC_BYPASS = ("DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SYS_ADMIN")
 
 def _out_of_reach(path: str) -> bool:
     """The user cannot open *path* in any way (file permissions; no_new_privs keeps
-    it so): a deny there needs no Landlock rules, which saves splitting the
-    grants above it (/etc for /etc/shadow is 150 rules, ~2 ms)."""
+    it so), and cannot change that: a deny there needs no Landlock rules, which
+    saves splitting the grants above it (/etc for /etc/shadow is 150 rules,
+    ~2 ms). A path of which the user owns the file or a directory on the way
+    is within reach whatever its mode: an owner may chmod it, and Landlock does
+    not govern chmod (``~/.ssh`` at mode 000 is one chmod away)."""
+    uid = os.geteuid()
+    probe = path
+    while True:
+        try:
+            if os.lstat(probe).st_uid == uid:
+                return False
+        except OSError:
+            pass                            # not there, or not searchable: nothing to own
+        if probe == "/":
+            break
+        probe = os.path.dirname(probe)
     if os.path.isdir(path):
         return not os.access(path, os.R_OK) and not os.access(path, os.X_OK) and \
             not os.access(path, os.W_OK)
@@ -355,8 +370,11 @@ def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool,
     if word == "deny":
         if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
             denies[real] = ALL_RIGHTS
-        if seen is not None and not dac_bypass:
-            seen.add(real)                  # its permissions decided (a chmod changes its ctime)
+        if seen is not None:
+            # recorded itself, not only through its directory: on /proc and /sys a
+            # name appears without its directory's ctime changing; and its
+            # permissions decide (a chmod changes its own ctime)
+            seen.add(real)
         return
     if not os.path.exists(real):
         if not optional:

@@ -15,15 +15,19 @@ What a plan depends on, and how each is checked:
   its absence), is stored and compared.
 - **The file system.** Every directory a name was looked up in or that was
   listed (symbolic links' targets included: ``confine.real_path``), and every
-  denied path whose permissions were consulted, is stored with its device,
-  inode and ctime. Creating, removing, renaming or replacing a name changes
-  its directory's ctime; chmod and chown change the file's; a mount changes
-  the device and inode a path leads to; no one without CAP_SYS_TIME can set a
-  ctime back. A plan that depends on anything else (a path realpath had to
-  resolve) is not kept.
-- **Coarse timestamps.** A ctime is a clock tick, so a change in the tick the
-  plan read could keep it: a plan is kept only when every ctime it recorded
-  is a second older than the planning.
+  denied path, is stored with its device, inode and ctime, or its absence.
+  Creating, removing, renaming or replacing a name changes its directory's
+  ctime; chmod and chown change the file's; a mount changes the device and
+  inode a path leads to; no one without CAP_SYS_TIME can set a ctime back.
+  A denied path is recorded itself because on /proc and /sys a name comes and
+  goes without its directory's ctime changing; a directory listed there may
+  gain entries unseen, which a kept plan then grants nothing (less than a
+  fresh plan, never more). A plan that depends on anything else (a path
+  realpath had to resolve) is not kept.
+- **Coarse timestamps.** A ctime is a clock tick (a whole second, or two, on
+  some file systems), so a change in the tick the plan read could keep it: a
+  plan is kept only when every ctime it recorded is three seconds older than
+  the planning.
 - **Out of reach.** Plans live in the cache directory (``sandbox.cache``):
   private to the user, checked before use, and kept out of every confined
   command's reach by the run's Landlock domain. An entry that is malformed,
@@ -49,7 +53,10 @@ from . import cache, confine
 FORMAT = "sbx-plan 1"
 _CODE = ("confine.py", os.path.join("kernel", "landlock.py"))
 _HERE = os.path.dirname(os.path.abspath(__file__))
-RACY_NS = 1_000_000_000
+# A file's times come from a coarse clock that may lag a tick behind, on file
+# systems that keep whole seconds (ext4 with small inodes, ext3) or even two (FAT):
+# a plan is kept only when all it recorded is older than this.
+RACY_NS = 3_000_000_000
 
 
 class _Reads(dict):
@@ -165,7 +172,7 @@ def plan(spec, env: dict, exe: str | None, protected: tuple[str, ...], notes: li
     grants, denies = confine.fs_plan(spec, reads, exe, protected, mine, seen=seen if key else None)
     rules = confine.fs_rules(grants, denies, seen=seen if key else None)
     notes += mine
-    if key is not None and confine.UNCACHEABLE not in seen:
+    if key is not None and seen and confine.UNCACHEABLE not in seen:
         _store(key, reads, seen, rules, mine, started)
     return rules
 
@@ -183,9 +190,9 @@ def _store(key: str, reads: _Reads, seen: set[str], rules: list, notes: list[str
         lines.append(f"seen {ident} {path}")
     lines += [f"rule {rights} {'d' if is_dir else 'f'} {path}" for path, rights, is_dir in rules]
     lines += [f"note {n}" for n in notes]
-    if any("\n" in line or not line.isascii() for line in lines):
-        return                              # (entries are read back as ASCII)
-    data = cache.sealed(lines).encode("ascii")
+    if any("\n" in line for line in lines):
+        return
+    data = cache.sealed(lines).encode("utf-8", "surrogateescape")
     if len(data) > cache.MAX_ENTRY:
         return
     directory, _why = cache.usable_dir(create=True)

@@ -484,3 +484,53 @@ def test_a_user_profile_created_later_shadows_what_a_cached_profile_extends(wher
     (user_profiles / "default.yaml").write_text(
         "name: default\nextends: [default]\nrules:\n  - errno(EACCES): getppid\n")
     behaves(redirected(where, "app"), "EACCES")
+
+
+# -- kept Landlock plans on /proc ----------------------------------------------------------
+
+PROC_PLAN = textwrap.dedent("""\
+    import os, subprocess, sys, time
+    from sandbox import cache, confine, plan_cache
+    cache.location = lambda uid=None: sys.argv[1]
+    plan_cache.RACY_NS = 200_000_000
+    time.sleep(0.3)                                    # the new /proc's own times settle
+    target = "/proc/" + sys.argv[2]
+    spec = confine.Spec(fs=[("read", "/proc", False), ("deny", target, False)])
+    def paths(rules):
+        return sorted(p for p, _r, _d in rules)
+    kept = None
+    for _ in range(3):
+        plan_cache.plan(spec, {}, None, (), [])
+        if plan_cache.lookup(spec, {}, None, ())[1] is not None:
+            kept = True
+            break
+        time.sleep(0.3)
+    children = []
+    while not os.path.exists(target):                  # pids count up from 1 here
+        children.append(subprocess.Popen(["sleep", "30"]))
+    print("kept" if kept else "never kept")
+    print("hit" if plan_cache.lookup(spec, {}, None, ())[1] is not None else "miss")
+    read = 1 << 2                                      # LANDLOCK_ACCESS_FS_READ_FILE
+    print("denied" if not confine.rights_at(plan_cache.plan(spec, {}, None, (), []), target) & read
+          else "granted")
+    print(len(confine.plan_rules(spec, {}, None, (), [])) > 1)    # /proc split around it
+    for c in children:
+        c.kill()
+""")
+
+
+def test_a_denied_proc_entry_that_appears_later_makes_a_kept_plan_miss(tmp_path):
+    """/proc gains /proc/PID without its own ctime changing: a plan kept while the
+    denied PID did not exist must not be reused once it does (a fresh plan splits
+    /proc around it). In a PID namespace of its own, the PIDs to come are known."""
+    need(os.geteuid() == 0, "a PID namespace and its /proc need root")
+    need(shutil.which("unshare") is not None, "unshare (util-linux) is needed")
+    d = tmp_path / "cache" / "sbx"
+    os.makedirs(d.parent, mode=0o700)
+    script = tmp_path / "proc_plan.py"
+    script.write_text(PROC_PLAN)
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, str(script),
+                        str(d), "6"], env={"PYTHONPATH": ROOT, "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["kept", "miss", "denied", "True"], r.stdout + r.stderr

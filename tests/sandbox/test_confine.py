@@ -48,6 +48,11 @@ def test_variables_expand_from_the_environment():
     assert expand("$CWD/a", env, cwd="/srv/app") == ("/srv/app/a", None)     # the run a denial came from
 
 
+def test_variable_names_are_ascii_as_the_profile_checker_reads_them():
+    assert expand("$HOMEé/x", {"HOME": "/home/u"}) == ("/home/ué/x", None)
+    assert expand("${PORT}1", {"PORT": "80"}) == ("801", None)
+
+
 def test_ports_expand_and_the_unreadable_ones_are_said():
     notes = []
     assert expand_ports(["80", "${PORT}", "${NOPE}", "x1"], {"PORT": "8080"}, notes) == [80, 8080]

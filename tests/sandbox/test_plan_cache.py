@@ -33,6 +33,13 @@ def tree(tmp_path):
     return root
 
 
+@pytest.fixture(autouse=True)
+def quick_ticks(monkeypatch):
+    """The trees here are on a file system with nanosecond times: half a second
+    of settling is plenty (RACY_NS covers whole-second file systems)."""
+    monkeypatch.setattr(plan_cache, "RACY_NS", 500_000_000)
+
+
 def _settle(*paths):
     """Make the tree's ctimes older than the racy window (a plan is kept only then)."""
     time.sleep(plan_cache.RACY_NS / 1e9 + 0.05)
@@ -164,23 +171,8 @@ def shared():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
-    """For a user, a deny of a file the user cannot open needs no rule (``_out_of_reach``):
-    once the file is made readable, a kept plan without that rule would let it be read."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to become another user")
-    tmp_path = shared
-    base = tmp_path / "u"
-    base.mkdir()
-    (base / "secret").write_text("s\n")
-    (base / "open").write_text("o\n")
-    os.chmod(base / "secret", 0)
-    for p in (base, base / "secret", base / "open"):
-        os.chown(p, 65534, 65534)
-    cache_dir = tmp_path / "c"
-    cache_dir.mkdir(mode=0o700)
-    os.chown(cache_dir, 65534, 65534)
-    time.sleep(plan_cache.RACY_NS / 1e9 + 0.05)
+def _as_nobody(fn):
+    """fn() in a forked child running as nobody; its repr'd result back."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -189,27 +181,65 @@ def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            cache.location = lambda uid=None: str(cache_dir / "sbx")
-            spec = Spec(fs=[("read", str(base), False), ("deny", str(base / "secret"), False)])
-            before = plan_cache.plan(spec, {}, None, (), [])
-            kept = plan_cache.lookup(spec, {}, None, ())[1] is not None
-            os.chmod(base / "secret", 0o644)
-            after_lookup = plan_cache.lookup(spec, {}, None, ())[1]
-            after = plan_cache.plan(spec, {}, None, (), [])
-            os.write(w, repr((sorted(p for p, _, _ in before), kept, after_lookup is None,
-                              sorted(p for p, _, _ in after))).encode())
+            os.write(w, repr(fn()).encode())
         except BaseException as err:        # noqa: BLE001 - said to the parent
-            os.write(w, repr(("error", repr(err), None, None)).encode())
+            os.write(w, repr(("error", repr(err))).encode())
         finally:
             os._exit(0)
     os.close(w)
     with os.fdopen(r) as fh:
-        before, kept, missed, after = eval(fh.read())        # noqa: S307 - our own child's repr
+        text = fh.read()
     os.waitpid(pid, 0)
-    assert before == [str(base)] and kept                     # out of reach: no split
-    assert missed                                             # chmod changed its ctime
-    assert after == [str(base), str(base / "open")]           # the deny now takes a split:
-    #                                                          base keeps only its listing
+    return eval(text)                       # noqa: S307 - our own child's repr
+
+
+def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
+    """For a user, a deny of a file the user cannot open, and cannot chmod (root's,
+    in root's directory), needs no rule (``_out_of_reach``): once root makes it
+    readable, a kept plan without that rule would let it be read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    base = shared / "u"
+    base.mkdir()
+    (base / "secret").write_text("s\n")
+    (base / "open").write_text("o\n")
+    os.chmod(base / "secret", 0)
+    cache_dir = shared / "c"
+    cache_dir.mkdir(mode=0o700)
+    os.chown(cache_dir, 65534, 65534)
+    time.sleep(plan_cache.RACY_NS / 1e9 + 0.05)
+    spec = Spec(fs=[("read", str(base), False), ("deny", str(base / "secret"), False)])
+
+    def planned():
+        cache.location = lambda uid=None: str(cache_dir / "sbx")
+        hit = plan_cache.lookup(spec, {}, None, ())[1] is not None
+        rules = plan_cache.plan(spec, {}, None, (), [])
+        return hit, sorted(p for p, _, _ in rules), plan_cache.lookup(spec, {}, None, ())[1] is not None
+
+    hit, before, kept = _as_nobody(planned)
+    assert (hit, before, kept) == (False, [str(base)], True)   # out of reach: no split, kept
+    os.chmod(base / "secret", 0o644)                             # root opens it
+    hit, after, _kept = _as_nobody(planned)
+    assert not hit                                               # its ctime changed
+    assert after == [str(base), str(base / "open")]              # the deny takes a split now:
+    #                                                             base keeps only its listing
+
+
+def test_a_deny_of_a_path_the_user_owns_always_takes_its_rules(shared):
+    """Mode 000 does not keep a file's owner out: chmod gives it back (and Landlock does
+    not govern chmod), so such a deny is planned as rules from the first run."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become another user")
+    home = shared / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("k\n")
+    (home / "notes").write_text("n\n")
+    for p in (home, home / ".ssh", home / ".ssh" / "id_rsa", home / "notes"):
+        os.chown(p, 65534, 65534)
+    os.chmod(home / ".ssh", 0)
+    spec = Spec(fs=[("read", str(home), False), ("deny", str(home / ".ssh"), False)])
+    rules = _as_nobody(lambda: sorted(p for p, _, _ in confine.plan_rules(spec, {}, None, (), [])))
+    assert rules == [str(home), str(home / "notes")], rules
 
 
 def test_a_profile_keeps_at_most_sixteen_plans(where, tree, monkeypatch):
@@ -221,3 +251,23 @@ def test_a_profile_keeps_at_most_sixteen_plans(where, tree, monkeypatch):
         monkeypatch.chdir(tree / "other" / f"d{i}")
         _keep(spec, {})
     assert 8 <= len([n for n in os.listdir(where) if n.startswith("plan-")]) <= 16
+
+
+def test_names_beyond_ascii_are_kept_as_the_file_system_spells_them(where, tree):
+    """A home with translated folder names (or bytes that are no UTF-8) is common."""
+    (tree / "data" / "Téléchargements").mkdir()
+    (tree / "data" / "Музыка").mkdir()
+    os.mkdir(os.fsencode(tree / "data") + b"/raw-\xff")
+    spec = Spec(fs=[("read", str(tree / "data"), False), ("deny", str(tree / "data" / "Музыка"), False)])
+    _settle()
+    _keep(spec, {})
+    got, was_kept, fresh = _both(spec, {})
+    assert was_kept and got == fresh
+    assert str(tree / "data" / "Téléchargements") in [p for p, _, _ in got]
+    assert os.fsdecode(os.fsencode(tree / "data") + b"/raw-\xff") in [p for p, _, _ in got]
+
+
+def test_a_plan_with_nothing_to_plan_is_not_written(where, tree):
+    _settle()
+    assert plan_cache.plan(Spec(fs=[]), {}, None, (), []) == []
+    assert not [n for n in os.listdir(where) if n.startswith("plan-")] if os.path.isdir(where) else True
