@@ -13,7 +13,7 @@ from bpf_filters.ir import Action
 
 from ..paths import display_path
 from ..policy import Profile
-from ..policy.diagnostics import Diagnostic, PolicyError
+from ..policy.diagnostics import Diagnostic, PolicyError, Position
 from ..policy.profile import baseline_spec
 from ..policy.show import action_text
 
@@ -29,12 +29,37 @@ def _oci_action(a: Action) -> dict:
     return out
 
 
-def _spec_index(profile: Profile) -> dict:
-    index = {spec.origin: (i, spec) for i, spec in enumerate(profile.rules)}
-    baseline = baseline_spec(profile)          # its rules come after every written one
-    if baseline is not None:
-        index[baseline.origin] = (len(profile.rules), baseline)
-    return index
+class _Written:
+    """Where a rule of the policy comes from, for ordering, positions and comments:
+    a rule the profile wrote, its ``baseline:``, or one sbx adds itself (the i386
+    multiplexer guards, the notify listener guard), placed after them."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self.index = {spec.origin: (i, spec) for i, spec in enumerate(profile.rules)}
+        baseline = baseline_spec(profile)          # its rules come after every written one
+        if baseline is not None:
+            self.index[baseline.origin] = (len(profile.rules), baseline)
+        self.builtin: dict = {}
+
+    def order(self, origin) -> int:
+        if origin in self.index:
+            return self.index[origin][0]
+        return len(self.profile.rules) + 1 + self.builtin.setdefault(origin, len(self.builtin))
+
+    def pos(self, origin) -> Position | None:
+        if origin in self.index:
+            return self.index[origin][1].pos
+        if origin.file and origin.file != "built-in" and origin.line > 0:
+            return Position(origin.file, origin.line, origin.col)
+        return self.profile.default.pos
+
+    def comment(self, origin) -> tuple[str, Position | None]:
+        """The entry comment's text and where it points."""
+        if origin in self.index:
+            spec = self.index[origin][1]
+            return spec.comment or f"{action_text(spec.action)} rule", spec.pos
+        return origin.text or "built-in rule", self.pos(origin)
 
 
 def _check_actions(an: Analysis, diags: list[Diagnostic]) -> None:
@@ -42,18 +67,18 @@ def _check_actions(an: Analysis, diags: list[Diagnostic]) -> None:
     if an.default.kind == "notify":
         diags.append(Diagnostic(prof.default.pos, "OCI runtimes refuse SCMP_ACT_NOTIFY as the default "
                                 "action"))
-    specs = _spec_index(prof)
+    specs = _Written(prof)
     for plan in an.plans:
         for rule, region, _ in plan.pieces:
             if not region or rule.action == an.default:
                 continue
-            spec = specs[rule.origin][1]
+            pos = specs.pos(rule.origin)
             if rule.action.kind == "notify":
-                diags.append(Diagnostic(spec.pos, f"'{plan.name}' uses notify: SCMP_ACT_NOTIFY needs a "
+                diags.append(Diagnostic(pos, f"'{plan.name}' uses notify: SCMP_ACT_NOTIFY needs a "
                                         "listenerPath to a seccomp agent, which sbx does not provide",
                                         hint="use errno(...) or trap, or run it under `sbx run`"))
             elif rule.action.kind == "trap" and rule.action.data:
-                diags.append(Diagnostic(spec.pos, f"trap({rule.action.data}): OCI has no field for the "
+                diags.append(Diagnostic(pos, f"trap({rule.action.data}): OCI has no field for the "
                                         "trap's si_errno data; SCMP_ACT_TRAP sends 0", severity="warning"))
     if prof.bad_arch.value != Action("kill-thread"):
         diags.append(Diagnostic(prof.bad_arch.pos, f"OCI has no wrong-architecture action (here "
@@ -67,7 +92,7 @@ def _check_actions(an: Analysis, diags: list[Diagnostic]) -> None:
 
 
 def _widening_notes(an: Analysis, diags: list[Diagnostic]) -> None:
-    specs = _spec_index(an.profile)
+    specs = _Written(an.profile)
     for plan in an.plans:
         if not plan.narrow:
             continue
@@ -81,13 +106,14 @@ def _widening_notes(an: Analysis, diags: list[Diagnostic]) -> None:
             msg = (f"{plan.name}: {args} 32-bit but OCI compares all 64 bits: a call with garbage in "
                    "the upper half (which the kernel ignores) is denied there and decided by the low "
                    "word here")
-        diags.append(Diagnostic(specs[rule.origin][1].pos, msg, severity="warning"))
+        diags.append(Diagnostic(specs.pos(rule.origin), msg, severity="warning"))
 
 
 def oci_entries(an: Analysis, comments: bool = True, int64: bool = False) -> list[dict]:
     """The syscalls[] entries: one per (rule, action, argument list), names merged and sorted."""
-    specs = _spec_index(an.profile)
+    specs = _Written(an.profile)
     groups: dict[tuple, list[str]] = {}
+    origins: dict[int, object] = {}
     for plan in an.plans:
         for rule, region, shadowed in plan.pieces:
             if not region or rule.action == an.default:
@@ -97,12 +123,12 @@ def oci_entries(an: Analysis, comments: bool = True, int64: bool = False) -> lis
             except ValueError:
                 arg_lists = None
             if arg_lists is None or len(arg_lists) > MAX_ENTRIES_PER_SYSCALL:
-                spec = specs[rule.origin][1]
-                raise PolicyError([Diagnostic(spec.pos, f"'{plan.name}': the argument region this rule "
+                raise PolicyError([Diagnostic(specs.pos(rule.origin), f"'{plan.name}': the argument region this rule "
                                               "decides needs too many libseccomp entries",
                                               hint="simplify the conditions of this and earlier rules")],
                                   an.profile.sources)
-            idx = specs[rule.origin][0]
+            idx = specs.order(rule.origin)
+            origins[idx] = rule.origin
             for args in arg_lists:
                 groups.setdefault((idx, rule.action, args, shadowed, plan.exact), []).append(plan.name)
     out = []
@@ -113,11 +139,11 @@ def oci_entries(an: Analysis, comments: bool = True, int64: bool = False) -> lis
             entry["args"] = [{"index": i, "value": v, "valueTwo": v2, "op": op} if op == "SCMP_CMP_MASKED_EQ"
                              else {"index": i, "value": v, "op": op} for i, (op, v, v2) in args]
         if comments:
-            spec = an.profile.rules[idx] if idx < len(an.profile.rules) else baseline_spec(an.profile)
-            text = spec.comment or f"{action_text(spec.action)} rule"
+            text, pos = specs.comment(origins[idx])
             note = " (where no earlier rule decides)" if shadowed else ""
             note += " (32-bit argument: low word)" if exact and args else ""
-            entry["comment"] = f"{text}{note} [{display_path(spec.pos.file)}:{spec.pos.line}]"
+            where = f" [{display_path(pos.file)}:{pos.line}]" if pos is not None else ""
+            entry["comment"] = f"{text}{note}{where}"
         out.append(entry)
     return out
 

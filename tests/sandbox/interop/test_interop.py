@@ -646,3 +646,20 @@ def test_unknown_names_get_suggestions_only_for_typos(name, hint):
     _, warnings = import_text(text)
     [w] = [w for w in warnings if "unknown syscall" in w.message]
     assert w.hint == (f"did you mean '{hint}'?" if hint else None)
+
+
+@pytest.mark.parametrize("profile", builtin_names())
+def test_an_i386_export_carries_the_rules_sbx_adds_itself(profile):
+    """On i386, lowering adds the multiplexer guards (socketcall/ipc calls at most as
+    permissive as the direct syscall), which no line of the profile wrote: the export
+    once ended in a KeyError looking for their rule (found by test_cli_fuzz)."""
+    res = CliRunner().invoke(cli, ["export", "--arch", "i386", "--no-runtime-preset", "--", profile],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout if hasattr(res, "stdout") else res.output)
+    policy = lower(load_profile(profile), "i386")
+    mux = {r.origin for a in policy.arches for nr, rules in a.rules.items()
+           if table("i386").name(nr) in ("socketcall", "ipc") for r in rules
+           if r.origin.text.startswith("built-in")}
+    guards = [e for e in doc["syscalls"] if e.get("comment", "").startswith("built-in: a multiplexed")]
+    assert bool(guards) == bool(mux), (profile, guards, mux)
