@@ -99,11 +99,15 @@ def _name(key: str) -> str:
     return f"plan-{key[:41]}"
 
 
+_ABSENT = "- - -"
+
+
 def _identity(path: str) -> str:
+    """``dev ino ctime_ns`` of *path* as lstat sees it, or ``_ABSENT``."""
     try:
         st = os.lstat(path)
     except OSError:
-        return "- - -"
+        return _ABSENT
     return f"{st.st_dev} {st.st_ino} {st.st_ctime_ns}"
 
 
@@ -185,8 +189,8 @@ def _store(key: str, reads: _Reads, seen: set[str], rules: list, notes: list[str
         lines.append(f"env {name}" if value is None else f"env {name}={value}")
     for path in sorted(seen):
         ident = _identity(path)
-        if ident != "- - -" and int(ident.rsplit(" ", 1)[1]) > started - RACY_NS:
-            return                          # changed in the last second: the tick may hide more
+        if ident != _ABSENT and int(ident.rsplit(" ", 1)[1]) > started - RACY_NS:
+            return                          # changed within RACY_NS: its tick may hide more
         lines.append(f"seen {ident} {path}")
     lines += [f"rule {rights} {'d' if is_dir else 'f'} {path}" for path, rights, is_dir in rules]
     lines += [f"note {n}" for n in notes]

@@ -152,7 +152,6 @@ class CapDrop:
         self._ambient = os.getuid() != 0
         self._drop = tuple(c for c in range(self._last + 1) if c not in self.keep) \
             if self._drop_bounding else ()
-        libc.prctl(PR_CAPBSET_READ, 0)   # made here, not in the child (see libc.prctl)
 
     def apply(self) -> None:
         prctl = libc.prctl

@@ -175,15 +175,14 @@ def cstring(text: str | bytes) -> Buffer:
     return Buffer(raw + b"\0")
 
 
-_PRCTL: list = []
+# made with its argument types when sbx starts, not in a child between fork and
+# exec, which drops some 40 capabilities with it (every sbx run calls prctl first)
+_PRCTL = long_function("prctl", 5)
 
 
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
-    """prctl(2); returns its result or -1 with errno set. Made once with its
-    argument types: a child drops some 40 capabilities with it before exec."""
-    if not _PRCTL:
-        _PRCTL.append(long_function("prctl", 5))
-    return _PRCTL[0](option, a2, a3, a4, a5)
+    """prctl(2); returns its result or -1 with errno set."""
+    return _PRCTL(option, a2, a3, a4, a5)
 
 
 __all__ = ["Buffer", "KernelError", "call", "checked", "checked_syscall", "cstring", "errno",
