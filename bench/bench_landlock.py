@@ -79,28 +79,37 @@ def _exe(env):
     return spawn.resolve_command("true", env)      # needed by any run: not timed
 
 
-def _restrict_seconds(prepared) -> float:
-    """landlock_restrict_self of every layer, timed in a forked child."""
-    from sandbox.kernel import landlock
+def _forked(fn):
+    """fn() in a forked child (a Landlock domain or another uid stays there); its
+    JSON-able result, or None if it produced none."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid == 0:                                    # child: time the layers, report, leave
+    if pid == 0:
         try:
             os.close(r)
-            took = 0.0
-            for step in prepared.steps:
-                t0 = time.perf_counter()
-                step.apply()
-                if isinstance(step, landlock.Restrict):
-                    took += time.perf_counter() - t0
-            os.write(w, repr(took).encode())
+            os.write(w, json.dumps(fn()).encode())
         finally:
             os._exit(0)
     os.close(w)
     with os.fdopen(r) as fh:
         text = fh.read()
     os.waitpid(pid, 0)
-    return float(text)
+    return json.loads(text) if text else None
+
+
+def _restrict_seconds(prepared) -> float:
+    """landlock_restrict_self of every layer, timed in a forked child."""
+    from sandbox.kernel import landlock
+
+    def timed():
+        took = 0.0
+        for step in prepared.steps:
+            t0 = time.perf_counter()
+            step.apply()
+            if isinstance(step, landlock.Restrict):
+                took += time.perf_counter() - t0
+        return took
+    return _forked(timed)
 
 
 def launch_row(spec, runs: int) -> dict:
@@ -187,24 +196,15 @@ def _cold(name: str) -> None:
 def _as_user(uid: int, fn):
     """fn() in a forked child running as *uid* (and its own group), its JSON result back."""
     import pwd
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            entry = pwd.getpwuid(uid)
-            os.setgroups([])
-            os.setgid(entry.pw_gid)
-            os.setuid(uid)
-            os.environ["HOME"] = entry.pw_dir
-            os.write(w, json.dumps(fn()).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as fh:
-        text = fh.read()
-    os.waitpid(pid, 0)
-    return json.loads(text) if text else None
+
+    def become():
+        entry = pwd.getpwuid(uid)
+        os.setgroups([])
+        os.setgid(entry.pw_gid)
+        os.setuid(uid)
+        os.environ["HOME"] = entry.pw_dir
+        return fn()
+    return _forked(become)
 
 
 UNPRIVILEGED = 65534        # nobody: files the user cannot open need no Landlock deny

@@ -94,3 +94,32 @@ def where(tmp_path, monkeypatch):
     os.makedirs(os.path.dirname(d), mode=0o700)
     monkeypatch.setattr(cache, "location", lambda uid=None: d)
     return d
+
+
+def in_child(fn):
+    """fn() in a forked child, for what must not happen to the test process itself
+    (a Landlock domain, another uid); its JSON-able result, or its traceback raised
+    here as an AssertionError."""
+    import json
+    import traceback
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            try:
+                out = {"result": fn()}
+            except BaseException:                 # noqa: BLE001 - reported to the parent
+                out = {"error": traceback.format_exc()}
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status}"
+    out = json.loads(data)
+    if "error" in out:
+        raise AssertionError(f"in the child:\n{out['error']}")
+    return out["result"]

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import need
+from tests.conftest import in_child, need
 
 pytestmark = pytest.mark.kernel
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,23 +137,12 @@ def test_verify_fails_on_a_landlock_denial(home):
 # -- sbx's cache stays out of reach, in one Landlock layer or two ----------------------
 
 def _in_child(prepared, fn) -> dict:
-    """fn() in a forked child confined by *prepared*'s steps; its dict back as JSON."""
-    import json
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            for step in prepared.steps:
-                step.apply()
-            os.write(w, json.dumps(fn()).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as fh:
-        out = fh.read()
-    os.waitpid(pid, 0)
-    return json.loads(out)
+    """fn() in a forked child confined by *prepared*'s steps; its dict back."""
+    def confined():
+        for step in prepared.steps:
+            step.apply()
+        return fn()
+    return in_child(confined)
 
 
 def _try(fn) -> str:

@@ -8,7 +8,6 @@ the kernel has IA32 emulation.
 """
 import ctypes
 import errno
-import json
 import mmap
 import os
 import platform
@@ -16,7 +15,7 @@ import platform
 import pytest
 
 from bpf_filters.syscalls import table
-from tests.conftest import need
+from tests.conftest import in_child, need
 
 TBL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "bpf_filters", "syscalls", "tbl")
 PROBE_RANGE = range(0, 1024)
@@ -76,24 +75,6 @@ def _int80_caller():
     return call
 
 
-def _in_child(probe):
-    """Run *probe()* in a forked child; return its JSON-able result."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps(probe()).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"probe child status {status}"
-    return json.loads(data)
-
-
 def _probe_table(arch, make_caller, tbl_name, abis):
     tbl = table(arch)
     no_entry = _no_entry_numbers(tbl_name, abis)
@@ -108,7 +89,7 @@ def _probe_table(arch, make_caller, tbl_name, abis):
             "newest_enosys": [name for name, ret in newest.items() if ret == -errno.ENOSYS],
             "probed": len(should_be_enosys),
         }
-    return _in_child(probe)
+    return in_child(probe)
 
 
 def _need_x86_64_kernel_6_18():
@@ -130,7 +111,7 @@ def test_i386_numbers_match_the_running_kernel():
 
     def getpid_via_int80():
         return _int80_caller()(20, 0, 0, 0, 0, 0)   # i386 getpid is 20
-    ret = _in_child(getpid_via_int80)
+    ret = in_child(getpid_via_int80)
     need(ret > 0, f"int $0x80 unavailable (IA32 emulation off?): returned {ret}")
     result = _probe_table("i386", _int80_caller, "syscall_32.tbl", {"i386"})
     assert result["probed"] > 500

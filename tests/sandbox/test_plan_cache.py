@@ -19,6 +19,7 @@ import pytest
 
 from sandbox import cache, confine, plan_cache
 from sandbox.confine import Spec
+from tests.conftest import in_child
 
 
 @pytest.fixture
@@ -172,25 +173,13 @@ def shared():
 
 
 def _as_nobody(fn):
-    """fn() in a forked child running as nobody; its repr'd result back."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(w, repr(fn()).encode())
-        except BaseException as err:        # noqa: BLE001 - said to the parent
-            os.write(w, repr(("error", repr(err))).encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r) as fh:
-        text = fh.read()
-    os.waitpid(pid, 0)
-    return eval(text)                       # noqa: S307 - our own child's repr
+    """fn() as nobody, in a forked child; its JSON-able result."""
+    def become():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+        return fn()
+    return in_child(become)
 
 
 def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
@@ -217,7 +206,7 @@ def test_a_permission_change_of_a_denied_path_is_a_miss_for_a_user(shared):
         return hit, sorted(p for p, _, _ in rules), plan_cache.lookup(spec, {}, None, ())[1] is not None
 
     hit, before, kept = _as_nobody(planned)
-    assert (hit, before, kept) == (False, [str(base)], True)   # out of reach: no split, kept
+    assert [hit, before, kept] == [False, [str(base)], True]   # out of reach: no split, kept
     os.chmod(base / "secret", 0o644)                             # root opens it
     hit, after, _kept = _as_nobody(planned)
     assert not hit                                               # its ctime changed
