@@ -140,8 +140,7 @@ def launch_row(spec, runs: int) -> dict:
         protected = installation_dirs()
         for _ in range(runs):
             t0 = time.perf_counter()
-            grants, denies = confine.fs_plan(spec, env, exe, protected)
-            confine.fs_rules(grants, denies)
+            confine.plan_rules(spec, env, exe, protected)
             plan.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             hit = plan_cache.lookup(spec, env, exe, protected)[1] is not None

@@ -496,11 +496,13 @@ class _Layer:
 
 
 def plan_rules(spec: Spec, env: dict, exe: str | None, protected: tuple[str, ...],
-               notes: list[str]) -> list[tuple[str, int, bool]]:
-    """The Landlock rules of *spec*'s filesystem section, planned now
-    (``plan_cache.plan`` is the same with plans kept between runs)."""
-    grants, denies = fs_plan(spec, env, exe, protected, notes)
-    return fs_rules(grants, denies)
+               notes: list[str] | None = None, cwd: str | None = None,
+               seen: set[str] | None = None) -> list[tuple[str, int, bool]]:
+    """The Landlock rules of *spec*'s filesystem section, planned now: ``fs_plan``
+    then ``fs_rules`` (``plan_cache.plan`` is the same with plans kept between
+    runs; *seen* gets what the plan depends on, as in ``fs_plan``)."""
+    grants, denies = fs_plan(spec, env, exe, protected, notes, cwd, seen)
+    return fs_rules(grants, denies, seen=seen)
 
 
 def _profile_layer(spec: Spec, env: dict, version: int, extra_ports: tuple[int, ...],

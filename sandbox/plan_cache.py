@@ -173,8 +173,7 @@ def plan(spec, env: dict, exe: str | None, protected: tuple[str, ...], notes: li
     reads = _Reads(env)
     seen: set[str] = set()
     mine: list[str] = []
-    grants, denies = confine.fs_plan(spec, reads, exe, protected, mine, seen=seen if key else None)
-    rules = confine.fs_rules(grants, denies, seen=seen if key else None)
+    rules = confine.plan_rules(spec, reads, exe, protected, mine, seen=seen if key else None)
     notes += mine
     if key is not None and seen and confine.UNCACHEABLE not in seen:
         _store(key, reads, seen, rules, mine, started)

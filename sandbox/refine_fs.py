@@ -13,8 +13,8 @@ run had them (``denials.RunContext``). More than ``READ_LIMIT`` files of one
 directory under one word become one entry on the directory, as ``sbx trace``
 does.
 
-Each candidate is checked with the real planner (``confine.fs_plan`` and
-``fs_rules``, then ``rights_at``) as the refused run would have expanded the
+Each candidate is checked with the real planner (``confine.plan_rules``,
+then ``rights_at``) as the refused run would have expanded the
 profile: a denial the profile already allows there, or one an addition could
 not fix (a directory that holds a denied path keeps only the right to be
 listed: an entry created beside the denied one could replace it) is left
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .confine import ANY, RIGHT_WORDS, expand_all, expand_ports, fs_plan, fs_rules, rights_at
+from .confine import ANY, RIGHT_WORDS, expand_all, expand_ports, plan_rules, rights_at
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
 from .policy.emit import list_lines, quote_item
@@ -102,8 +102,7 @@ class _Here:
                     self.denies.append((template, os.path.realpath(p)))
 
     def rules_of(self, spec) -> list[tuple[str, int, bool]]:
-        grants, denies = fs_plan(spec, self.ctx.env, self.ctx.exe, self.protected, cwd=self.ctx.cwd)
-        return fs_rules(grants, denies)
+        return plan_rules(spec, self.ctx.env, self.ctx.exe, self.protected, cwd=self.ctx.cwd)
 
     def denied(self, real: str) -> list[str]:
         """The deny templates at or above *real*."""
