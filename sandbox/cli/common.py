@@ -47,6 +47,34 @@ def fail(message: str, hint: str | None = None, status: int = EXIT_BAD_INPUT):
     sys.exit(status)
 
 
+def processes(pids: list[int]) -> str:
+    """"2 processes (4711 nginx, 4712 nginx)": who a command left running."""
+    from ..kernel.tree import comm
+    shown = ", ".join(f"{p} {comm(p)}" for p in pids[:5]) + (", ..." if len(pids) > 5 else "")
+    return f"{len(pids)} process{'es' if len(pids) != 1 else ''} ({shown})"
+
+
+def follower_of(command: list[str], seconds: float | None, option: str, tell=say):
+    """The ``kernel.tree.Follower`` of sbx trace and sbx verify: it *tell*s who the
+    command left running (a daemonizing server) and who the deadline (*option*,
+    *seconds*) stopped."""
+    from ..kernel.tree import GRACE_S, Follower
+    prog = os.path.basename(command[0])
+
+    def left(pids: list[int]) -> None:
+        one = len(pids) == 1
+        until = (f"until {'it exits' if one else 'they exit'} or {option} {seconds:g} s has passed"
+                 if seconds else f"until {'it exits' if one else 'they exit'} "
+                                 f"({option} S stops {'it' if one else 'them'} after S seconds)")
+        tell(f"note: {prog} exited and left {processes(pids)} running (it daemonized); "
+            f"following {'it' if one else 'them'} {until}")
+
+    def stopped(pids: list[int]) -> None:
+        tell(f"{option} {seconds:g} s: stopping {processes(pids)} (SIGTERM, SIGKILL after "
+            f"{GRACE_S:g} s)")
+    return Follower(on_left=left, on_stop=stopped)
+
+
 def emit_json(doc) -> None:
     """*doc* as one line of JSON on stdout: what every ``--json`` prints."""
     import json

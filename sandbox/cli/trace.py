@@ -14,34 +14,11 @@ import click
 
 from .. import trace as tr
 from ..paths import display_path
-from .common import OutputPath, Seconds, cannot_write, emit_profile, is_stream
+from .common import OutputPath, Seconds, cannot_write, emit_profile, follower_of, is_stream, processes
 
 
 def _say(message: str) -> None:
     click.echo(f"sbx: {message}", err=True)
-
-
-def _processes(pids: list[int]) -> str:
-    from ..kernel.tree import comm
-    shown = ", ".join(f"{p} {comm(p)}" for p in pids[:5]) + (", ..." if len(pids) > 5 else "")
-    return f"{len(pids)} process{'es' if len(pids) != 1 else ''} ({shown})"
-
-
-def _follower(command: list[str], duration: float | None):
-    """Says who the command left running (a daemonizing server) and who --duration stopped."""
-    from ..kernel.tree import Follower
-    prog = os.path.basename(command[0])
-
-    def left(pids: list[int]) -> None:
-        until = (f"until they exit or --duration {duration:g} s has passed" if duration
-                 else "until they exit (--duration S stops them after S seconds)")
-        them = "them" if len(pids) > 1 else "it"
-        _say(f"note: {prog} exited and left {_processes(pids)} running (it daemonized); "
-             f"following {them} {until.replace('they exit', 'they exit' if len(pids) > 1 else 'it exits')}")
-
-    def stopped(pids: list[int]) -> None:
-        _say(f"--duration {duration:g} s: stopping {_processes(pids)} (SIGTERM, SIGKILL after 3 s)")
-    return Follower(on_left=left, on_stop=stopped)
 
 
 def _record(command: list[str], backend: str, native: str, record_to: str | None = None,
@@ -50,7 +27,7 @@ def _record(command: list[str], backend: str, native: str, record_to: str | None
     chosen, why = tr.choose_backend(backend)
     _say(f"tracing with {tr.BACKEND_TEXT[chosen]}" + ("" if chosen == "ebpf" else f" ({why})"))
     started = time.time()
-    follower = _follower(command, duration)
+    follower = follower_of(command, duration, "--duration", _say)
     rec = tr.record(command, chosen, follower=follower, duration=duration)
     if record_to:
         _write_recording(record_to, rec, started, native)
@@ -61,7 +38,7 @@ def _record(command: list[str], backend: str, native: str, record_to: str | None
     obs = tr.observe(rec, native)
     if follower.left:
         n = len(follower.left)
-        obs.notes.append(f"{os.path.basename(command[0])} left {_processes(follower.left).split(' (')[0]} "
+        obs.notes.append(f"{os.path.basename(command[0])} left {processes(follower.left).split(' (')[0]} "
                          f"running; {'they were' if n > 1 else 'it was'} traced until "
                          + ("--duration stopped " + ("them" if n > 1 else "it") if follower.stopped
                             else ("they" if n > 1 else "it") + " exited"))

@@ -5,21 +5,27 @@ A command that ends by itself is judged by its denials and its exit status;
 service mode: a server runs that long, is stopped (SIGTERM, then SIGKILL) and
 is judged by its denials alone. Denials are read from the audit records of a
 fresh audit session that the whole process tree inherits (root).
+
+What the command leaves running when it exits (a server that daemonizes) is
+part of the run: sbx is its child subreaper meanwhile (``kernel.tree``), follows
+it until it exits, counts its denials, and stops it with the command at the
+deadline; nothing the command started outlives sbx verify's deadline.
 """
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import time
 from contextlib import contextmanager
 
 import click
 
 from ..errors import EXIT_TIMEOUT, EXIT_USAGE as EXIT_BAD_INPUT
-from .common import Seconds, emit_json, native, say
+from ..kernel.tree import GRACE_S
+from .common import Seconds, emit_json, follower_of, native, say
 
 EXIT_OK, EXIT_FINDINGS = 0, 1
-KILL_GRACE_S = 3.0
 
 
 _LOGGED_NAME = {"errno": "errno", "trap": "trap", "kill-process": "kill_process",
@@ -107,7 +113,7 @@ class _Deadline:
         except ProcessLookupError:
             return
         if sig == signal.SIGTERM:
-            signal.setitimer(signal.ITIMER_REAL, KILL_GRACE_S)
+            signal.setitimer(signal.ITIMER_REAL, GRACE_S)
 
     @contextmanager
     def armed(self):
@@ -154,7 +160,9 @@ def verify(profile, timeout, duration, allow_unobserved, strict, as_json, comman
     """Run COMMAND under PROFILE and fail if any syscall was denied (a CI gate).
 
     Every denial is logged (SECCOMP_FILTER_FLAG_LOG) and read from the audit
-    netlink socket, which needs root. Examples:
+    netlink socket, which needs root. What the command leaves running (a
+    daemon, a background job) is followed until it exits and judged with it,
+    and stopped with it at the --timeout or --duration deadline. Examples:
     sbx verify --profile web -- ./run-tests.sh;
     sbx verify --profile web --duration 10 -- nginx -g 'daemon off;'
     """
@@ -176,15 +184,33 @@ def verify(profile, timeout, duration, allow_unobserved, strict, as_json, comman
             say(f"{why}; run as root or pass --allow-unobserved")
             sys.exit(EXIT_BAD_INPUT)
         say(f"{why}; only the command's exit status is checked")
+    from ..kernel import tree as procs
     from ..kernel.audit import AuditUnavailable
     child_denials: list = []
     tree = _TreeAudit() if observed else None
-    deadline = _Deadline(timeout or duration)
+    seconds = timeout or duration
+    deadline = _Deadline(seconds)
+    # what the command leaves running (a server that daemonizes) is part of the run:
+    # followed, judged by its denials, and stopped with the command at the deadline
+    follower = follower_of(command, seconds, "--timeout" if timeout else "--duration")
+    tell_left = follower.on_left                 # "it daemonized": not when the deadline stopped it
+    follower.on_left = lambda pids: None if deadline.expired else tell_left(pids)
+
+    def started(pid: int) -> None:
+        deadline.started(pid)
+        follower.started(pid, before)
+        if tree is not None:
+            tree.watch(pid)
     try:
-        with deadline.armed():
-            status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
-                                    on_denials=child_denials.extend,
-                                    on_spawn=lambda pid: (deadline.started(pid), tree and tree.watch(pid))))
+        with procs.Subreaper():                  # orphans come to sbx, to be followed and reaped
+            before = procs.children()
+            ends = time.monotonic() + seconds if seconds else None
+            with deadline.armed():
+                status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
+                                        on_denials=child_denials.extend, on_spawn=started))
+            if follower.command is not None:
+                follower.deadline = ends
+                procs.follow(follower.command, follower)
         denials = tree.denials() if tree is not None and tree.reader is not None else child_denials
     except LaunchError as e:
         say(str(e))
@@ -195,7 +221,7 @@ def verify(profile, timeout, duration, allow_unobserved, strict, as_json, comman
     finally:
         if tree is not None:
             tree.close()
-    ran = Run(command, profile, status, deadline.expired, timeout or duration,
+    ran = Run(command, profile, status, deadline.expired or follower.stopped, seconds,
               service=bool(duration), observed=observed)
     verdict = judge_run(ran, policy, denials, strict)
     report(verdict)

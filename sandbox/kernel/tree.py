@@ -80,11 +80,13 @@ class Follower:
         self._killed_at: float | None = None
         self._told = False
 
-    def started(self, pid: int) -> None:
+    def started(self, pid: int, before: list[int] | None = None) -> None:
         """The command's pid; the children this process already had are not its
-        (sbx used as a library, or in a test runner, may have others)."""
+        (sbx used as a library, or in a test runner, may have others). *before*:
+        those children, listed before the command was started (a command that
+        may run before this is called could already have left orphans here)."""
         self.command = pid
-        self._before = set(children()) - {pid}
+        self._before = set(children() if before is None else before) - {pid}
 
     def others(self) -> list[int]:
         """The children that are neither the command nor older than it: what it left."""

@@ -132,6 +132,44 @@ def test_duration_stops_a_service_and_judges_it_by_its_denials():
     assert "ptrace (101)" in r.stderr and "stopped after 1 s as asked" in r.stderr
 
 
+def _running(marker: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+
+
+def test_duration_stops_what_the_command_left_running():
+    # control: what sh starts in the background outlives sh (here, for 60 s)
+    marker = f"sbx-verify-left-{os.getpid()}"
+    sleeper = f"'{PY}' -c 'import time; time.sleep(60)' {marker}"
+    subprocess.run(["sh", "-c", f"{sleeper} & exit 0"], timeout=10)
+    try:
+        assert len(_running(marker)) == 1
+    finally:
+        subprocess.run(["pkill", "-f", marker])
+    # under verify, a child left behind, and one in a session of its own, are stopped
+    r = verify("--profile", "default", "--duration", "1", "--", "/bin/sh", "-c",
+               f"{sleeper} & setsid {sleeper} & exit 0", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"note: sh exited and left 2 processes \(\d+ python\S*, \d+ python\S*\) running",
+                     r.stderr), r.stderr
+    assert "--duration 1 s: stopping 2 processes" in r.stderr
+    assert "ran 1 s and was stopped with no denials" in r.stderr
+    assert _running(marker) == []
+    # --timeout stops them too, and running out of time fails
+    r = verify("--profile", "default", "--timeout", "1", "--", "/bin/sh", "-c",
+               f"{sleeper} & exit 0", timeout=30)
+    assert r.returncode == 124, r.stderr
+    assert "--timeout 1 s: stopping 1 process" in r.stderr and _running(marker) == []
+
+
+def test_what_the_command_left_is_followed_and_judged():
+    # sh exits at once; its background child makes a denied call half a second later
+    late = f"'{PY}' -c 'import time; time.sleep(0.5); {PTRACE}'"
+    r = verify("--profile", "default", "--", "/bin/sh", "-c", f"{late} & exit 0", timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "following it until it exits (--duration S stops it after S seconds)" in r.stderr
+    assert "ptrace (101)" in r.stderr
+
+
 def test_duration_does_not_hide_an_early_failure():
     r = verify("--profile", "default", "--duration", "5", "--", "/bin/sh", "-c", "exit 3")
     assert r.returncode == 3 and "exited with status 3 (no denials)" in r.stderr
