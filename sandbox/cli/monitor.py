@@ -4,7 +4,8 @@
 (--pid), a cgroup v2 subtree (--cgroup) or every process, prints each denial
 as it happens and ends with the probe's lossless counters and a per-process
 tally; it keeps no event (reads are bounded batches, counts go to
-``sandbox.ebpf.tally``), so its memory stays flat at any rate.  ``refine`` reads
+``sandbox.ebpf.tally``), so its memory stays flat at any rate. Landlock's
+refusals come in the same stream, from the audit records (``_LandlockFeed``).  ``refine`` reads
 such denials back (and the Landlock denials of ``sbx run -o``) and prints, as
 a unified diff, the smallest profile change that allows them (the logic lives
 in ``sandbox.refine`` for syscalls and ``sandbox.refine_fs`` for files and
@@ -47,11 +48,13 @@ TOP_ROWS = 10
 @click.option("--duration", type=Seconds(), metavar="S", help="stop after S seconds")
 @click.option("--profile", help="the profile the processes run under: name the rule behind each denial")
 def monitor(pids, cgroups, as_json, duration, profile):
-    """Stream the seccomp denials of running processes until Ctrl-C, SIGTERM,
-    --duration, or (with --pid only) the exit of every tracked process; then
-    print the in-kernel counters, with events lost to a full buffer, and the
-    events read per process, on stderr. Memory stays flat at any rate.
-    Without --pid or --cgroup every process on the host is watched.  Needs root.
+    """Stream the seccomp denials of running processes, and the files, ports and
+    scopes their Landlock rules refused (audit records), until Ctrl-C,
+    SIGTERM, --duration, or (with --pid only) the exit of every tracked
+    process; then print the in-kernel counters, with events lost to a full
+    buffer, the events read per process, and the refusals, on stderr. Memory
+    stays flat at any rate. Without --pid or --cgroup every process on the
+    host is watched.  Needs root.
     """
     from ..ebpf import Probe, ProbeUnavailable, available
     from ..ebpf.tally import Tally
@@ -65,13 +68,22 @@ def monitor(pids, cgroups, as_json, duration, profile):
         fail(f"cannot monitor: {err}", status=1)
     with probe:
         stop = _StopFlag()
+        feed = _LandlockFeed.open(pids, cgroups)       # subscribed before "watching" is said
         _scope(probe, pids, cgroups)
+        if feed is not None and pids:
+            feed.watch(probe.tracked_tids())
         started = time.monotonic()
         printer = _Printer(as_json, explain)
         tally = Tally()
-        _stream(probe, printer, tally, stop, None if duration is None else started + duration,
-                watch_pids=bool(pids) and not cgroups)
-        _print_counters(probe.counters(), printer, tally, time.monotonic() - started)
+        try:
+            _stream(probe, printer, tally, stop, None if duration is None else started + duration,
+                    watch_pids=bool(pids) and not cgroups, feed=feed)
+            _print_counters(probe.counters(), printer, tally, time.monotonic() - started)
+            if feed is not None:
+                feed.print_counts()
+        finally:
+            if feed is not None:
+                feed.close()
     sys.exit(0)
 
 
@@ -140,19 +152,27 @@ class _StopFlag:
         self.set_by = signum
 
 
-def _stream(probe, printer, tally, stop, deadline, watch_pids: bool) -> None:
+def _stream(probe, printer, tally, stop, deadline, watch_pids: bool, feed=None) -> None:
     """Print and tally events in batches until stopped, then what the ring
-    buffer holds (at most one ring's worth: tasks may still be denying)."""
+    buffer holds (at most one ring's worth: tasks may still be denying), and
+    the Landlock refusals of *feed* between batches."""
     while stop.set_by is None and not printer.closed:
         wait = POLL_MS if deadline is None else max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000)))
         batch = probe.poll(wait, limit=BATCH)
         for ev in batch:
             tally.add(ev)
         printer.events(batch)
+        tracked = probe.tracked_tids() if watch_pids else None
+        if feed is not None:
+            if tracked:
+                feed.watch(tracked)
+            printer.refusals(feed.poll(), feed)
         if deadline is not None and time.monotonic() >= deadline:
             break
-        if watch_pids and not probe.tracked_tids():
+        if watch_pids and not tracked:
             break
+    if feed is not None and not printer.closed:
+        printer.refusals(feed.poll(final=True), feed)
     from ..ebpf.probe import POLL_LIMIT
     left = POLL_LIMIT
     while left > 0:
@@ -163,6 +183,127 @@ def _stream(probe, printer, tally, stop, deadline, watch_pids: bool) -> None:
         left -= BATCH
         if len(batch) < BATCH:
             break
+
+
+class _LandlockFeed:
+    """Landlock's refusals (files, ports, scopes) beside the probe's seccomp events.
+
+    No tracepoint reports a Landlock denial (the kernel's hooks are LSM hooks,
+    and fentry, lsm and kprobe programs are unavailable here), but Landlock
+    logs each one as an audit record (Linux 6.15+) for a domain made with a
+    log flag, as ``sbx run`` makes every domain, while audit is on: they are
+    read from the audit netlink socket (root, initial network namespace).
+    A denial record names only its domain; the domain's first record names
+    the task that made it, which --pid and --cgroup select by. Seccomp records
+    are dropped as they arrive (the probe reports those).
+    """
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.count = 0
+        self.groups: dict[tuple, int] = {}          # (blockers, target) -> count, bounded
+
+    @classmethod
+    def open(cls, pids, cgroups) -> "_LandlockFeed | None":
+        """The feed, or None after saying in one line why refusals cannot be shown."""
+        from ..kernel.audit import AUDIT_LANDLOCK_ACCESS, AUDIT_LANDLOCK_DOMAIN, AuditReader, \
+            AuditUnavailable
+        from ..kernel.netlink import ensure_audit_enabled
+        reader = AuditReader(pids=list(pids) if pids else None, source="netlink",
+                             owner=_in_cgroups(cgroups) if cgroups else None, max_pending=1 << 14,
+                             types=(AUDIT_LANDLOCK_ACCESS, AUDIT_LANDLOCK_DOMAIN))
+        try:
+            reader.open()
+            on = ensure_audit_enabled()      # Landlock logs only while audit is on
+        except (AuditUnavailable, OSError) as err:
+            reader.close()
+            click.echo(f"sbx monitor: Landlock refusals are not shown: {err.strerror or err}",
+                       err=True)
+            return None
+        if not on:
+            reader.close()
+            click.echo("sbx monitor: Landlock refusals are not shown: audit is off, and this kernel "
+                       "is set to panic when audit records are lost (failure mode 2), so sbx "
+                       "leaves it off", err=True)
+            return None
+        return cls(reader)
+
+    def watch(self, tids) -> None:
+        """Tasks the probe tracks (--pid's tree, children included as they fork): a
+        domain one of them made is selected even if it has exited by the time its
+        record is read, when /proc can no longer tell whose descendant it was."""
+        for tid in tids:
+            self.reader.watch(tid)
+
+    def poll(self, final: bool = False) -> list:
+        """The refusals read so far; *final*: also those still on their way (audit
+        records reach the socket through the kernel's audit thread, a little
+        after the call they tell of), until 0.2 s pass without one."""
+        from ..kernel.audit import LandlockRecord
+        out = []
+        while True:
+            got = [r for r in self.reader.read(0.2 if final else 0)
+                   if isinstance(r, LandlockRecord) and r.kind == "access"]
+            out += got
+            if not final or not got:
+                break
+        for r in out:
+            self.count += 1
+            key = (r.blockers, _landlock_target(r))
+            if key in self.groups or len(self.groups) < 4096:
+                self.groups[key] = self.groups.get(key, 0) + 1
+        return out
+
+    def owner(self, record) -> tuple[int | None, str]:
+        return self.reader.owners.get(record.domain, (None, ""))
+
+    def print_counts(self) -> None:
+        say = lambda text: click.echo(text, err=True)   # noqa: E731
+        lost = f"; {self.reader.overflows} lost" if self.reader.overflows else ""
+        say(f"sbx monitor: {self.count} Landlock refusal{'s' if self.count != 1 else ''} "
+            f"(audit records{lost})")
+        rows = sorted(self.groups.items(), key=lambda kv: -kv[1])[:TOP_ROWS]
+        if rows:
+            say(f"  {'COUNT':>8}  {'REFUSED':24} TARGET")
+        for (blockers, target), n in rows:
+            say(f"  {n:>8}  {','.join(blockers):24} {target or '-'}")
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _landlock_target(record) -> str | None:
+    from ..denials import Denial
+    return Denial.from_landlock(record).target
+
+
+def _in_cgroups(paths):
+    """owner predicate: the task runs in one of the cgroups *paths* (as ``sbx monitor
+    --cgroup`` takes them: a directory under the cgroup2 mount, or a hierarchy path
+    such as /sbx/job1) or below one; /proc/PID/cgroup gives its hierarchy path."""
+    wanted: list[str] = []
+
+    def hierarchy_paths() -> list[str]:
+        # resolved at the first record: sbx monitor mounts the hierarchy after this is made
+        from ..kernel.libbpf import cgroup2_root
+        root = os.path.realpath(cgroup2_root())
+        for p in paths:
+            full = os.path.realpath(p)
+            rel = os.path.relpath(full, root) if full == root or full.startswith(root + "/") \
+                else p.strip("/") or "."
+            wanted.append("/" if rel == "." else "/" + rel.strip("/"))
+        return wanted
+
+    def inside(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cgroup") as fh:
+                where = next((line.split(":", 2)[2].strip() for line in fh if line.startswith("0::")),
+                             None)
+        except OSError:
+            return False
+        return where is not None and any(
+            w == "/" or where == w or where.startswith(w + "/") for w in wanted or hierarchy_paths())
+    return inside
 
 
 class _Explainer:
@@ -196,6 +337,34 @@ class _Printer:
                        for ev in evs)
         try:
             sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def refusals(self, records, feed) -> None:
+        """Landlock refusals, in the same stream: JSON objects that ``sbx refine
+        --from`` reads back, or one human line each."""
+        if self.closed or not records:
+            return
+        lines = []
+        for r in records:
+            pid, comm = feed.owner(r)
+            target = _landlock_target(r)
+            if self.as_json:
+                lines.append(json.dumps({"time": r.timestamp, "pid": pid, "comm": comm,
+                                         "action": "landlock", "blockers": list(r.blockers),
+                                         "target": target, "domain": r.domain}))
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(r.timestamp))
+                millis = int(r.timestamp * 1000) % 1000
+                # the task that made the domain (before it exec'd the command), not
+                # necessarily the one refused: a denial record names only the domain
+                who = f"domain of pid {pid}" if pid is not None else f"domain {r.domain}"
+                lines.append(f"{stamp}.{millis:03d} {who} landlock: {','.join(r.blockers)} refused"
+                             + (f" on {target}" if target else ""))
+        try:
+            sys.stdout.write("".join(line + "\n" for line in lines))
             sys.stdout.flush()
         except BrokenPipeError:
             self.closed = True

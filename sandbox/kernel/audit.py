@@ -114,6 +114,7 @@ class LandlockRecord:
     status: str | None = None
     pid: int | None = None
     comm: str = ""
+    timestamp: float = 0.0        # seconds since the epoch, from the audit(SEC.MSEC:SERIAL) stamp
 
 
 _STAMP = re.compile(r"audit\((\d+)\.(\d+):(\d+)\):\s*")
@@ -153,7 +154,8 @@ def parse_record(text: str, rtype: int | None = None) -> SeccompRecord | Landloc
             return None
     fields = dict(_FIELD.findall(text, stamp.end()))
     if kind != AUDIT_SECCOMP:
-        return _landlock(kind, fields, int(stamp.group(3)))
+        return _landlock(kind, fields, int(stamp.group(3)),
+                         int(stamp.group(1)) + int(stamp.group(2)) / 1000)
     try:
         return SeccompRecord(
             pid=int(fields["pid"]),
@@ -175,19 +177,20 @@ def parse_record(text: str, rtype: int | None = None) -> SeccompRecord | Landloc
         return None
 
 
-def _landlock(kind: int, fields: dict[str, str], serial: int) -> LandlockRecord | None:
+def _landlock(kind: int, fields: dict[str, str], serial: int, when: float) -> LandlockRecord | None:
     domain = fields.get("domain")
     if not domain:
         return None
     if kind == AUDIT_LANDLOCK_DOMAIN:
         return LandlockRecord("domain", domain, serial, status=fields.get("status"),
                               pid=_opt_int(fields.get("pid")),
-                              comm=_untrusted(fields.get("comm", '""')) or "")
+                              comm=_untrusted(fields.get("comm", '""')) or "", timestamp=when)
     blockers = tuple(b for b in fields.get("blockers", "").split(",") if b)
     path = _untrusted(fields["path"]) if "path" in fields else None
     port = _opt_int(fields.get("dest") or fields.get("src"))
     return LandlockRecord("access", domain, serial, blockers, path, port,
-                          _opt_int(fields.get("opid")), comm=_untrusted(fields.get("ocomm", '""')) or "")
+                          _opt_int(fields.get("opid")), comm=_untrusted(fields.get("ocomm", '""')) or "",
+                          timestamp=when)
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -240,6 +243,9 @@ def _ppid(pid: int) -> int | None:
     return int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
 
 
+_MAX_OWNERS = 4096               # domains whose maker AuditReader.owners remembers
+
+
 class AuditReader:
     """Reads seccomp records of selected processes as they are logged.
 
@@ -254,10 +260,16 @@ class AuditReader:
     (looked up in /proc when read: a process already reaped or reparented
     is missed - use sessions for exactness), or whose audit session is in
     *sessions*; with neither, every record except this process's own sync
-    markers. *predicate* further filters. At most *max_pending* unread
-    records are kept; beyond that, and on a socket overflow, records are
-    dropped and counted in ``overflows``. *preread*: datagrams already read
-    off *netlink_fd* (``netlink.read_pending``), taken before anything newer.
+    markers. *predicate* further filters seccomp records. A Landlock denial
+    names only its domain: it is selected once the domain's record names a
+    task that is selected (and that *owner* accepts, given its pid), and
+    with no selection and no *owner* at once. At most *max_pending* unread
+    records are kept, and as many denials of domains not known yet; beyond
+    that, and on a socket overflow, records are dropped and counted in
+    ``overflows``. *types*: the netlink record types to keep (default: every
+    denial type; ``sync`` needs AUDIT_SECCOMP for its marker). *preread*:
+    datagrams already read off *netlink_fd* (``netlink.read_pending``), taken
+    before anything newer.
     """
 
     def __init__(self, pids: Iterable[int] | None = None, *,
@@ -265,7 +277,8 @@ class AuditReader:
                  predicate: Callable[[SeccompRecord], bool] | None = None,
                  source: str = "auto", max_pending: int = 1 << 18,
                  rcvbuf: int = RCVBUF_BYTES, netlink_fd: int | None = None,
-                 preread: list[bytes] = ()):
+                 preread: list[bytes] = (), owner: Callable[[int], bool] | None = None,
+                 types: Iterable[int] | None = None):
         if source not in ("auto", "netlink", "kmsg"):
             raise ValueError(f"source must be auto, netlink or kmsg, not {source!r}")
         self._pids = set(pids) if pids is not None else None
@@ -286,6 +299,12 @@ class AuditReader:
         self.overflows = 0
         self._domains: set[str] = set()          # Landlock domains of the watched tasks
         self._held: list[LandlockRecord] = []     # Landlock denials of domains not known yet
+        self._owner = owner
+        # netlink record types to keep: the others are dropped as they arrive, so that a
+        # reader of Landlock records alone (sbx monitor) holds nothing of a seccomp flood
+        self._types = frozenset(types) if types is not None else None
+        self._max_pending = max_pending
+        self.owners: dict[str, tuple[int, str]] = {}   # domain -> (pid, comm) of the task that made it
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> "AuditReader":
@@ -375,6 +394,10 @@ class AuditReader:
         try:
             while all(fd != stop_r for fd, _ in poller.poll()):
                 batch, dropped = drain()
+                if self._types is not None and self._sock is not None:
+                    batch = [d for d in batch if _NLMSGHDR.size <= len(d)
+                             and _NLMSGHDR.unpack_from(d)[1] in self._types]
+                self._domains_of(batch)
                 with self._cond:
                     room = self._max_pending - len(self._pending)
                     self.overflows += dropped + max(0, len(batch) - room)
@@ -388,6 +411,17 @@ class AuditReader:
                 self._cond.notify_all()
         finally:
             os.close(stop_r)
+
+    def _domains_of(self, batch: list[bytes]) -> None:
+        """Decide whose the Landlock domains of *batch* are as their records arrive:
+        the record names the task that made the domain, and whether that task is
+        selected is looked up in /proc, which a task that exits soon after its
+        denial leaves before a caller reads (a monitor reads every 200 ms)."""
+        for rtype, text in self._texts(batch):
+            if rtype == AUDIT_LANDLOCK_DOMAIN and "status=allocated" in text:
+                rec = parse_record(text, rtype)
+                if rec is not None:
+                    self._selected(rec)
 
     def _drain_netlink(self) -> tuple[list[bytes], int]:
         # recv through a GIL-holding call: socket.recv would release the GIL for
@@ -510,9 +544,20 @@ class AuditReader:
             if rec.kind == "domain":
                 if rec.status == "allocated" and rec.pid is not None and (
                         self._pids is None and self._sessions is None
-                        or self._pids is not None and self._descends(rec.pid)):
+                        or self._pids is not None and self._descends(rec.pid)) and (
+                        self._owner is None or self._owner(rec.pid)):
                     self._domains.add(rec.domain)
+                    if len(self.owners) >= _MAX_OWNERS:      # bounded: a monitor runs for days
+                        del self.owners[next(iter(self.owners))]
+                    self.owners[rec.domain] = (rec.pid, rec.comm)
                 return False
+            if self._pids is None and self._sessions is None and self._owner is None:
+                return True                              # every record: domains need not be known
+            if rec.domain in self._domains:
+                return True
+            if len(self._held) >= self._max_pending:
+                del self._held[0]
+                self.overflows += 1
             self._held.append(rec)
             return False
         if rec.pid == os.getpid():  # our own: sync() markers

@@ -73,6 +73,12 @@ PROGRAM = textwrap.dedent(r'''
         call(101, 16, 1, 0, 0)
         call(16, 1, 0x5412, 0)
         os.read(int(sys.argv[2]), 1)
+    elif which == "secret":                                   # a Landlock refusal, then seccomp
+        try:
+            open("/etc/shadow").close()
+        except PermissionError:
+            pass
+        call(101, 16, 1, 0, 0)
     elif which == "burst":
         s, nr = libc.syscall, ctypes.c_long(101)
         for _ in range(100_000): s(nr, 16, 1, 0, 0)
@@ -236,6 +242,39 @@ def test_monitor_json_follows_a_sandboxed_process_tree(program):
     assert re.search(r"\n\s+5  ptrace \(101\)\s+x86_64  errno\n", err), err
 
 
+def test_monitor_streams_landlock_refusals_beside_seccomp_denials(program, tmp_path):
+    from sandbox.denials import Denial
+    helper, release = sandboxed_helper(program, "secret")
+    mon, _ = start_monitor("--json", "--pid", str(helper.pid))
+    release()
+    assert helper.wait(30) == 0
+    out, err = mon.communicate(timeout=30)
+    assert mon.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    seccomp = [r for r in records if r["action"] != "landlock"]
+    refused = [r for r in records if r["action"] == "landlock"]
+    assert [r["syscall"] for r in seccomp] == ["ptrace"]
+    assert [(r["blockers"], r["target"]) for r in refused] == [(["fs.read_file"], "/etc/shadow")]
+    # the domain was made by the command's process (before its exec), the one seccomp names
+    assert refused[0]["pid"] == seccomp[0]["pid"] and set(refused[0]) == \
+        {"time", "pid", "comm", "action", "blockers", "target", "domain"}
+    assert abs(refused[0]["time"] - time.time()) < 30
+    back = Denial.from_json(refused[0])                # what sbx refine --from reads
+    assert back.landlock and back.target == "/etc/shadow"
+    assert "sbx monitor: 1 denial in" in err and "1 Landlock refusal (audit records)" in err
+    assert re.search(r"\n\s+1  fs\.read_file\s+/etc/shadow\n", err), err
+
+
+def test_monitor_human_line_of_a_landlock_refusal(program):
+    mon, _ = start_monitor("--duration", "3")
+    r = sbx("run", "--", PY, program, "secret")
+    assert r.returncode == 0, r.stderr
+    out, err = mon.communicate(timeout=30)
+    assert mon.returncode == 0, err
+    assert re.search(r"^\d\d:\d\d:\d\d\.\d{3} domain of pid \d+ landlock: fs\.read_file refused on "
+                     r"/etc/shadow$", out, re.M), out
+
+
 def test_monitor_human_lines_stop_on_sigterm_with_the_counters(program):
     helper, release = sandboxed_helper(program, "pause")
     mon, _ = start_monitor("--pid", str(helper.pid), "--profile", "default")
@@ -351,7 +390,7 @@ def test_monitor_duration_watches_the_whole_host(program):
     assert mon.returncode == 0 and time.monotonic() - t0 < 30
     assert "watching every process" in head
     mine = [json.loads(line) for line in out.splitlines()]
-    mine = [m for m in mine if 0xC0FFEE in m["args"][:2]]
+    mine = [m for m in mine if 0xC0FFEE in m.get("args", [])[:2]]
     if int(re.search(r"(\d+) dropped", err).group(1)):
         # the whole host shares the buffer: a flood elsewhere may push ours out; not the counters
         assert re.search(r"\n\s+\d+  init_module \(175\)\s+x86_64  kill\n", err), err
@@ -381,18 +420,24 @@ def test_monitor_cgroup_mounts_the_hierarchy_when_it_is_missing(program):
         assert "mounted the cgroup v2 hierarchy at" in head
         outside = sbx("run", "--", PY, program, "kill")     # not in the cgroup: not reported
         assert outside.returncode == 128 + signal.SIGSYS
-        inside = subprocess.Popen(["sh", "-c", f"echo $$ > {root}{group}/cgroup.procs && "
-                                   f"exec {' '.join(SBX)} run -- {PY} {program} default"],
-                                  cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
-        assert inside.wait(30) == 0
+        outside = sbx("run", "--", PY, program, "secret")   # its Landlock refusal neither
+        assert outside.returncode == 0, outside.stderr
+        for which in ("default", "secret"):
+            inside = subprocess.Popen(["sh", "-c", f"echo $$ > {root}{group}/cgroup.procs && "
+                                       f"exec {' '.join(SBX)} run -- {PY} {program} {which}"],
+                                      cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True)
+            assert inside.wait(30) == 0
         time.sleep(0.5)
         mon.send_signal(signal.SIGINT)
         out, err = mon.communicate(timeout=30)
     finally:
         os.rmdir(root + group)
     records = [json.loads(line) for line in out.splitlines()]
-    assert [r["syscall"] for r in records] == ["ptrace"] * 5 + ["socket"] * 2 + ["ioctl"] * 3 + ["clone3"]
-    assert "11 denials in" in err
+    assert [r["syscall"] for r in records if "syscall" in r] == \
+        ["ptrace"] * 5 + ["socket"] * 2 + ["ioctl"] * 3 + ["clone3"] + ["ptrace"]
+    assert [(r["blockers"], r["target"]) for r in records if r["action"] == "landlock"] == \
+        [(["fs.read_file"], "/etc/shadow")]
+    assert "12 denials in" in err and "1 Landlock refusal (audit records)" in err
 
 
 # -- without root ---------------------------------------------------------------------------
