@@ -147,6 +147,73 @@ def test_a_static_program_is_one_object_plus_what_it_dlopens(built):
     assert any("statically linked and stripped" in x for x in stripped.reach.limits)
 
 
+ROOTS = r"""
+#include <sys/syscall.h>
+#include <unistd.h>
+
+__attribute__((constructor)) static void at_start(void) { syscall(SYS_vhangup); }
+__attribute__((destructor)) static void at_end(void) { syscall(SYS_syncfs, 0); }
+__attribute__((noinline, used)) static void nobody_calls(void) { syscall(SYS_pivot_root, 0, 0); }
+int main(void) { return 0; }
+"""
+
+# liba's in_a ends in a jump (a tail call) through its PLT to libb's in_b: the edge
+# crosses objects without a call instruction
+LIB_B = r"""
+#include <sys/syscall.h>
+#include <unistd.h>
+long in_b(long x) { return syscall(SYS_setdomainname, 0, x); }
+long unused_b(long x) { return syscall(SYS_sethostname, 0, x); }
+"""
+LIB_A = "long in_b(long); long in_a(long x) { return in_b(x + 1); }\n"
+MAIN_A = "long in_a(long); int main(int c, char **v) { return (int) in_a(c); }\n"
+
+
+def _chain_words(a, name: str) -> list[str]:
+    (where, node, _), *_ = a.all_syscalls()[NR(name)]
+    return [how for _, how in where.reach.chain(node)]
+
+
+def test_init_and_fini_array_functions_are_roots(tmp_path):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc missing (make deps-test installs it)")
+    (tmp_path / "r.c").write_text(ROOTS)
+    subprocess.run(["gcc", "-O2", "-o", tmp_path / "r", tmp_path / "r.c"], check=True)
+    a = run(tmp_path / "r")
+    found = names(a)
+    assert {"vhangup", "syncfs"} <= found and "pivot_root" not in found
+    # reached as what ld.so runs, not only as pointers stored in data
+    assert any(h.startswith("init_array[") and "run by ld.so" in h for h in _chain_words(a, "vhangup")), \
+        _chain_words(a, "vhangup")
+    assert any(h.startswith("fini_array[") and "run by ld.so" in h for h in _chain_words(a, "syncfs")), \
+        _chain_words(a, "syncfs")
+
+
+def test_a_tail_jump_into_another_object_is_followed(tmp_path):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc missing (make deps-test installs it)")
+    for name, text in (("b.c", LIB_B), ("a.c", LIB_A), ("m.c", MAIN_A)):
+        (tmp_path / name).write_text(text)
+    gcc = ["gcc", "-O2", "-fPIC"]
+    subprocess.run(gcc + ["-shared", "-o", tmp_path / "libb.so", tmp_path / "b.c"], check=True)
+    subprocess.run(gcc + ["-shared", "-o", tmp_path / "liba.so", tmp_path / "a.c", "-L", tmp_path,
+                          "-lb", "-Wl,-rpath,$ORIGIN"], check=True)
+    subprocess.run(gcc + ["-o", tmp_path / "m", tmp_path / "m.c", "-L", tmp_path, "-la",
+                          "-Wl,-rpath,$ORIGIN"], check=True)
+    # the premise: in_a's last instruction is a jmp to in_b through the PLT, not a call
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", tmp_path / "liba.so"],
+                         capture_output=True, text=True, check=True).stdout
+    body = dis.split("<in_a>:", 1)[1].split("\n\n", 1)[0]
+    assert "jmp" in body and "in_b" in body and "call" not in body, body
+    a = run(tmp_path / "m")
+    found = names(a)
+    assert "setdomainname" in found and "sethostname" not in found
+    (where, node, _), *_ = a.all_syscalls()[NR("setdomainname")]
+    objects = [os.path.basename(o.name) for o in where.reach.objects]
+    (jumper, _), (landed, how) = where.reach.chain(node)[-2:]
+    assert (objects[jumper[0]], objects[landed[0]], how) == ("liba.so", "libb.so", "calls in_b")
+
+
 # ------------------------------------------------------------------ ELF, FDEs, loader
 
 def test_fde_reader_agrees_with_pyelftools_on_libc_and_ld_so():
