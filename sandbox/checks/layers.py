@@ -49,6 +49,17 @@ ESCAPING_CAPS = {
     "NET_ADMIN": "the host's network configuration",
     "NET_RAW": "raw and packet sockets: the host's traffic can be read and forged",
     "SYS_TIME": "the host's clock",
+    # Landlock has no right for owners, modes or identities: these act on any file
+    # or socket the command can name, whatever its filesystem: rules say
+    "CHOWN": "gives any file it can name to another user (/etc/passwd, to an account outside "
+             "the sandbox): Landlock has no right for owners",
+    "FOWNER": "changes the mode of any file it can name (/etc/shadow, readable by all): Landlock "
+              "has no right for modes",
+}
+# a note, not a warning: a root server becomes its worker user with them (web keeps both)
+IDENTITY_CAPS = {
+    "SETUID": "becomes any user, and reaches that user's Unix sockets as them",
+    "SETGID": "joins any group, and reaches the Unix sockets of that group as a member",
 }
 
 
@@ -121,6 +132,9 @@ def check_capabilities(ctx) -> None:
         why = ESCAPING_CAPS.get(name)
         if why:
             ctx.out.append(finding("SBX156", caps.pos, f"capabilities keeps CAP_{name}: {why}"))
+        elif name in IDENTITY_CAPS:
+            ctx.out.append(finding("SBX161", caps.pos, f"capabilities keeps CAP_{name}: "
+                                   f"{IDENTITY_CAPS[name]}"))
 
 
 def check_scope_and_mode(ctx) -> None:

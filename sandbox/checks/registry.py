@@ -192,6 +192,12 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "The call does not run yet returns 0: the program goes on as if it had happened, writing to "
      "files that were never opened or trusting a lock it never took.",
      "use an errno the program handles, such as EPERM"),
+    ("SBX161", "capability-identity", "note", "A kept capability lets root become another user or group",
+     "With SETUID or SETGID a root command may take any user's or group's identity, and so reach "
+     "the Unix sockets that identity may connect to (a session bus that starts programs, a "
+     "database's peer authentication): Landlock controls files, not those sockets. Its file "
+     "rules still hold under every identity.",
+     "run the server as its own user where you can"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 

@@ -1,8 +1,10 @@
 /*
  * What uid 0 can do without any capability, and what only capabilities give:
  * a confined root command must have neither. Parameters: SBX_ESCAPE_LOOPDEV
- * (a loop device the test bound to a scratch file), SBX_ESCAPE_SUIDFILE (a
- * file of the running user that the test created in its temporary directory).
+ * (a loop device the test bound to a scratch file that starts with
+ * "SBX-LOOP-MARKER\n"), SBX_ESCAPE_SUIDFILE (a file of the running user that the
+ * test created in its temporary directory), SBX_ESCAPE_CHOWNFILE (root's file in
+ * a directory of root's that no profile lets the command write).
  */
 #include "escape.h"
 
@@ -66,6 +68,30 @@ int root_attempt(const char *name)
         if (fd >= 0)
             close(fd);
         return report("open a root-owned block device O_RDWR (closed unwritten)", fd);
+    }
+    if (!strcmp(name, "blockdev-read")) {
+        /* a raw disk holds every file on it, denied ones included: its first bytes are
+           the test's marker */
+        char buf[16];
+        long r = -1;
+        fd = open(param("LOOPDEV"), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            r = read(fd, buf, sizeof buf);
+            if (r >= 0 && (r != (long) sizeof buf || memcmp(buf, "SBX-LOOP-MARKER\n", 16)))
+                return blocked(0, "read the block device but not the marker");
+            close(fd);
+        }
+        return report("read a root-owned block device (its marker)", r);
+    }
+    if (!strcmp(name, "chown-foreign")) {
+        /* Landlock has no right for owners: with CAP_CHOWN, any file one can name (here
+           root's, in a directory no profile lets the command write) could be handed to
+           a user outside the sandbox (/etc/passwd, to one's own account); given back */
+        const char *f = param("CHOWNFILE");
+        long r = chown(f, 65534, -1);
+        if (r == 0)
+            chown(f, 0, -1);
+        return report("chown of root's file outside the writable places to nobody", r);
     }
     if (!strcmp(name, "chmod-setuid")) {
         const char *f = param("SUIDFILE");

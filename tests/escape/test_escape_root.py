@@ -38,6 +38,12 @@ ATTACKS = [
            unprivileged="core_pattern is root's, mode 0644"),
     Attack("blockdev-rdwr", "open a root-owned block device (a loop device) O_RDWR (closed unwritten)",
            program="escape", expect=DENIED, unprivileged="the loop device is root's, mode 0660"),
+    Attack("blockdev-read", "open a root-owned block device (a loop device) O_RDONLY and read its "
+           "first bytes: a raw disk holds every file, denied ones included", program="escape",
+           expect=DENIED, unprivileged="the loop device is root's, mode 0660"),
+    Attack("chown-foreign", "chown root's file in a directory no profile lets the command write to "
+           "nobody (Landlock has no right for owners)", program="escape", expect=DENIED,
+           unprivileged="giving a file to another user needs CAP_CHOWN"),
     Attack("chmod-setuid", "chmod 04755 of a file of one's own in $TMPDIR (root may, without a capability)",
            program="escape", expect=DENIED),
     Attack("sock-packet", "socket(AF_INET, SOCK_PACKET, htons(ETH_P_ALL)): an AF_PACKET socket in disguise",
@@ -50,7 +56,7 @@ def loop_device():
     """A loop device bound to a scratch file (/dev/vda is refused even to root on this VM)."""
     need(shutil.which("losetup") is not None, "losetup (util-linux) is needed for a block device")
     backing = tempfile.NamedTemporaryFile(prefix="sbx-escape-loop-", delete=False)
-    backing.write(b"\0" * (1 << 20))
+    backing.write(b"SBX-LOOP-MARKER\n".ljust(1 << 20, b"\0"))
     backing.close()
     res = subprocess.run(["losetup", "-f", "--show", backing.name], capture_output=True, text=True)
     try:
@@ -60,6 +66,21 @@ def loop_device():
         if res.returncode == 0:
             subprocess.run(["losetup", "-d", res.stdout.strip()], capture_output=True)
         os.unlink(backing.name)
+
+
+@pytest.fixture(scope="module")
+def chown_file():
+    """root's file in a directory of root's that no built-in profile lets a command write."""
+    where = tempfile.mkdtemp(prefix="sbx-escape-chown-", dir="/var/lib")
+    os.chmod(where, 0o755)
+    path = os.path.join(where, "owned-by-root")
+    with open(path, "w") as fh:
+        fh.write("root's\n")
+    os.chmod(path, 0o644)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(where)
 
 
 def granted(profile: str | None) -> int:
@@ -72,12 +93,12 @@ def granted(profile: str | None) -> int:
     return sum(1 << number(n) for n in load_profile(profile).capabilities.value or ())
 
 
-def _cell(ws, user, profile, loop):
+def _cell(ws, user, profile, loop, owned):
     suid = os.path.join(user.tmp, f"suid-{profile or 'unconfined'}")
     with open(suid, "w") as fh:
         fh.write("#!/bin/sh\n")
     user.give(suid, 0o755)
-    env = user.env(LOOPDEV=loop, SUIDFILE=suid, CAPS_GRANTED=hex(granted(profile)))
+    env = user.env(LOOPDEV=loop, SUIDFILE=suid, CHOWNFILE=owned, CAPS_GRANTED=hex(granted(profile)))
     try:
         return user.chain(ws.escape, profile, [a.name for a in ATTACKS], env)
     finally:
@@ -85,8 +106,9 @@ def _cell(ws, user, profile, loop):
 
 
 @pytest.fixture(scope="module")
-def cells(workspace, users, loop_device):
-    jobs = {(p, u): (workspace, users[u], p, loop_device) for u in USERS for p in [None, *PROFILES]}
+def cells(workspace, users, loop_device, chown_file):
+    jobs = {(p, u): (workspace, users[u], p, loop_device, chown_file) for u in USERS
+            for p in [None, *PROFILES]}
     return run_many(jobs, _cell)
 
 

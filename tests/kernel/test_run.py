@@ -349,11 +349,15 @@ http {{
 
 
 def test_web_runs_nginx_as_root_on_a_privileged_port(tmp_path):
-    """web keeps what a root web server needs (bind below 1024, chown its temporary
-    directories to its worker user, become that user) and nothing else."""
+    """web keeps what a root web server needs (bind below 1024, become its worker user)
+    and nothing else: not CAP_CHOWN, so the temporary directories are its worker's
+    beforehand (nginx's default worker user is nobody), as web's comment says."""
     need(os.geteuid() == 0, "root")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     need(os.access(nginx, os.X_OK), "nginx is not installed")
+    for temp in ("cb", "px", "fc", "uw", "sc"):
+        (tmp_path / temp).mkdir()
+        os.chown(tmp_path / temp, 65534, -1)
     conf = tmp_path / "nginx.conf"
     conf.write_text(NGINX_CONF.format(d=tmp_path))
     p = subprocess.Popen(SBX + ["run", "--profile", "web", "--", nginx, "-c", str(conf), "-g", "daemon off;"],

@@ -46,7 +46,7 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     answered ENOSYS after them unless *clone3* is False (default errno(EPERM) would be SBX130).
     SBX138 (statx, getrandom... denied by the default errno(EPERM)) is left out unless
     *probes*: tests/sandbox/policy/test_baseline.py checks it.  The findings on files, ports, scopes and
-    capabilities (SBX150-SBX160: these profiles have no filesystem: section) are left out
+    capabilities (SBX150-SBX161: these profiles have no filesystem: section) are left out
     unless *layers*: test_layer_checks below is about them."""
     for fname, text in (extra or {}).items():
         (tmp_path / fname).write_text(textwrap.dedent(text))
@@ -61,7 +61,7 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     return rep
 
 
-LAYER_IDS = {f"SBX{n}" for n in range(150, 161)}
+LAYER_IDS = {f"SBX{n}" for n in range(150, 162)}
 
 
 def ids(report, severity=None):
@@ -464,7 +464,7 @@ def test_notify_and_errno_zero(tmp_path):
 def test_builtin_layer_findings():
     """What docs/checks.md's table says of the built-ins' other layers."""
     expect = {"default": {"SBX154"}, "build": {"SBX154"}, "python": {"SBX154"},
-              "strict-net": {"SBX154"}, "web": set(), "minimal": set()}
+              "strict-net": {"SBX154"}, "web": {"SBX161"}, "minimal": set()}
     for name in builtin_names():
         rep = check_profile(load_profile(name), "x86_64")
         assert {f.rule_id for f in rep.findings} & LAYER_IDS == expect[name], name

@@ -175,7 +175,7 @@ def test_runtime_exports_name_each_layer_they_do_not_carry(fmt, setting):
     res = export("web", "--format", fmt, "--var", "CWD=/srv/app")
     assert res.exit_code == 0, res.stderr
     err = res.stderr
-    assert "capabilities (kept: CAP_NET_BIND_SERVICE CAP_CHOWN CAP_SETUID CAP_SETGID; sbx drops every other one as root) are not part of" in err
+    assert "capabilities (kept: CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID; sbx drops every other one as root) are not part of" in err
     assert setting in err
     assert at("web", "filesystem:") + ": warning: filesystem rules (Landlock: list /; read /usr" in err
     assert "write /srv/app $TMPDIR /dev/shm" in err                     # --var shown, unbound kept
