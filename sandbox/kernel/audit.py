@@ -186,6 +186,14 @@ def _landlock(kind: int, fields: dict[str, str], serial: int, when: float) -> La
                               pid=_opt_int(fields.get("pid")),
                               comm=_untrusted(fields.get("comm", '""')) or "", timestamp=when)
     blockers = tuple(b for b in fields.get("blockers", "").split(",") if b)
+    if blockers and all(b.startswith("fs.make_") for b in blockers) and \
+            _untrusted(fields.get("dev", '""')) == "proc":
+        # Not a refusal of anything: procfs creates no file, and an O_CREAT open
+        # checks the right to create (may_o_create, fs/namei.c lookup_open) before
+        # it looks up a name not in the dentry cache, so reopening an existing
+        # /proc/PID/fd/N for writing with O_CREAT (a shell's "> /dev/stderr") logs
+        # this record, drops O_CREAT and opens the file all the same.
+        return None
     path = _untrusted(fields["path"]) if "path" in fields else None
     port = _opt_int(fields.get("dest") or fields.get("src"))
     return LandlockRecord("access", domain, serial, blockers, path, port,

@@ -170,6 +170,16 @@ def test_what_the_command_left_is_followed_and_judged():
     assert "ptrace (101)" in r.stderr
 
 
+def test_reopening_stderr_through_proc_is_no_refusal():
+    """"> /dev/stderr" opens /proc/self/fd/2 with O_CREAT: the kernel checks the right to
+    create in /proc/PID/fd before it finds fd 2 there, and Landlock logs that check
+    as a denial although the open goes on and succeeds. It is not a refusal."""
+    r = verify("--profile", "default", "--", "/bin/sh", "-c", "echo to-stderr > /dev/stderr")
+    assert r.returncode == 0, r.stderr
+    assert "to-stderr" in r.stderr and "OK: sh succeeded with no denials" in r.stderr
+    assert "refused" not in r.stderr
+
+
 def test_duration_does_not_hide_an_early_failure():
     r = verify("--profile", "default", "--duration", "5", "--", "/bin/sh", "-c", "exit 3")
     assert r.returncode == 3 and "exited with status 3 (no denials)" in r.stderr

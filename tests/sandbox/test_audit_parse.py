@@ -97,3 +97,22 @@ def test_exe_null_and_lsm_subject_field():
 ])
 def test_rejects_other_text(text):
     assert parse_record(text) is None
+
+
+# records of this kernel (6.18): `sh -c 'echo x > /dev/stderr'` under default, whose open of
+# /proc/self/fd/2 with O_CREAT succeeded; and a refusal a profile really made
+PROC_CREATE = ('type=LANDLOCK_ACCESS msg=audit(1796426445.923:11945634): domain=1d17979a6 '
+               'blockers=fs.make_reg path="/proc/27138/fd" dev="proc" ino=1702892')
+REFUSED = ('type=LANDLOCK_ACCESS msg=audit(1796426445.927:11945635): domain=1d17979a6 '
+           'blockers=fs.read_file path="/etc/shadow" dev="vda" ino=739')
+
+
+def test_a_create_check_in_procfs_is_not_a_refusal():
+    """The kernel checks the right to create before it looks up a name it has not
+    cached; for /proc/PID/fd/N that check is all the record says, and procfs creates
+    nothing: no refusal. The same record on another file system is one."""
+    assert parse_record(PROC_CREATE) is None
+    rec = parse_record(REFUSED)
+    assert rec.kind == "access" and rec.blockers == ("fs.read_file",) and rec.path == "/etc/shadow"
+    elsewhere = parse_record(PROC_CREATE.replace('dev="proc"', 'dev="vda"'))
+    assert elsewhere.blockers == ("fs.make_reg",) and elsewhere.path == "/proc/27138/fd"
