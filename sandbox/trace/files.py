@@ -130,6 +130,9 @@ def secret_templates() -> list[str]:
         denied = section.get("deny", []) if isinstance(section, dict) else []
         out.update(d for d in (denied if isinstance(denied, list) else [denied])
                    if isinstance(d, str))
+    # /dev is denied to make the devices an allow-list, not as a secret: rule 3 keeps
+    # each device exact, with ioctl-dev
+    out.discard("/dev")
     return sorted(out)
 
 

@@ -168,6 +168,22 @@ def test_a_traced_program_replays_under_its_profile_and_writes_nowhere_else(tmp_
     assert not any(p.exists() for p in others)
 
 
+def test_a_shell_using_devices_replays_under_its_traced_profile(tmp_path, backend):
+    """The built-ins deny /dev (the devices are an allow-list): a traced shell that reads,
+    writes and tests devices gets each one granted with ioctl-dev, and replays clean."""
+    world = World(tmp_path)
+    script = ("cat /dev/null; echo x > /dev/null; head -c1 /dev/urandom > /dev/null; "
+              "head -c1 /dev/zero > /dev/full 2>/dev/null; test -t 0 < /dev/null; true")
+    traced = world.sbx("trace", "-o", tmp_path / "d.yaml", "--backend", backend, "--verify",
+                       "--", "/bin/sh", "-c", script)
+    assert traced.returncode == 0, traced.stderr
+    assert "sbx: verify: 0 denials; /bin/sh exited with status 0" in traced.stderr, traced.stderr
+    prof = load_profile(str(tmp_path / "d.yaml"))
+    ioctl = {t for w, t, _ in prof.fs if w == "ioctl-dev"}
+    assert {"/dev/null", "/dev/urandom"} <= ioctl, prof.fs
+    assert "secret" not in (tmp_path / "d.yaml").read_text()
+
+
 def test_the_tcp_port_seen_is_the_only_one_the_profile_allows(tmp_path, app, backend):
     world = World(tmp_path)
     conf, out = world.home / "app.conf", world.home / "out" / "result.txt"

@@ -130,6 +130,18 @@ def test_generalisation_rules(words, expected):
     assert general(*words) == expected
 
 
+def test_devices_are_granted_exactly_with_ioctl_though_the_built_ins_deny_dev():
+    """The built-ins deny /dev to make the devices an allow-list, not as a secret: a
+    traced device is granted as such (with ioctl-dev, which a shell's isatty needs),
+    never kept as a secret without it."""
+    places = tf.places_for({"HOME": "/nonexistent", "TMPDIR": "/tmp"}, "/tmp", None)
+    assert "/dev" not in tf.secret_templates() and "/etc/shadow" in tf.secret_templates()
+    acc = Accesses(words={("modify", "/dev/null"): 1, ("read", "/dev/urandom"): 1})
+    files, _ = tf.generalise(acc, places)
+    assert files.grants["ioctl-dev"] == {"/dev/null": "", "/dev/urandom": ""}
+    assert files.grants["modify"] == {"/dev/null": ""} and files.grants["read"] == {"/dev/urandom": ""}
+
+
 def test_an_access_in_a_secret_directory_is_kept_exact_and_flagged():
     acc = Accesses(words={("read", f"{HOME}/.ssh/config"): 1, ("read", f"{HOME}/.bashrc"): 1})
     files, _ = tf.generalise(acc, PLACES)
@@ -286,5 +298,5 @@ def test_places_skip_what_cannot_name_a_place(tmp_path):
 def test_the_secrets_are_what_the_built_in_profiles_deny():
     from sandbox.policy import builtin_names
     denied = {t for n in builtin_names() for w, t, _ in load_profile(n).fs or () if w == "deny"}
-    assert tf.secret_templates() == sorted(denied)
-    assert {"$HOME/.ssh", "/etc/shadow", "/root"} <= denied
+    assert tf.secret_templates() == sorted(denied - {"/dev"})      # the devices: an allow-list
+    assert {"$HOME/.ssh", "/etc/shadow", "/root", "/dev"} <= denied
