@@ -51,13 +51,20 @@ def _listing():
 @click.argument("name")
 @click.option("--arch", type=click.Choice(ARCH_CHOICES), default="native")
 @click.option("--json", "as_json", is_flag=True,
-              help="the resolved profile as JSON (the same data as the YAML)")
+              help="the resolved profile as JSON (the same data as the YAML, and each rule's "
+                   "FILE:LINE:COL as \"at\")")
 def profiles_show(name, arch, as_json):
     """Print the resolved profile NAME (extends and groups expanded) as YAML."""
     from ..policy.show import resolved_yaml
-    text = resolved_yaml(load(name), native(arch))
+    prof = load(name)
+    text = resolved_yaml(prof, native(arch))
     if as_json:
         import yaml
-        emit_json(yaml.safe_load(text))
+        from ..paths import display_path
+        doc = yaml.safe_load(text)
+        # the YAML says where each rule comes from in a comment, which JSON has no room for
+        for rule, spec in zip(doc["rules"], prof.rules):
+            rule["at"] = f"{display_path(spec.pos.file)}:{spec.pos.line}:{spec.pos.col}"
+        emit_json(doc)
         return
     click.echo(text, nl=False)

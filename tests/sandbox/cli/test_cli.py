@@ -1,4 +1,6 @@
 """The CLI's pure commands: compile, explain, profiles, on every built-in profile."""
+import os
+import re
 import subprocess
 import sys
 
@@ -142,8 +144,16 @@ def test_profiles_show_json_is_the_resolved_yaml_as_data():
     import yaml
     text = CliRunner().invoke(cli, ["profiles", "show", "web"]).output
     doc = json.loads(CliRunner().invoke(cli, ["profiles", "show", "web", "--json"]).output)
+    places = [rule.pop("at") for rule in doc["rules"]]
     assert doc == yaml.safe_load(text)
     assert doc["name"] == "web" and doc["default"] == "errno(EPERM)"
+    # each rule's place: the line the YAML's comment names, and the column of its action
+    comments = re.findall(r"# (profiles/\S+\.yaml:\d+)$", text, re.M)
+    assert [p.rsplit(":", 1)[0] for p in places] == comments and len(places) > 20
+    first = places[0]
+    file, line, col = first.rsplit(":", 2)
+    source = open(os.path.join(ROOT, file)).read().splitlines()[int(line) - 1]
+    assert source[int(col) - 1:].startswith(next(iter(doc["rules"][0])).split("(")[0]), (first, source)
     assert text.startswith("# web, resolved from profiles/web.yaml (extends default)\n")
     assert "# profiles/web.yaml:" in text and "site-packages" not in text
 
