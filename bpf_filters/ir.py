@@ -203,6 +203,20 @@ def select_arch(policy: Policy, arch: int, nr: int) -> ArchPolicy | None:
     return None
 
 
+def fixed_action(policy: Policy, ap: ArchPolicy, nr: int) -> Action | None:
+    """The action *policy* gives syscall *nr* of *ap* whatever its arguments, or
+    None when the arguments decide: the actions of its rules up to the first
+    without conditions (or then the default), when they are all the same."""
+    seen = set()
+    for rule in ap.rules.get(nr, ()):
+        seen.add(rule.action)
+        if not rule.conds:
+            break
+    else:
+        seen.add(policy.default if nr in ap.known else policy.unknown)
+    return seen.pop() if len(seen) == 1 else None
+
+
 def evaluate(policy: Policy, arch: int, nr: int, args: Sequence[int] = (0,) * 6) -> Decision:
     """The reference meaning of *policy* for one syscall."""
     nr &= M32

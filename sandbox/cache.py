@@ -38,6 +38,8 @@ Entry format (every line required, in this order)::
     dep <sha256> <path>            (one or more; "-" x 64: the path must not exist)
     name <profile name>
     spec <confinement line>        (zero or more: capabilities, Landlock)
+    fallback <arch> <nr>,<nr>...   (zero or more: the syscalls the filter answers
+                                    errno(ENOSYS) whatever their arguments)
     filter <hex>
     digest <sha256 of every line above, each followed by a newline>
 """
@@ -56,7 +58,7 @@ except ImportError:                    # pragma: no cover - version dependent
     except ImportError:
         from hashlib import sha256
 
-FORMAT = "sbx-filter-cache 2"
+FORMAT = "sbx-filter-cache 3"
 # a dep with this digest is a file that must not exist: a profile looked for by name
 # before the one found (a user profile created later would be found instead)
 ABSENT = "-" * 64
@@ -68,12 +70,16 @@ _PKG_FILES = (os.path.join("sandbox", "confine.py"), os.path.join("sandbox", "ke
 
 
 class Entry:
-    """What a cache entry holds: the filter and what else the profile asks of the kernel."""
+    """What a cache entry holds: the filter and what else the profile asks of the kernel,
+    and the syscalls the filter answers errno(ENOSYS) on purpose ({arch: numbers}: a
+    caller falls back, so a report need not send anyone looking)."""
 
-    __slots__ = ("program", "name", "spec")
+    __slots__ = ("program", "name", "spec", "fallbacks")
 
-    def __init__(self, program: bytes, name: str, spec: list[str]):
+    def __init__(self, program: bytes, name: str, spec: list[str],
+                 fallbacks: dict[str, frozenset[int]] | None = None):
         self.program, self.name, self.spec = program, name, spec
+        self.fallbacks = fallbacks or {}
 
 
 def location(uid: int | None = None) -> str:
@@ -228,6 +234,14 @@ def parse(text: str, fp: str) -> tuple[Entry, list[tuple[str, str]]] | None:
     while i < len(body) and body[i].startswith("spec "):
         spec.append(body[i][5:])
         i += 1
+    fallbacks: dict[str, frozenset[int]] = {}
+    while i < len(body) and body[i].startswith("fallback "):
+        arch, _, nrs = body[i][9:].partition(" ")
+        try:
+            fallbacks[arch] = frozenset(int(n) for n in nrs.split(",") if n)
+        except ValueError:
+            return None
+        i += 1
     if i != len(body) - 1 or not body[i].startswith("filter "):
         return None
     try:
@@ -236,7 +250,7 @@ def parse(text: str, fp: str) -> tuple[Entry, list[tuple[str, str]]] | None:
         return None
     if not program or len(program) % 8 or len(program) > 4096 * 8:
         return None
-    return Entry(program, name, spec), deps
+    return Entry(program, name, spec, fallbacks), deps
 
 
 def lookup(key: str, fp: str) -> Entry | None:
@@ -266,6 +280,8 @@ def render(fp: str, deps: dict[str, str], entry: Entry) -> str:
     lines += [f"dep {digest} {path}" for path, digest in deps.items()]
     lines.append(f"name {entry.name}")
     lines += [f"spec {s}" for s in entry.spec]
+    lines += [f"fallback {arch} {','.join(map(str, sorted(nrs)))}"
+              for arch, nrs in sorted(entry.fallbacks.items())]
     lines.append(f"filter {entry.program.hex()}")
     return sealed(lines)
 

@@ -34,10 +34,13 @@ class RunOptions:
 
 
 class Compiled:
-    """A profile ready to run: its filter and its ``confine.Spec``."""
+    """A profile ready to run: its filter and its ``confine.Spec``, and the syscalls the
+    filter answers errno(ENOSYS) whatever their arguments ({arch: numbers}: ``cache.Entry``)."""
 
-    def __init__(self, program: bytes, name: str, path: str, spec):
+    def __init__(self, program: bytes, name: str, path: str, spec,
+                 fallbacks: dict[str, frozenset[int]] | None = None):
         self.program, self.name, self.path, self.spec = program, name, path, spec
+        self.fallbacks = fallbacks or {}
 
 
 def profile_path(ref: str) -> str | None:
@@ -67,7 +70,8 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
         hit = cache.lookup(key, fp)
         if hit is not None:
             try:
-                return Compiled(hit.program, hit.name, path, Spec.from_lines(hit.spec))
+                return Compiled(hit.program, hit.name, path, Spec.from_lines(hit.spec),
+                                hit.fallbacks)
             except ValueError:
                 pass                      # a damaged entry: compile and replace it
     from .policy import build_filter, load_profile
@@ -78,13 +82,23 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     require_launchable(flt, prof, native)       # before caching: a cached filter passed
     prog = flt.encode()
     spec = confinement(prof)
+    fallbacks = _fallbacks(flt.policy)
     if use_cache:
         # the bytes of every file read decide the entry, not the names that led to them;
         # a profile looked for first by name must still be missing (see cache.ABSENT)
         deps = {os.path.abspath(f): digest for f, digest in prof.digests.items()}
         deps.update((p, cache.ABSENT) for p in prof.absent if p not in deps)
-        cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines()))
-    return Compiled(prog, prof.name, prof.path, spec)
+        cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines(), fallbacks))
+    return Compiled(prog, prof.name, prof.path, spec, fallbacks)
+
+
+def _fallbacks(policy) -> dict[str, frozenset[int]]:
+    """The syscalls *policy* answers errno(ENOSYS) whatever their arguments, per ABI."""
+    from bpf_filters.ir import Action, fixed_action
+    enosys = Action("errno", 38)
+    return {ap.arch: frozenset(nr for nr in set(ap.rules) | ap.known
+                               if fixed_action(policy, ap, nr) == enosys)
+            for ap in policy.arches}
 
 
 def say(text: str) -> None:

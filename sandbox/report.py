@@ -140,7 +140,13 @@ class Reporter:
         if self.summary:
             self._summary(denials)
         elif denials and not killed:
-            n = sum(d.count for d in denials if d.action != "log" and not d.landlock)
+            # errno(ENOSYS) whatever the arguments is the profile's answer on purpose
+            # (clone3, for every thread glibc starts): the caller falls back, and nothing
+            # needs looking into. Audit records do not carry the errno (the kernel logs
+            # the action alone), hence the list the compiler made.
+            fallbacks = self.compiled.fallbacks
+            n = sum(d.count for d in denials if d.action != "log" and not d.landlock
+                    and not (d.action == "errno" and d.nr in fallbacks.get(d.arch, ())))
             if n:
                 _say(f"{n} syscall{'s' if n != 1 else ''} {'was' if n == 1 else 'were'} denied under "
                      f"profile {self.compiled.name}; rerun with --log (or --monitor) to list them, "

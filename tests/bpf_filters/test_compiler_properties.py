@@ -144,3 +144,33 @@ def test_a_set_of_runs_is_decided_exactly(values, probe):
     for a in {probe} | {(v + d) & M32 for v in vals for d in (-1, 0, 1)}:
         want = 0x7FFF0000 if a in vals else 0x50001
         assert flt.run(AUDIT_ARCH["x86_64"], 0, (a, 0, 0, 0, 0, 0)).value == want, hex(a)
+
+
+@settings(max_examples=200, deadline=None)
+@given(policies(), st.lists(st.lists(st.integers(0, 2**64 - 1), min_size=6, max_size=6),
+                            min_size=1, max_size=8))
+def test_a_fixed_action_is_what_every_argument_gets(policy, vectors):
+    """fixed_action says what a syscall gets whatever its arguments: where it names an
+    action, the policy gives exactly that at the edge vectors and at random ones."""
+    from bpf_filters.ir import fixed_action
+    for ap in policy.arches:
+        token = AUDIT_ARCH["x86_64" if ap.arch == "x32" else ap.arch]
+        base = 0x40000000 if ap.arch == "x32" else 0
+        for nr in list(ap.rules)[:4]:
+            fixed = fixed_action(policy, ap, nr)
+            if fixed is None:
+                continue
+            for args in list(edge_vectors(policy, nr, ap.arch)) + [tuple(v) for v in vectors]:
+                assert evaluate(policy, token, base | nr, args).action == fixed, (ap.arch, nr, args)
+
+
+def test_fixed_action_is_none_where_the_arguments_decide():
+    from bpf_filters.ir import M32, Action, ArchPolicy, Cond, Policy, Rule, fixed_action
+    enosys, eperm = Action("errno", 38), Action("errno", 1)
+    cond = (Cond(0, "==", (1,), M32, 32),)
+    ap = ArchPolicy("x86_64", {1: (Rule(enosys),), 2: (Rule(enosys, cond), Rule(enosys)),
+                               3: (Rule(eperm, cond), Rule(enosys)), 4: (Rule(enosys, cond),)},
+                    frozenset({1, 2, 3, 4, 5}))
+    policy = Policy([ap], default=eperm, unknown=enosys)
+    assert [fixed_action(policy, ap, nr) for nr in (1, 2, 3, 4, 5, 999)] == \
+        [enosys, enosys, None, None, eperm, enosys]

@@ -277,7 +277,11 @@ EDITS = {
     "a dep path made relative": lambda ls: [x.replace(" /", " ", 1) if x.startswith("dep ") else x for x in ls],
     "filter length not a multiple of 8": lambda ls: [x + "00" if x.startswith("filter ") else x for x in ls],
     "filter not hex": lambda ls: [x[:-2] + "zz" if x.startswith("filter ") else x for x in ls],
-    "another format": lambda ls: ["sbx-filter-cache 1"] + ls[1:],
+    "another format": lambda ls: ["sbx-filter-cache 2"] + ls[1:],
+    "a fallback number not a number": lambda ls: [x + ",x" if x.startswith("fallback ") else x
+                                                  for x in ls],
+    "fallback lines after the filter": lambda ls: [x for x in ls if not x.startswith("fallback ")]
+    + [x for x in ls if x.startswith("fallback ")],
     "truncated": _truncate,
 }
 

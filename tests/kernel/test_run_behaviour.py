@@ -4,6 +4,7 @@ Each case runs the real ``sbx run`` (as root: the audit records that let a
 plain run count its denials need it).
 """
 import json
+import re
 import os
 import signal
 import subprocess
@@ -115,6 +116,26 @@ def test_a_plain_run_with_denials_says_how_many_in_one_line():
     lines = [line for line in r.stderr.splitlines() if line.startswith("sbx:")]
     assert lines == ["sbx: 3 syscalls were denied under profile default; rerun with --log (or "
                      "--monitor) to list them, or -o FILE to save them for `sbx refine`"], r.stderr
+
+
+def test_a_fallback_by_design_is_not_counted_as_a_denial():
+    """Every thread glibc starts tries clone3 first, which default answers errno(ENOSYS)
+    on purpose: glibc falls back to clone, and the one-line count leaves it out, from
+    a freshly compiled filter and from the cache alike (audit records carry no errno:
+    the compiler lists such syscalls beside the filter)."""
+    threads = "import threading; t = threading.Thread(target=print); t.start(); t.join()"
+    ptrace = f"import ctypes; ctypes.CDLL(None).syscall({NR['ptrace']}, 16, 1, 0, 0); "
+    for run in ("compiled", "cached"):
+        clean = subprocess.run(SBX + ["--", PY, "-c", threads], cwd=ROOT, capture_output=True,
+                               text=True, timeout=30)
+        assert (clean.returncode, clean.stderr) == (0, ""), (run, clean.stderr)
+        mixed = subprocess.run(SBX + ["--", PY, "-c", ptrace + threads], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30)
+        assert mixed.stderr.startswith("sbx: 1 syscall was denied under profile default"), \
+            (run, mixed.stderr)
+    logged = subprocess.run(SBX + ["--log", "--", PY, "-c", threads], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30)
+    assert re.search(r"clone3 \(435\)\s+1\s+errno\(ENOSYS\)", logged.stderr), logged.stderr
 
 
 def test_a_plain_run_without_denials_says_nothing():
