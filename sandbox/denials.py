@@ -399,10 +399,14 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
         key = "bind" if right == "bind_tcp" else "connect"
         ports = (spec.net or {}).get(key, "any")
         shown = [t for t in (expand(p, env)[0] for p in (ports if ports != "any" else ())) if t]
-        what = "binding" if key == "bind" else "a TCP connection to"
-        return (f"was refused {what} {'TCP ' if key == 'bind' else ''}{target or 'a port'}: profile "
-                f"{profile} allows {key} only on ports {', '.join(shown) or 'none'} "
-                "(sbx run --allow-port PORT adds one)")
+        if key == "bind" and target == "port 0":
+            return (f"was refused binding TCP port 0 (a port the kernel picks): profile {profile} "
+                    f"allows bind only on ports {', '.join(shown) or 'none'} (sbx run --allow-port 0 "
+                    "allows it)")
+        what = f"binding TCP {target or 'a port'}" if key == "bind" else \
+            f"a TCP connection to {target or 'a port'}"
+        return (f"was refused {what}: profile {profile} allows {key} only on ports "
+                f"{', '.join(shown) or 'none'} (sbx run --allow-port PORT adds one)")
     verb, word = _VERBS.get(right, (right.replace("_", " "), right))
     path = target or "a path"
     real = os.path.realpath(path) if target else None

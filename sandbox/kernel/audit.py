@@ -196,6 +196,8 @@ def _landlock(kind: int, fields: dict[str, str], serial: int, when: float) -> La
         return None
     path = _untrusted(fields["path"]) if "path" in fields else None
     port = _opt_int(fields.get("dest") or fields.get("src"))
+    if port is None and "net.bind_tcp" in blockers:
+        port = 0      # lsm_audit prints no src= for port 0: a bind to a port the kernel picks
     return LandlockRecord("access", domain, serial, blockers, path, port,
                           _opt_int(fields.get("opid")), comm=_untrusted(fields.get("ocomm", '""')) or "",
                           timestamp=when)

@@ -239,6 +239,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def test_a_refused_bind_is_named_with_its_port_and_port_0_as_the_kernels_pick():
+    """The kernel's audit record of a refused bind gives the port, except port 0 (the
+    kernel picks one), whose src= it leaves out: the explanation names both."""
+    need(os.geteuid() == 0, "Landlock refusals are explained from audit records (root)")
+    port = free_port()
+    for asked, said in ((port, f"binding TCP port {port}: profile web allows bind only on "
+                                f"ports 80, 443, 8000, 8080, 8443 (sbx run --allow-port PORT adds one)"),
+                        (0, "binding TCP port 0 (a port the kernel picks): profile web allows bind "
+                            "only on ports 80, 443, 8000, 8080, 8443 (sbx run --allow-port 0 "
+                            "allows it)")):
+        r = sbx("run", "--profile", "web", "--", PY, "-c",
+                f"import socket; socket.socket().bind(('127.0.0.1', {asked}))")
+        assert r.returncode == 1 and f"was refused {said}" in r.stderr, r.stderr
+    ok = sbx("run", "--profile", "web", "--allow-port", "0", "--", PY, "-c",
+             "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    assert ok.returncode == 0 and int(ok.stdout) > 0, ok.stderr
+
+
 def test_web_profile_serves_and_fetches(tmp_path):
     (tmp_path / "index.html").write_text("hello from sbx\n")
     port = free_port()

@@ -116,3 +116,13 @@ def test_a_create_check_in_procfs_is_not_a_refusal():
     assert rec.kind == "access" and rec.blockers == ("fs.read_file",) and rec.path == "/etc/shadow"
     elsewhere = parse_record(PROC_CREATE.replace('dev="proc"', 'dev="vda"'))
     assert elsewhere.blockers == ("fs.make_reg",) and elsewhere.path == "/proc/27138/fd"
+
+
+def test_a_refused_bind_to_port_0_names_port_0():
+    """lsm_audit leaves src= out for port 0 (this kernel's record of bind(127.0.0.1:0))."""
+    rec = parse_record('type=LANDLOCK_ACCESS msg=audit(1796428995.547:12318065): '
+                       'domain=1d179f1f7 blockers=net.bind_tcp saddr=127.0.0.1')
+    assert (rec.blockers, rec.port) == (("net.bind_tcp",), 0)
+    rec = parse_record('type=LANDLOCK_ACCESS msg=audit(1796428995.547:12318066): '
+                       'domain=1d179f1f7 blockers=net.bind_tcp saddr=127.0.0.1 src=7777')
+    assert rec.port == 7777
