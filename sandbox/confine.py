@@ -404,6 +404,9 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         for path in paths:
             _fs_entry(word, path, real_path(path, real_of, seen), optional, dac_bypass, grants,
                       denies, notes, landlock.FS_RIGHTS, seen)
+    # (sbx's own directories, protected below, are left out of the note: they are
+    # below a granted directory only in a checkout of sbx)
+    _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])
     for path in protected:
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write
@@ -411,6 +414,23 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         if os.path.exists(real):
             denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     return grants, denies
+
+
+def _say_uncreatable(grants: list, denies: dict, notes: list[str], make_reg: int) -> None:
+    """A directory the profile lets the command create files in, with a denied path
+    below it, keeps that right only below: nothing may be created, removed or renamed
+    directly in it or in the directories between (fs_rules: a right given there would
+    reach the denied path too). Said once per directory, since a command failing to
+    create a file there (mktemp in a /tmp that holds $HOME) is otherwise a mystery."""
+    for rights, path in grants:
+        if not rights & make_reg:
+            continue
+        prefix = path.rstrip("/") + "/"
+        below = sorted(d for d, taken in denies.items() if d.startswith(prefix) and taken & make_reg)
+        if below:
+            more = f" (and {len(below) - 1} more)" if len(below) > 1 else ""
+            notes.append(f"nothing can be created, removed or renamed directly in {path}, only "
+                         f"below it: {below[0]}{more} inside it is denied")
 
 
 UNCACHEABLE = ""          # in *seen*: the plan depends on more than the paths recorded

@@ -423,9 +423,9 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
         for p in expand_all(template, env, exe)[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)
-            elif w == "deny" and real is not None and \
+            elif w == "deny" and real is not None and os.path.lexists(p) and \
                     os.path.realpath(p).startswith(real.rstrip("/") + "/"):
-                inside.append(p)
+                inside.append(p)                 # one that is there: an absent deny splits nothing
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
     if denied:
@@ -435,7 +435,8 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
         # the most specific path decides: a directory above a denied path keeps only
         # the right to be listed (an entry changed there could replace the denied one)
         return (f"was refused {verb} {path}: profile {profile} denies {inside[0]} inside it, and "
-                "nothing may be created, removed or renamed directly above a denied path")
+                "nothing may be created, removed or renamed directly in a directory above a denied "
+                "path")
     where = ", ".join(grants) if grants else "nowhere"
     return f"was refused {verb} {path}: profile {profile} allows {word} only under {where}"
 

@@ -239,3 +239,23 @@ def test_real_paths_resolved_part_by_part_are_what_realpath_says(tmp_path):
     seen = set()
     real_path(d + "/a/b/up/b", {"/": "/"}, seen)       # a target that goes up: left to realpath
     assert UNCACHEABLE in seen
+
+
+def test_a_write_grant_with_a_denied_path_below_says_it_loses_new_entries(tmp_path):
+    """$HOME below /tmp (or below the working directory) with a .config in it: the
+    grant keeps its rights only below, and the plan says so once, naming a denied
+    path that is there; an absent deny, and sbx's own protected directories, say nothing."""
+    from sandbox.confine import fs_plan
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (tmp_path / "own").mkdir()
+    spec = Spec(fs=[("write", str(tmp_path), False), ("deny", "$HOME/.config", False),
+                    ("deny", "$HOME/.ssh", False)])
+    notes: list[str] = []
+    fs_plan(spec, {"HOME": str(home)}, notes=notes, protected=(str(tmp_path / "own"),))
+    assert notes == [f"nothing can be created, removed or renamed directly in {tmp_path}, only "
+                     f"below it: {home}/.config inside it is denied"]
+    (home / ".config").rmdir()
+    notes = []
+    fs_plan(spec, {"HOME": str(home)}, notes=notes, protected=(str(tmp_path / "own"),))
+    assert notes == []

@@ -319,7 +319,7 @@ def test_a_refusal_beside_a_denied_path_is_explained_as_such(tmp_path, tree):
     env = {"HOME": str(tree / "home")}
     said = explain_landlock(("fs.make_reg",), str(tree / "home"), spec, "p", env, None, None, ())
     assert said == (f"was refused creating a file in {tree}/home: profile p denies {tree}/home/.ssh "
-                    "inside it, and nothing may be created, removed or renamed directly above a "
-                    "denied path")
+                    "inside it, and nothing may be created, removed or renamed directly in a "
+                    "directory above a denied path")
     said = explain_landlock(("fs.make_reg",), "/var/tmp", spec, "p", env, None, None, ())
     assert said == f"was refused creating a file in /var/tmp: profile p allows create only under {tree}"
