@@ -115,6 +115,12 @@ def check_filesystem(ctx) -> None:
         if open_secrets:
             ctx.out.append(finding("SBX155", pos, f"read access over {text} reaches "
                                    f"{', '.join(open_secrets)}", hint="add them to deny:"))
+        if _covers(text, "/dev") and not _denied(prof, "/dev"):
+            ctx.out.append(finding("SBX162", pos, f"read access over {text} reaches /dev: run as "
+                                   "root, the command reads the raw disks, and with them every "
+                                   "file, denied ones included",
+                                   hint="add /dev to deny: and grant the devices it uses by name "
+                                        "(/dev/null, /dev/urandom, /dev/tty, /dev/pts ...)"))
 
 
 def _network_allowed(ctx) -> bool:

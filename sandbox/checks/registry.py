@@ -198,6 +198,11 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "database's peer authentication): Landlock controls files, not those sockets. Its file "
      "rules still hold under every identity.",
      "run the server as its own user where you can"),
+    ("SBX162", "devices-readable", "warning", "Read access reaches /dev",
+     "Root owns the raw disks, and uid 0 reads them without any capability: a disk holds every "
+     "file on it, the profile's denied ones included. Input devices, cameras and the kernel log "
+     "are there too.",
+     "add /dev to deny: and grant the devices the command uses by name"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 
