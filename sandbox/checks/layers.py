@@ -27,8 +27,11 @@ READ_WORDS = ("read", "all")
 SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/opt",
                "/proc", "/sys", "/var/lib", "/var/spool", "/root")
 # devices a program may write (everything else under /dev is hardware, or the kernel)
+# devices a command may write without reaching past the sandbox (/dev/shm and /dev/mqueue
+# hold shared memory and message queues: IPC objects, not hardware)
 HARMLESS_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx",
-                    "/dev/random", "/dev/urandom", "/dev/shm", "/dev/stdout", "/dev/stderr")
+                    "/dev/random", "/dev/urandom", "/dev/shm", "/dev/mqueue", "/dev/stdout",
+                    "/dev/stderr")
 SECRETS = ("$HOME/.ssh", "$HOME/.gnupg", "$HOME/.aws")
 HOMES = ("$HOME", "${HOME}", "/home", "/root")
 # capabilities that undo the sandbox, each with why
