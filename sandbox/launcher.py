@@ -94,8 +94,9 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
 
 def _fallbacks(policy) -> dict[str, frozenset[int]]:
     """The syscalls *policy* answers errno(ENOSYS) whatever their arguments, per ABI."""
+    import errno
     from bpf_filters.ir import Action, fixed_action
-    enosys = Action("errno", 38)
+    enosys = Action("errno", errno.ENOSYS)
     return {ap.arch: frozenset(nr for nr in set(ap.rules) | ap.known
                                if fixed_action(policy, ap, nr) == enosys)
             for ap in policy.arches}

@@ -67,11 +67,11 @@ def follower_of(command: list[str], seconds: float | None, option: str, tell=say
                  if seconds else f"until {'it exits' if one else 'they exit'} "
                                  f"({option} S stops {'it' if one else 'them'} after S seconds)")
         tell(f"note: {prog} exited and left {processes(pids)} running (it daemonized); "
-            f"following {'it' if one else 'them'} {until}")
+             f"following {'it' if one else 'them'} {until}")
 
     def stopped(pids: list[int]) -> None:
         tell(f"{option} {seconds:g} s: stopping {processes(pids)} (SIGTERM, SIGKILL after "
-            f"{GRACE_S:g} s)")
+             f"{GRACE_S:g} s)")
     return Follower(on_left=left, on_stop=stopped)
 
 

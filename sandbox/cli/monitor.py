@@ -333,8 +333,10 @@ class _Printer:
         """One write and one flush per batch: per line, they cost more than the line."""
         if self.closed or not evs:
             return
-        text = "".join((json.dumps(self.record(ev)) if self.as_json else self.human(ev)) + "\n"
-                       for ev in evs)
+        self._write("".join((json.dumps(self.record(ev)) if self.as_json else self.human(ev)) + "\n"
+                            for ev in evs))
+
+    def _write(self, text: str) -> None:
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -363,12 +365,7 @@ class _Printer:
                 who = f"domain of pid {pid}" if pid is not None else f"domain {r.domain}"
                 lines.append(f"{stamp}.{millis:03d} {who} landlock: {','.join(r.blockers)} refused"
                              + (f" on {target}" if target else ""))
-        try:
-            sys.stdout.write("".join(line + "\n" for line in lines))
-            sys.stdout.flush()
-        except BrokenPipeError:
-            self.closed = True
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        self._write("".join(line + "\n" for line in lines))
 
     def record(self, ev) -> dict:
         rec = {"time": round((ev.time_ns + self.offset_ns) / 1e9, 6), "pid": ev.pid,

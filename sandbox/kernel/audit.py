@@ -307,14 +307,15 @@ class AuditReader:
         self.source: str | None = None
         self.lossy: str | None = None
         self.overflows = 0
-        self._domains: set[str] = set()          # Landlock domains of the watched tasks
         self._held: list[LandlockRecord] = []     # Landlock denials of domains not known yet
         self._owner = owner
         # netlink record types to keep: the others are dropped as they arrive, so that a
         # reader of Landlock records alone (sbx monitor) holds nothing of a seccomp flood
         self._types = frozenset(types) if types is not None else None
         self._max_pending = max_pending
-        self.owners: dict[str, tuple[int, str]] = {}   # domain -> (pid, comm) of the task that made it
+        # the Landlock domains of the watched tasks: domain -> (pid, comm) of the task that
+        # made it, least recently seen first (bounded: a monitor runs for days)
+        self.owners: dict[str, tuple[int, str]] = {}
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> "AuditReader":
@@ -543,28 +544,30 @@ class AuditReader:
 
     def _landlock_selected(self) -> list[LandlockRecord]:
         """The held Landlock denials of domains known by now to be the watched tasks'."""
-        mine = [r for r in self._held if r.domain in self._domains]
-        self._held = [r for r in self._held if r.domain not in self._domains]
+        mine = [r for r in self._held if r.domain in self.owners]
+        self._held = [r for r in self._held if r.domain not in self.owners]
         return mine
 
     def _selected(self, rec) -> bool:
         if isinstance(rec, LandlockRecord):
             # a denial names only its domain; the domain record of the first one names the
             # task that made it (the command, before it exec'd): held until it is known
-            if rec.kind == "domain":
-                if rec.status == "allocated" and rec.pid is not None and (
-                        self._pids is None and self._sessions is None
-                        or self._pids is not None and self._descends(rec.pid)) and (
-                        self._owner is None or self._owner(rec.pid)):
-                    self._domains.add(rec.domain)
-                    if len(self.owners) >= _MAX_OWNERS:      # bounded: a monitor runs for days
-                        del self.owners[next(iter(self.owners))]
-                    self.owners[rec.domain] = (rec.pid, rec.comm)
-                return False
+            with self._cond:          # the pump thread decides domain records too (_domains_of)
+                if rec.kind == "domain":
+                    if rec.status == "allocated" and rec.pid is not None and \
+                            rec.domain not in self.owners and (
+                            self._pids is None and self._sessions is None
+                            or self._pids is not None and self._descends(rec.pid)) and (
+                            self._owner is None or self._owner(rec.pid)):
+                        if len(self.owners) >= _MAX_OWNERS:
+                            del self.owners[next(iter(self.owners))]
+                        self.owners[rec.domain] = (rec.pid, rec.comm)
+                    return False
+                if rec.domain in self.owners:
+                    self.owners[rec.domain] = self.owners.pop(rec.domain)     # seen now: kept longest
+                    return True
             if self._pids is None and self._sessions is None and self._owner is None:
                 return True                              # every record: domains need not be known
-            if rec.domain in self._domains:
-                return True
             if len(self._held) >= self._max_pending:
                 del self._held[0]
                 self.overflows += 1
