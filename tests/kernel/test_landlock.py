@@ -224,6 +224,51 @@ def test_a_rule_path_swapped_for_a_symlink_grants_nothing(tmp_path):
         rs.close()
 
 
+def test_rule_descriptors_are_closed_and_only_they(tmp_path):
+    """allow_paths closes its rule descriptors in batches (close_range over runs
+    of numbers): every one is closed, over several batches, and a descriptor of
+    someone else's that sits between them stays open."""
+    from sandbox.kernel import landlock
+    dirs = []
+    for i in range(landlock._HELD * 2 + 5):
+        (tmp_path / str(i)).mkdir()
+        dirs.append((str(tmp_path / str(i)), landlock.WRITE_RIGHTS, True))
+    def open_fds():
+        listed = [int(n) for n in os.listdir("/proc/self/fd")]   # its own fd is closed by now
+        return {fd for fd in listed if _is_open(fd)}
+
+    before = open_fds()
+    rs = landlock.Ruleset(fs=landlock.WRITE_RIGHTS)
+    gap = os.open(os.devnull, os.O_RDONLY)
+    theirs = os.open(os.devnull, os.O_RDONLY)
+    os.close(gap)                         # the first rule takes this number, the next go above 'theirs'
+    try:
+        assert not rs.allow_paths(dirs)
+        assert rs.rules == len(dirs)
+        assert open_fds() == before | {rs.fd, theirs}
+    finally:
+        os.close(theirs)
+        rs.close()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_close_all_closes_runs_and_leaves_the_gaps():
+    from sandbox.kernel import landlock
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(6)]
+    mine = [fds[0], fds[1], fds[3], fds[5]]
+    landlock._close_all(list(reversed(mine)))
+    assert [_is_open(fd) for fd in fds] == [False, False, True, False, True, False]
+    os.close(fds[2])
+    os.close(fds[4])
+
+
 # -- sbx refine: refused, refined, then allowed --------------------------------------------
 
 MINE = "name: mine   # a profile of my own\nextends: [web]\n"
