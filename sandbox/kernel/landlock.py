@@ -62,6 +62,7 @@ _RESOLVE_NO_SYMLINKS = 0x04      # openat2: fail (ELOOP) on any symbolic link, f
 # lowest first, so a batch is mostly one run of numbers, closed by one
 # close_range(2) (os.closerange) instead of a close(2) each.
 _HELD = 64
+EMFILE = 24
 
 
 def _close_all(fds: list[int]) -> None:
@@ -167,6 +168,9 @@ class Ruleset:
         try:
             for (path, access), bpath in zip(wanted, encoded):
                 fd = openat2(nr_open, _AT_FDCWD, bpath, how_addr, 24)
+                if fd < 0 and errno() == EMFILE and held:
+                    _close_all(held)               # a low RLIMIT_NOFILE: the batch makes room
+                    fd = openat2(nr_open, _AT_FDCWD, bpath, how_addr, 24)
                 if fd < 0:
                     err = errno()
                     failed.append((path, OSError(err, os.strerror(err), path)))

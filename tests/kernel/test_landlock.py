@@ -251,6 +251,33 @@ def test_rule_descriptors_are_closed_and_only_they(tmp_path):
         rs.close()
 
 
+def test_rules_are_made_under_a_low_descriptor_limit(tmp_path):
+    """A batch of rule descriptors must not run a low RLIMIT_NOFILE out: with
+    room for a few descriptors only, every rule is still made."""
+    import resource
+    from sandbox.kernel import landlock
+    dirs = []
+    for i in range(100):
+        (tmp_path / str(i)).mkdir()
+        dirs.append((str(tmp_path / str(i)), landlock.WRITE_RIGHTS, True))
+
+    def ruled():
+        highest = max(int(n) for n in os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 8, highest + 8))
+        fillers = []
+        try:                                 # every free number taken ...
+            while True:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        for fd in fillers[-4:]:              # ... but four: the ruleset's and three for rules
+            os.close(fd)
+        rs = landlock.Ruleset(fs=landlock.WRITE_RIGHTS)
+        failed = rs.allow_paths(dirs)
+        return rs.rules, [str(e) for _p, e in failed]
+    assert in_child(ruled) == [100, []]
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
