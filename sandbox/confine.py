@@ -159,9 +159,55 @@ def exec_roots(exe: str | None) -> list[str]:
     return out
 
 
+def terminals() -> tuple[str, ...]:
+    """``$TTY``: the terminals on sbx's standard input, output and error, which
+    the command inherits (/dev/pts/3), each once; none in a pipe or a service.
+
+    The built-in profiles grant these by name and not /dev/pts: every terminal
+    of the user is there, mode 0620 and owned by the user, and a command that
+    may open one reads what is typed into it (another window's sudo password)
+    and writes to its screen."""
+    out: list[str] = []
+    for fd in (0, 1, 2):
+        try:
+            name = os.ttyname(fd)
+        except OSError:                    # not a terminal, closed, or not nameable here
+            continue
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _uses(template: str, name: str) -> bool:
+    """*template* holds the variable *name* ($NAME or ${NAME}; $NAMEX is another)."""
+    if "${" + name + "}" in template:
+        return True
+    at = template.find("$" + name)
+    while at >= 0:
+        end = at + 1 + len(name)
+        if end == len(template) or not ((template[end].isascii() and template[end].isalnum())
+                                        or template[end] == "_"):
+            return True
+        at = template.find("$" + name, end)
+    return False
+
+
 def expand_all(template: str, env: dict, exe: str | None = None,
                cwd: str | None = None) -> tuple[list[str], str | None]:
-    """Every value of *template* ($EXEC_ROOT may have two), or ([], why not)."""
+    """Every value of *template* ($EXEC_ROOT may have two, $TTY none or more),
+    or ([], why not)."""
+    if _uses(template, "TTY"):
+        ttys = terminals()
+        if not ttys:
+            return [], "$TTY: sbx runs without a terminal"
+        out = []
+        for tty in ttys:
+            values, why = expand_all(template.replace("${TTY}", tty).replace("$TTY", tty), env,
+                                     exe, cwd)
+            if not values:
+                return [], why
+            out += values
+        return out, None
     if "EXEC_ROOT" in template:
         roots = exec_roots(exe)
         if not roots:

@@ -428,6 +428,11 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
                 inside.append(p)                 # one that is there: an absent deny splits nothing
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
+    if real is not None and (real == "/dev/ptmx" or real.startswith("/dev/pts/")) and \
+            not any(under(os.path.realpath(g)) for g in grants):
+        return (f"was refused {verb} {path}: profile {profile} grants the command's own terminal "
+                "($TTY), not the others; making a terminal (script, tmux, pexpect) needs /dev/ptmx "
+                "and /dev/pts, which hold every terminal of the user (sbx check SBX163)")
     if denied:
         return f"was refused {verb} {path}: profile {profile} denies {max(denied, key=len)}"
     if inside and right not in ("read_file", "read_dir", "execute") and \

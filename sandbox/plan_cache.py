@@ -9,8 +9,8 @@ What a plan depends on, and how each is checked:
 - **What was asked.** The key: this format, the code that plans (confine.py and
   kernel/landlock.py, by size and mtime), the user and groups (file
   permissions decide which denies need rules), the spec's lines, the paths sbx
-  protects, the command and its real path ($EXEC_ROOT) and the working
-  directory ($CWD).
+  protects, the command and its real path ($EXEC_ROOT), the working
+  directory ($CWD) and the terminals the command inherits ($TTY).
 - **The environment.** Every variable the expansion read, with its value (or
   its absence), is stored and compared.
 - **The file system.** Every directory a name was looked up in or that was
@@ -74,7 +74,7 @@ class _Reads(dict):
 def _key(spec, exe: str | None, protected: tuple[str, ...]) -> str | None:
     """The key: what was asked of the plan, hashed; None when no plan may be kept.
     Its first 40 hex digits hash the profile's part alone and the next one the
-    run's (directory, command), so that the file name, ``plan-`` and those 41
+    run's (directory, command, terminals), so that the file name, ``plan-`` and those 41
     digits, keeps at most 16 plans per profile, whatever directories it is run in."""
     fixed = [FORMAT, str(os.geteuid()), str(os.getegid()), ",".join(map(str, sorted(os.getgroups())))]
     for name in _CODE:
@@ -85,7 +85,8 @@ def _key(spec, exe: str | None, protected: tuple[str, ...]) -> str | None:
         fixed.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     fixed += list(protected) + ["--"] + spec.lines()
     try:
-        run = [os.getcwd(), exe or "-", os.path.realpath(exe) if exe else "-"]
+        run = [os.getcwd(), exe or "-", os.path.realpath(exe) if exe else "-",
+               *confine.terminals()]
     except OSError:
         return None
     texts = ["\0".join(fixed), "\0".join(run)]

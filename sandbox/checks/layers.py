@@ -22,6 +22,8 @@ WRITE_WORDS = tuple(w for w, rights in RIGHT_WORDS.items()
 # words that make new files: a program can be put there
 CREATE_WORDS = tuple(w for w, rights in RIGHT_WORDS.items() if "make_reg" in rights)
 EXEC_WORDS = ("exec", "all")
+# words that open a file for reading or writing (a terminal: its keystrokes, its screen)
+OPEN_WORDS = tuple(w for w, rights in RIGHT_WORDS.items() if {"read_file", "write_file"} & set(rights))
 READ_WORDS = ("read", "all")
 # where a write outlives the sandbox: the system, the kernel's knobs, boot
 SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/opt",
@@ -123,7 +125,19 @@ def check_filesystem(ctx) -> None:
                                    "root, the command reads the raw disks, and with them every "
                                    "file, denied ones included",
                                    hint="add /dev to deny: and grant the devices it uses by name "
-                                        "(/dev/null, /dev/urandom, /dev/tty, /dev/pts ...)"))
+                                        "(/dev/null, /dev/urandom, /dev/tty, $TTY ...)"))
+    for text, pos in _entries(prof, OPEN_WORDS):
+        # what covers /dev as a whole is SBX162's; a deny between the grant and
+        # /dev/pts keeps the terminals closed (the most specific path decides)
+        if _covers(text, "/dev/pts") and not _covers(text, "/dev") and not any(
+                _covers(d, "/dev/pts") and _covers(text, d) for d, _p in _entries(prof, ("deny",))):
+            ctx.out.append(finding("SBX163", pos, f"{text} holds every terminal of the user: the "
+                                   "command may open another one, read what is typed into it "
+                                   "(a password given to sudo in another window) and write to "
+                                   "its screen",
+                                   hint="grant $TTY, the command's own terminal, instead; only a "
+                                        "command that makes terminals (script, tmux, pexpect) "
+                                        "needs /dev/pts and /dev/ptmx"))
 
 
 def _network_allowed(ctx) -> bool:

@@ -203,6 +203,11 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "file on it, the profile's denied ones included. Input devices, cameras and the kernel log "
      "are there too.",
      "add /dev to deny: and grant the devices the command uses by name"),
+    ("SBX163", "terminals-open", "warning", "The command may open every terminal of the user",
+     "/dev/pts holds the user's terminals, each owned by the user: a command that may open them "
+     "reads what is typed into another one (a password given to sudo or ssh in another window) "
+     "and writes to its screen. Its own terminal is $TTY.",
+     "grant $TTY instead of /dev/pts"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 

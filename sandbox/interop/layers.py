@@ -18,7 +18,9 @@ Path and port templates keep their variables until an export binds them:
 ``--var NAME=VALUE`` (``bind_vars``) binds any of them; otherwise systemd's
 specifiers stand for ``$HOME`` (``%h``) and ``$TMPDIR`` (``%T``), and the rest
 (``$CWD``, ``$EXEC_ROOT``, ``${NAME}``) have no unit equivalent: their
-entries are left out with a warning naming the option.
+entries are left out with a warning naming the option. ``$TTY`` entries are
+left out quietly: a service has no terminal, and under ``sbx run`` without
+one they grant nothing either.
 """
 from __future__ import annotations
 
@@ -188,6 +190,8 @@ def systemd_layers(prof: Profile, bound: dict[str, str], features: set[str] | No
         entries, missing = [], {}
         for word, template, pos in prof.fs:
             path, unbound = unit_path(template, bound)
+            if "TTY" in unbound:
+                continue            # a service has no terminal: as sbx run without one, nothing
             for name in unbound:
                 missing.setdefault(name, []).append((word, pos))
             if path is not None:

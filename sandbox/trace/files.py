@@ -25,8 +25,9 @@ by these rules, in this order (docs/trace.md, "Files and ports"):
      directories), reading, listing and executing are granted on it;
    - anything else is exact: the file read or executed, the file modified,
      the directory written into (a file created or removed there).
-   /dev is exact too (/dev/pts/N -> /dev/pts), with ioctl-dev on devices read
-   or written.
+   /dev is exact too, with ioctl-dev on devices read or written: the run's
+   own terminal is $TTY, any other /dev/pts/N (a terminal the run made)
+   /dev/pts, with a comment saying what that opens.
 4. More than READ_LIMIT files read (or executed) exactly from one directory
    become one rule on the directory.
 5. A rename or link across directories moves a file only where it gains no
@@ -44,7 +45,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..confine import ANY, RIGHT_WORDS, exec_roots
+from ..confine import ANY, RIGHT_WORDS, exec_roots, terminals
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/proc",
                "/sys")
@@ -53,7 +54,6 @@ READ_LIMIT = 16
 WORDS = ("list", "read", "exec", "modify", "write", "refer", "make-device", "ioctl-dev")
 _ORDER = WORDS + tuple(w for w in RIGHT_WORDS if w not in WORDS)   # hand-written words last
 WRITING = ("modify", "write", "refer", "make-device")
-PLACES = ("CWD", "TMPDIR", "HOME", "EXEC_ROOT")
 _LIFTED = {"list": "read"}                     # a created directory's listing: read above it
 
 
@@ -108,6 +108,7 @@ def places_for(env: dict, cwd: str, exe: str | None) -> Places:
     if env.get("HOME"):
         found.append(("HOME", os.path.realpath(env["HOME"])))
     found += [("EXEC_ROOT", os.path.realpath(root)) for root in exec_roots(exe)]
+    found += [("TTY", tty) for tty in terminals()]      # the run's own terminal: $TTY, not /dev/pts
     dirs = tuple(dict.fromkeys((v, d) for v, d in found if usable(d)))
     secrets = []
     for template in secret_templates():
@@ -219,8 +220,11 @@ def _place(word: str, path: str, places: Places) -> list[tuple[str, str, str, bo
         return [(path, word, f"secret: kept exact ({secret} is denied by the built-in "
                              "profiles)", False)]
     if beneath(path, "/dev") and not any(beneath(path, d) for d in NOT_DEVICES):
-        target = "/dev/pts" if path.startswith("/dev/pts/") else path
-        out = [(target, word, "", False)]
+        own = any(var == "TTY" and path == d for var, d in places.dirs)
+        target = "/dev/pts" if path.startswith("/dev/pts/") and not own else path
+        note = ("a terminal the run made: /dev/pts holds every terminal of the user, and the "
+                "command may read what is typed into them (SBX163)") if target == "/dev/pts" else ""
+        out = [(target, word, note, False)]
         if word in ("read", "modify") and target != "/dev":
             out.append((target, "ioctl-dev", "", False))
         return out

@@ -45,6 +45,20 @@ def test_a_secret_is_refused_with_the_reason(home, profile):
             f"{home}/.ssh") in r.stderr, r.stderr
 
 
+def test_making_a_terminal_is_refused_and_said_why():
+    """The built-ins grant the command's own terminal, not /dev/ptmx and /dev/pts:
+    Python's pty.openpty works unconfined and is refused under default, with
+    the reason and what a profile would need."""
+    code = "import pty; pty.openpty(); print('MADE')"
+    assert subprocess.run([PY, "-c", code], capture_output=True, text=True).stdout == "MADE\n"
+    r = subprocess.run(SBX + ["--", PY, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "MADE" not in r.stdout, r.stderr
+    assert ("refused write access to /dev/ptmx: profile default grants the command's own "
+            "terminal ($TTY), not the others") in r.stderr, r.stderr
+    assert "SBX163" in r.stderr
+
+
 def test_writing_outside_the_working_and_temporary_directories_is_refused(tmp_path, home):
     work = tmp_path / "work"
     work.mkdir()

@@ -184,6 +184,32 @@ def test_a_shell_using_devices_replays_under_its_traced_profile(tmp_path, backen
     assert "secret" not in (tmp_path / "d.yaml").read_text()
 
 
+def test_the_terminal_a_traced_command_opens_is_its_own_not_every_one(tmp_path, backend):
+    """A command that opens its terminal by name (echo > $(tty)) gets $TTY, which
+    a later run expands to its own terminal, a different one; /dev/pts, every
+    terminal of the user, is not granted."""
+    world = World(tmp_path)
+
+    def under_a_terminal(*args):
+        master, slave = os.openpty()
+        try:
+            return subprocess.run([sys.executable, "-m", "sandbox", *map(str, args)],
+                                  cwd=world.cwd, env=world.env, stdin=slave, capture_output=True,
+                                  text=True, timeout=120)
+        finally:
+            os.close(slave)
+            os.close(master)
+    script = 'echo hello > "$(tty)"'
+    traced = under_a_terminal("trace", "-o", tmp_path / "t.yaml", "--backend", backend, "--",
+                              "/bin/sh", "-c", script)
+    assert traced.returncode == 0, traced.stderr
+    prof = load_profile(str(tmp_path / "t.yaml"))
+    assert ("modify", "$TTY") in {(w, t) for w, t, _ in prof.fs}, prof.fs
+    assert not [t for _w, t, _ in prof.fs if t.startswith("/dev/pts")], prof.fs
+    replay = under_a_terminal("run", "--profile", tmp_path / "t.yaml", "--", "/bin/sh", "-c", script)
+    assert replay.returncode == 0, replay.stderr
+
+
 def test_the_tcp_port_seen_is_the_only_one_the_profile_allows(tmp_path, app, backend):
     world = World(tmp_path)
     conf, out = world.home / "app.conf", world.home / "out" / "result.txt"

@@ -260,3 +260,45 @@ def test_a_plan_with_nothing_to_plan_is_not_written(where, tree):
     _settle()
     assert plan_cache.plan(Spec(fs=[]), {}, None, (), []) == []
     assert not [n for n in os.listdir(where) if n.startswith("plan-")] if os.path.isdir(where) else True
+
+
+class _Stdin:
+    """Standard input replaced by *fd* for the block (``$TTY`` reads fds 0-2)."""
+
+    def __init__(self, fd):
+        self.fd, self.saved = fd, None
+
+    def __enter__(self):
+        self.saved = os.dup(0)
+        os.dup2(self.fd, 0)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 0)
+        os.close(self.saved)
+
+
+def test_a_plan_is_kept_per_terminal_and_grants_that_one(where, tree):
+    """$TTY is the terminal the command inherits: a plan kept under one terminal
+    is a miss under another, and grants the other one, not the first."""
+    spec = Spec(fs=[("read", str(tree), False), ("modify", "$TTY", True)])
+    (m1, s1), (m2, s2) = os.openpty(), os.openpty()
+    try:
+        one, two = os.ttyname(s1), os.ttyname(s2)
+        _settle()
+        with _Stdin(s1):
+            if confine.terminals()[:1] != (one,):
+                pytest.skip("standard output is a terminal here: $TTY holds it first")
+            _keep(spec, {})
+            assert one in [p for p, _, _ in plan_cache.lookup(spec, {}, None, ())[1]]
+        with _Stdin(s2):
+            got, was_kept, fresh = _both(spec, {})
+        assert not was_kept and got == fresh
+        assert two in [p for p, _, _ in got] and one not in [p for p, _, _ in got]
+        null = os.open(os.devnull, os.O_RDONLY)
+        with _Stdin(null):                                       # no terminal: nothing granted
+            rules = plan_cache.plan(spec, {}, None, (), [])
+        os.close(null)
+        assert not [p for p, _, _ in rules if p.startswith("/dev/pts/")]
+    finally:
+        for fd in (m1, s1, m2, s2):
+            os.close(fd)

@@ -46,7 +46,7 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     answered ENOSYS after them unless *clone3* is False (default errno(EPERM) would be SBX130).
     SBX138 (statx, getrandom... denied by the default errno(EPERM)) is left out unless
     *probes*: tests/sandbox/policy/test_baseline.py checks it.  The findings on files, ports, scopes and
-    capabilities (SBX150-SBX162: these profiles have no filesystem: section) are left out
+    capabilities (SBX150-SBX163: these profiles have no filesystem: section) are left out
     unless *layers*: test_layer_checks below is about them."""
     for fname, text in (extra or {}).items():
         (tmp_path / fname).write_text(textwrap.dedent(text))
@@ -61,7 +61,7 @@ def lint(tmp_path, rules: str, head: str = HEAD, name: str = "p.yaml", extra: di
     return rep
 
 
-LAYER_IDS = {f"SBX{n}" for n in range(150, 163)}
+LAYER_IDS = {f"SBX{n}" for n in range(150, 164)}
 
 
 def ids(report, severity=None):
@@ -427,6 +427,10 @@ FS_HEAD = HEAD + "capabilities: []\n"
     ("filesystem:\n  read: [/, /dev/null]\n  deny: [/dev, $HOME/.ssh, $HOME/.gnupg, $HOME/.aws]\n",
      set()),
     ("filesystem:\n  read: [/usr, /dev]\n", {"SBX162"}),
+    ("filesystem:\n  read: [/usr, /dev/tty, $TTY]\n  modify: [$TTY]\n", set()),
+    ("filesystem:\n  read: [/usr, /dev/pts]\n", {"SBX163"}),
+    ("filesystem:\n  modify: [/dev/pts/]\n", {"SBX163"}),
+    ("filesystem:\n  read: [/usr, /dev/pts]\n  deny: [/dev/pts]\n", set()),
     ("filesystem:\n  read: [/home]\n  deny: [$HOME/.ssh]\n", {"SBX155"}),
     ("filesystem:\n  read: [/usr]\ncapabilities: [NET_BIND_SERVICE]\n", set()),
     ("filesystem:\n  read: [/usr]\ncapabilities: [CAP_SYS_ADMIN]\n", {"SBX156"}),

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 
 HOME, CWD, TMP, ROOT = "/home/u", "/home/u/proj", "/tmp", "/opt/app"
 PLACES = tf.Places(
-    dirs=(("CWD", CWD), ("TMPDIR", TMP), ("HOME", HOME), ("EXEC_ROOT", ROOT)),
+    dirs=(("CWD", CWD), ("TMPDIR", TMP), ("HOME", HOME), ("EXEC_ROOT", ROOT), ("TTY", "/dev/pts/3")),
     secrets=(("$HOME/.ssh", f"{HOME}/.ssh"), ("/etc/shadow", "/etc/shadow"),
              ("/root", "/root")))
 O = {k: C[k] for k in ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_DIRECTORY", "O_PATH",
@@ -110,9 +110,12 @@ def general(*words, created=(), moves=(), ports=None, places=PLACES) -> dict:
     ([("read", "/proc/1234/status"), ("modify", "/proc/1234/oom_score_adj")],
      {"read": ["/proc"], "modify": ["/proc"]}),
     ([("modify", "/etc/motd")], {"modify": ["/etc/motd"]}),                  # writes stay exact
+    # the run's own terminal is $TTY; another one (a terminal it made) all of /dev/pts
     ([("modify", "/dev/pts/3"), ("read", "/dev/urandom"), ("write", "/dev/shm")],
-     {"read": ["/dev/urandom"], "modify": ["/dev/pts"], "write": ["/dev/shm"],
-      "ioctl-dev": ["/dev/pts", "/dev/urandom"]}),
+     {"read": ["/dev/urandom"], "modify": ["$TTY"], "write": ["/dev/shm"],
+      "ioctl-dev": ["$TTY", "/dev/urandom"]}),
+    ([("modify", "/dev/pts/3"), ("read", "/dev/ptmx"), ("modify", "/dev/pts/7")],
+     {"read": ["/dev/ptmx"], "modify": ["/dev/pts"], "ioctl-dev": ["/dev/ptmx", "/dev/pts"]}),
     ([("read", f"{CWD}/a.conf"), ("write", f"{CWD}/build"), ("modify", f"{CWD}/x.log")],
      {"read": ["$CWD/a.conf"], "write": ["$CWD"]}),
     ([("read", f"{TMP}/tmp.XYZ"), ("write", f"{TMP}/d")], {"read": ["$TMPDIR"],
@@ -124,7 +127,7 @@ def general(*words, created=(), moves=(), ports=None, places=PLACES) -> dict:
     ([("read", "/srv/data/x.csv"), ("modify", "/srv/data/y.csv")],
      {"read": ["/srv/data/x.csv"], "modify": ["/srv/data/y.csv"]}),
 ], ids=["system dirs", "a secret below a wide rule is denied", "proc", "system writes exact",
-        "dev", "cwd: writes collapse, reads exact", "tmpdir", "exec root", "home exact",
+        "dev: own terminal", "dev: a terminal made", "cwd: writes collapse, reads exact", "tmpdir", "exec root", "home exact",
         "elsewhere exact"])
 def test_generalisation_rules(words, expected):
     assert general(*words) == expected
