@@ -72,6 +72,12 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "same user, inside or outside the sandbox."),
     ("SBX117", "raw-io", "error", "I/O port access is allowed",
      "iopl and ioperm give direct hardware access to a process with CAP_SYS_RAWIO."),
+    ("SBX118", "sysv-ipc", "warning", "System V IPC is reachable",
+     "System V shared memory, message queues and semaphores have numbers, not paths, so no "
+     "file rule confines them: the command may attach the segments, read the queues and hold "
+     "the semaphores of every other process of its user (root's, run as root), whose numbers "
+     "/proc/sysvipc lists.",
+     "deny them: errno(ENOSYS): \"@sysv-ipc\", as the built-in profiles do"),
     ("SBX120", "perf-events", "warning", "perf_event_open is allowed",
      "Performance counters observe other processes and are a large, often exploited kernel surface."),
     ("SBX121", "keyring", "warning", "Kernel keyrings are reachable",
