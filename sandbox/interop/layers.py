@@ -16,7 +16,8 @@ An export must carry these or say that it does not:
 
 Path and port templates keep their variables until an export binds them:
 ``--var NAME=VALUE`` (``bind_vars``) binds any of them; otherwise systemd's
-specifiers stand for ``$HOME`` (``%h``) and ``$TMPDIR`` (``%T``), and the rest
+specifiers stand for ``$HOME`` (``%h``), ``$TMPDIR`` (``%T``) and
+``$XDG_RUNTIME_DIR`` (``%t``), and the rest
 (``$CWD``, ``$EXEC_ROOT``, ``${NAME}``) have no unit equivalent: their
 entries are left out with a warning naming the option. ``$TTY`` entries are
 left out quietly: a service has no terminal, and under ``sbx run`` without
@@ -37,7 +38,9 @@ from .systemd_fs import plan_fs
 
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SPECIFIERS = {"HOME": "%h", "TMPDIR": "%T"}      # systemd.unit(5): %h the manager's user's home, %T $TMPDIR or /tmp
+# systemd.unit(5): %h the manager's user's home, %T $TMPDIR or /tmp, %t the runtime
+# directory root (/run for the system manager, $XDG_RUNTIME_DIR for a user's)
+SPECIFIERS = {"HOME": "%h", "TMPDIR": "%T", "XDG_RUNTIME_DIR": "%t"}
 WHAT = {"CWD": "the command's working directory: the unit's WorkingDirectory=",
         "EXEC_ROOT": "the directory above the command's: /usr for /usr/bin/python3"}
 

@@ -64,8 +64,9 @@ STRICT_WRITABLE = ("/dev", "/proc", "/sys", "/home", "/root", "/run/user")
 # points to (/usr/lib for /lib), where sbx grants by the resolved path
 TOP_DIRS = ("/boot", "/dev", "/efi", "/etc", "/home", "/media", "/mnt", "/opt", "/proc", "/root", "/run",
             "/srv", "/sys", "/tmp", "/usr", "/var")
-# where a specifier may resolve: %h below /root or /home, %T at or below /tmp
-SPECIFIER_HOMES = {"%h": ("/root", "/home"), "%T": ("/tmp",)}
+# where a specifier may resolve: %h below /root or /home, %T at or below /tmp, %t at
+# or below /run
+SPECIFIER_HOMES = {"%h": ("/root", "/home"), "%T": ("/tmp",), "%t": ("/run",)}
 
 
 @dataclass(frozen=True)

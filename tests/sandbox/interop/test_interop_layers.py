@@ -84,6 +84,8 @@ def test_unbound_variables_are_left_out_with_a_warning_naming_the_option():
 def test_home_and_tmpdir_are_specifiers_unless_bound():
     s = settings(export("default", "--format", "systemd").stdout)
     assert "-%h/.ssh" in s["InaccessiblePaths"] and "-%T" in s["ReadWritePaths"]
+    assert "-%t/containers" in s["InaccessiblePaths"]          # $XDG_RUNTIME_DIR: /run for a system unit
+    assert not [v for vs in s.values() for v in vs if "TTY" in v]     # a service has no terminal
     s = settings(export("default", "--format", "systemd", "--var", "HOME=/home/u", "--var",
                         "TMPDIR=/srv/tmp").stdout)
     assert "-/home/u/.ssh" in s["InaccessiblePaths"] and "-/srv/tmp" in s["ReadWritePaths"]
