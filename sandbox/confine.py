@@ -160,36 +160,77 @@ def exec_roots(exe: str | None) -> list[str]:
 
 
 def terminals() -> tuple[str, ...]:
-    """``$TTY``: the terminals on sbx's standard input, output and error, which
-    the command inherits (/dev/pts/3), each once; none in a pipe or a service.
+    """``$TTY``: the command's own terminals. Those on sbx's standard input,
+    output and error, which the command inherits (/dev/pts/3), each once, and
+    /dev/tty when the controlling terminal is one of them; none in a pipe or a
+    service.
 
     The built-in profiles grant these by name and not /dev/pts: every terminal
     of the user is there, mode 0620 and owned by the user, and a command that
     may open one reads what is typed into it (another window's sudo password)
-    and writes to its screen."""
+    and writes to its screen. /dev/tty is the controlling terminal whatever the
+    command's descriptors are: with its input and output redirected (``sbx run
+    cmd </dev/null >log &`` from a shell), it is the shell's terminal, where
+    the command could make itself the foreground job and read what is typed."""
     out: list[str] = []
+    devices: set[tuple[int, int]] = set()
     for fd in (0, 1, 2):
         try:
             name = os.ttyname(fd)
+            rdev = os.fstat(fd).st_rdev
         except OSError:                    # not a terminal, closed, or not nameable here
             continue
+        devices.add((os.major(rdev), os.minor(rdev)))
         if name not in out:
             out.append(name)
+    if devices and _controlling_terminal() in devices:
+        out.append("/dev/tty")
     return tuple(out)
 
 
+def _controlling_terminal() -> tuple[int, int] | None:
+    """(major, minor) of this process's controlling terminal, None if it has none
+    or /proc cannot say. Opening /dev/tty would not tell: the file it gives has
+    /dev/tty's own inode (5, 0), whatever terminal it reaches. proc(5): field 7
+    of /proc/self/stat, tty_nr, holds the minor in bits 31-20 and 0-7 and the
+    major in bits 8-15 (the fields after the name, which may hold spaces and
+    parentheses, are read from its last ')')."""
+    try:
+        with open("/proc/self/stat", "rb") as fh:
+            text = fh.read()
+        nr = int(text[text.rindex(b")") + 2:].split()[4])
+    except (OSError, ValueError, IndexError):
+        return None
+    if nr == 0:
+        return None
+    return (nr >> 8) & 0xFF, (nr & 0xFF) | ((nr >> 12) & 0xFFF00)
+
+
+def _spans(template: str, name: str) -> list[tuple[int, int]]:
+    """Where *template* holds the variable *name*: $NAME (not $NAMEX) or ${NAME}."""
+    out = []
+    for token in ("${" + name + "}", "$" + name):
+        at = template.find(token)
+        while at >= 0:
+            end = at + len(token)
+            if token[1] == "{" or end == len(template) or not (
+                    (template[end].isascii() and template[end].isalnum()) or template[end] == "_"):
+                out.append((at, end))
+            at = template.find(token, end)
+    return sorted(out)
+
+
 def _uses(template: str, name: str) -> bool:
-    """*template* holds the variable *name* ($NAME or ${NAME}; $NAMEX is another)."""
-    if "${" + name + "}" in template:
-        return True
-    at = template.find("$" + name)
-    while at >= 0:
-        end = at + 1 + len(name)
-        if end == len(template) or not ((template[end].isascii() and template[end].isalnum())
-                                        or template[end] == "_"):
-            return True
-        at = template.find("$" + name, end)
-    return False
+    return bool(_spans(template, name))
+
+
+def _substitute(template: str, name: str, value: str) -> str:
+    """*template* with the variable *name* replaced by *value* (nothing else touched)."""
+    out, last = [], 0
+    for at, end in _spans(template, name):
+        out += [template[last:at], value]
+        last = end
+    return "".join(out) + template[last:]
 
 
 def expand_all(template: str, env: dict, exe: str | None = None,
@@ -197,25 +238,24 @@ def expand_all(template: str, env: dict, exe: str | None = None,
     """Every value of *template* ($EXEC_ROOT may have two, $TTY none or more),
     or ([], why not)."""
     if _uses(template, "TTY"):
-        ttys = terminals()
+        # a name holding "$" would be read as a variable again: never a terminal's
+        ttys = [t for t in terminals() if "$" not in t]
         if not ttys:
             return [], "$TTY: sbx runs without a terminal"
         out = []
         for tty in ttys:
-            values, why = expand_all(template.replace("${TTY}", tty).replace("$TTY", tty), env,
-                                     exe, cwd)
+            values, why = expand_all(_substitute(template, "TTY", tty), env, exe, cwd)
             if not values:
                 return [], why
             out += values
         return out, None
-    if "EXEC_ROOT" in template:
+    if _uses(template, "EXEC_ROOT"):
         roots = exec_roots(exe)
         if not roots:
             return [], "$EXEC_ROOT is unknown here"
         out = []
         for root in roots:
-            text, why = expand(template.replace("${EXEC_ROOT}", root).replace("$EXEC_ROOT", root),
-                               env, cwd)
+            text, why = expand(_substitute(template, "EXEC_ROOT", root), env, cwd)
             if text is None:
                 return [], why
             out.append(text)

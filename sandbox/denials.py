@@ -428,13 +428,25 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
                 inside.append(p)                 # one that is there: an absent deny splits nothing
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
-    if real is not None and (real == "/dev/ptmx" or real.startswith("/dev/pts/")) and \
-            not any(under(os.path.realpath(g)) for g in grants):
-        return (f"was refused {verb} {path}: profile {profile} grants the command's own terminal "
-                "($TTY), not the others; making a terminal (script, tmux, pexpect) needs /dev/ptmx "
-                "and /dev/pts, which hold every terminal of the user (sbx check SBX163)")
-    if denied:
-        return f"was refused {verb} {path}: profile {profile} denies {max(denied, key=len)}"
+    closest = max(denied, key=len) if denied else None
+    if closest is not None and closest != "/dev":
+        return f"was refused {verb} {path}: profile {profile} denies {closest}"
+    # /dev denied as a whole makes the devices an allow-list: for a terminal, say which
+    own_tty = any(w != "deny" and "TTY" in variables(t) for w, t, _o in spec.fs or ())
+    if own_tty and real is not None and (closest is not None or not any(
+            under(os.path.realpath(g)) for g in grants)):
+        if real == "/dev/tty":
+            return (f"was refused {verb} {path}: profile {profile} grants the command's own "
+                    "terminals ($TTY), and its controlling terminal, if it has one, is not on "
+                    "its input, output or error: /dev/tty would reach the terminal sbx was "
+                    "started from (sbx check SBX163)")
+        if real == "/dev/ptmx" or real.startswith("/dev/pts/"):
+            return (f"was refused {verb} {path}: profile {profile} grants the command's own "
+                    "terminals ($TTY), not the others; making a terminal (script, tmux, pexpect) "
+                    "needs /dev/ptmx and /dev/pts, which hold every terminal of the user (sbx "
+                    "check SBX163)")
+    if closest is not None:
+        return f"was refused {verb} {path}: profile {profile} denies {closest}"
     if inside and right not in ("read_file", "read_dir", "execute") and \
             any(under(os.path.realpath(g)) for g in grants):
         # the most specific path decides: a directory above a denied path keeps only

@@ -28,9 +28,9 @@ READ_WORDS = ("read", "all")
 # where a write outlives the sandbox: the system, the kernel's knobs, boot
 SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/opt",
                "/proc", "/sys", "/var/lib", "/var/spool", "/root")
-# devices a program may write (everything else under /dev is hardware, or the kernel)
-# devices a command may write without reaching past the sandbox (/dev/shm and /dev/mqueue
-# hold shared memory and message queues: IPC objects, not hardware)
+# devices whose writes do not outlive the sandbox, for SBX152 (everything else under /dev
+# is hardware, or the kernel): /dev/shm and /dev/mqueue hold IPC objects, not hardware;
+# terminals other than the command's own are SBX163's (what is typed there is read)
 HARMLESS_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx",
                     "/dev/random", "/dev/urandom", "/dev/shm", "/dev/mqueue", "/dev/stdout",
                     "/dev/stderr")
@@ -86,6 +86,11 @@ def _denied(profile, path: str) -> bool:
     return any(_covers(text, path) for text, _pos in _entries(profile, ("deny",)))
 
 
+TERMINAL_HINT = ("grant $TTY instead: the command's own terminals, /dev/tty among them only when "
+                 "the controlling terminal is its own; only a command that makes terminals "
+                 "(script, tmux, pexpect) needs /dev/pts and /dev/ptmx")
+
+
 def check_filesystem(ctx) -> None:
     prof = ctx.profile
     if prof.fs is None:
@@ -125,19 +130,29 @@ def check_filesystem(ctx) -> None:
                                    "root, the command reads the raw disks, and with them every "
                                    "file, denied ones included",
                                    hint="add /dev to deny: and grant the devices it uses by name "
-                                        "(/dev/null, /dev/urandom, /dev/tty, $TTY ...)"))
+                                        "(/dev/null, /dev/urandom, $TTY ...)"))
+    denies = [d for d, _p in _entries(prof, ("deny",))]
     for text, pos in _entries(prof, OPEN_WORDS):
-        # what covers /dev as a whole is SBX162's; a deny between the grant and
-        # /dev/pts keeps the terminals closed (the most specific path decides)
-        if _covers(text, "/dev/pts") and not _covers(text, "/dev") and not any(
-                _covers(d, "/dev/pts") and _covers(text, d) for d, _p in _entries(prof, ("deny",))):
+        # what covers /dev as a whole is SBX162's; a deny between the grant and the
+        # terminals keeps them closed (the most specific path decides)
+        if _covers(text, "/dev") or any(_covers(d, text) for d in denies):
+            continue
+        if _covers(text, "/dev/pts") and not any(_covers(d, "/dev/pts") and _covers(text, d)
+                                                 for d in denies):
             ctx.out.append(finding("SBX163", pos, f"{text} holds every terminal of the user: the "
                                    "command may open another one, read what is typed into it "
                                    "(a password given to sudo in another window) and write to "
-                                   "its screen",
-                                   hint="grant $TTY, the command's own terminal, instead; only a "
-                                        "command that makes terminals (script, tmux, pexpect) "
-                                        "needs /dev/pts and /dev/ptmx"))
+                                   "its screen", hint=TERMINAL_HINT))
+        elif _within(text, "/dev/pts"):
+            ctx.out.append(finding("SBX163", pos, f"{text} names a terminal by its number, which "
+                                   "another window of the user gets once this one is closed",
+                                   hint=TERMINAL_HINT))
+        elif text == "/dev/tty":
+            ctx.out.append(finding("SBX163", pos, "/dev/tty is the controlling terminal whatever "
+                                   "the command's descriptors are: started in the background "
+                                   "with its output redirected, the command may open the "
+                                   "shell's terminal, take the foreground and read what is typed",
+                                   hint=TERMINAL_HINT))
 
 
 def _network_allowed(ctx) -> bool:

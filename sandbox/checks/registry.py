@@ -209,11 +209,13 @@ CHECKS: tuple[Check, ...] = tuple(Check(*row) for row in (
      "file on it, the profile's denied ones included. Input devices, cameras and the kernel log "
      "are there too.",
      "add /dev to deny: and grant the devices the command uses by name"),
-    ("SBX163", "terminals-open", "warning", "The command may open every terminal of the user",
+    ("SBX163", "terminals-open", "warning", "The command may open a terminal that is not its own",
      "/dev/pts holds the user's terminals, each owned by the user: a command that may open them "
      "reads what is typed into another one (a password given to sudo or ssh in another window) "
-     "and writes to its screen. Its own terminal is $TTY.",
-     "grant $TTY instead of /dev/pts"),
+     "and writes to its screen. /dev/pts/N is another window's once this one is closed, and "
+     "/dev/tty is the terminal sbx was started from even when the command's input and output "
+     "are redirected. Its own terminals are $TTY.",
+     "grant $TTY instead"),
 ))
 BY_ID = {c.id: c for c in CHECKS}
 

@@ -11,6 +11,11 @@ attack, with a line already typed into it; the command gets a second pty, its
 own, as standard input. Unconfined, the attack reads the line (the control);
 under every built-in profile it is refused, as root and as nobody, while the
 command still opens its own terminal by name (``$(tty)``, GPG_TTY).
+
+The same for /dev/tty: in a session whose controlling terminal has a line
+typed into it, a command started with its input and output elsewhere (``sbx
+run cmd </dev/null >log``) reads that line unconfined and is refused under
+every profile; with the terminal as its input, /dev/tty is its own and opens.
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ STEAL = ("import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY); 
 # opens its own terminal (standard input's) by name: read-only, as minimal opens
 # nothing for writing
 OWN = "import os; fd = os.open(os.ttyname(0), os.O_RDONLY | os.O_NOCTTY); print('OWN OK')"
+# opens the controlling terminal and reads what was typed there
+CTTY_STEAL = "import os; fd = os.open('/dev/tty', os.O_RDONLY); print('READ', os.read(fd, 100))"
+CTTY_OWN = "import os; os.open('/dev/tty', os.O_RDONLY); print('OWN OK')"
 
 
 class Pty:
@@ -43,17 +51,27 @@ class Pty:
         os.close(self.master)
 
 
+KINDS = {"steal": STEAL, "own": OWN, "ctty-steal": CTTY_STEAL, "ctty-own": CTTY_OWN}
+
+
 @pytest.fixture(scope="module")
 def cells(workspace, users):
     jobs = {(kind, profile, u): (kind, users[u], profile)
-            for kind in ("steal", "own") for u in USERS for profile in [None, *PROFILES]}
+            for kind in KINDS for u in USERS for profile in [None, *PROFILES]}
 
     def attempt(kind, user, profile):
         other, own = Pty(user), Pty(user)
         try:
             os.write(other.master, TYPED)
-            command = ["/usr/bin/python3", "-c", STEAL if kind == "steal" else OWN, other.name]
+            os.write(own.master, TYPED)
+            command = ["/usr/bin/python3", "-c", KINDS[kind], other.name]
             argv = user.confined(profile, command) if profile else user.direct(command)
+            if kind.startswith("ctty"):
+                # a session whose controlling terminal is *own*, as a login shell's; for
+                # ctty-steal the command runs with its input and output elsewhere
+                # (sbx run cmd </dev/null >log from that shell)
+                redirect = 'exec "$@" </dev/null' if kind == "ctty-steal" else 'exec "$@"'
+                argv = ["setsid", "--ctty", "sh", "-c", redirect, "sh", *argv]
             return user.run(argv, user.env(), stdin=own.slave)
         finally:
             other.close()
@@ -61,22 +79,25 @@ def cells(workspace, users):
     return run_many(jobs, attempt)
 
 
+@pytest.mark.parametrize("kind", ["steal", "ctty-steal"])
 @pytest.mark.parametrize("user", USERS)
-def test_unconfined_the_other_terminal_gives_up_what_was_typed(cells, user):
-    out = cells[("steal", None, user)]
+def test_unconfined_the_other_terminal_gives_up_what_was_typed(cells, user, kind):
+    out = cells[(kind, None, user)]
     assert f"READ {TYPED!r}" in out.stdout, out.describe()
 
 
+@pytest.mark.parametrize("kind", ["steal", "ctty-steal"])
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("profile", PROFILES)
-def test_no_profile_lets_another_terminal_be_opened(cells, profile, user):
-    out = cells[("steal", profile, user)]
+def test_no_profile_lets_another_terminal_be_opened(cells, profile, user, kind):
+    out = cells[(kind, profile, user)]
     assert "READ" not in out.stdout, f"{user} under {profile}: {out.describe()}"
     assert "PermissionError" in out.stderr, f"{user} under {profile}: {out.describe()}"
 
 
+@pytest.mark.parametrize("kind", ["own", "ctty-own"])
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("profile", [None, *PROFILES])
-def test_the_command_opens_its_own_terminal_by_name(cells, profile, user):
-    out = cells[("own", profile, user)]
+def test_the_command_opens_its_own_terminal_by_name(cells, profile, user, kind):
+    out = cells[(kind, profile, user)]
     assert "OWN OK" in out.stdout, f"{user} under {profile}: {out.describe()}"

@@ -55,7 +55,7 @@ def test_making_a_terminal_is_refused_and_said_why():
                        timeout=30)
     assert r.returncode == 1 and "MADE" not in r.stdout, r.stderr
     assert ("refused write access to /dev/ptmx: profile default grants the command's own "
-            "terminal ($TTY), not the others") in r.stderr, r.stderr
+            "terminals ($TTY), not the others") in r.stderr, r.stderr
     assert "SBX163" in r.stderr
 
 

@@ -91,6 +91,21 @@ def test_exec_root_names_the_installation_of_the_command(tmp_path):
     assert expand_all("$EXEC_ROOT/lib", {}, str(real)) == ([str(tmp_path / "opt" / "py") + "/lib"], None)
 
 
+def test_a_variable_is_replaced_where_it_is_one_and_only_there(monkeypatch):
+    """$TTY and $EXEC_ROOT are replaced as the expansion reads names: $TTY_X is
+    another variable, ${TTY} the same one."""
+    from sandbox import confine
+    monkeypatch.setattr(confine, "terminals", lambda: ("/dev/pts/7",))
+    env = {"TTY_X": "/x"}
+    assert expand_all("$TTY_X/$TTY", env) == (["/x//dev/pts/7"], None)
+    assert expand_all("${TTY}", env) == (["/dev/pts/7"], None)
+    assert expand_all("/a/$EXEC_ROOTS", {"EXEC_ROOTS": "b"}, "/usr/bin/python3") == (["/a/b"], None)
+    monkeypatch.setattr(confine, "terminals", lambda: ())
+    assert expand_all("$TTY", env) == ([], "$TTY: sbx runs without a terminal")
+    monkeypatch.setattr(confine, "terminals", lambda: ("/dev/odd$HOME",))   # never read again
+    assert expand_all("$TTY", {"HOME": "/root"}) == ([], "$TTY: sbx runs without a terminal")
+
+
 # -- the rules, against their meaning ---------------------------------------------------
 
 NAMES = ("a", "b", "c")

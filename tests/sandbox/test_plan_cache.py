@@ -262,19 +262,22 @@ def test_a_plan_with_nothing_to_plan_is_not_written(where, tree):
     assert not [n for n in os.listdir(where) if n.startswith("plan-")] if os.path.isdir(where) else True
 
 
-class _Stdin:
-    """Standard input replaced by *fd* for the block (``$TTY`` reads fds 0-2)."""
+class _Std:
+    """Standard input, output and error replaced by *fds* for the block ($TTY reads
+    fds 0-2, whatever pytest's capture makes of 1 and 2)."""
 
-    def __init__(self, fd):
-        self.fd, self.saved = fd, None
+    def __init__(self, *fds):
+        self.fds, self.saved = fds, []
 
     def __enter__(self):
-        self.saved = os.dup(0)
-        os.dup2(self.fd, 0)
+        self.saved = [os.dup(n) for n in (0, 1, 2)]
+        for n, fd in enumerate(self.fds):
+            os.dup2(fd, n)
 
     def __exit__(self, *exc):
-        os.dup2(self.saved, 0)
-        os.close(self.saved)
+        for n, fd in enumerate(self.saved):
+            os.dup2(fd, n)
+            os.close(fd)
 
 
 def test_a_plan_is_kept_per_terminal_and_grants_that_one(where, tree):
@@ -282,23 +285,21 @@ def test_a_plan_is_kept_per_terminal_and_grants_that_one(where, tree):
     is a miss under another, and grants the other one, not the first."""
     spec = Spec(fs=[("read", str(tree), False), ("modify", "$TTY", True)])
     (m1, s1), (m2, s2) = os.openpty(), os.openpty()
+    null = os.open(os.devnull, os.O_RDWR)
     try:
         one, two = os.ttyname(s1), os.ttyname(s2)
         _settle()
-        with _Stdin(s1):
-            if confine.terminals()[:1] != (one,):
-                pytest.skip("standard output is a terminal here: $TTY holds it first")
+        with _Std(s1, null, null):
+            assert confine.terminals() == (one,)       # no controlling terminal: no /dev/tty
             _keep(spec, {})
             assert one in [p for p, _, _ in plan_cache.lookup(spec, {}, None, ())[1]]
-        with _Stdin(s2):
+        with _Std(s2, null, null):
             got, was_kept, fresh = _both(spec, {})
         assert not was_kept and got == fresh
         assert two in [p for p, _, _ in got] and one not in [p for p, _, _ in got]
-        null = os.open(os.devnull, os.O_RDONLY)
-        with _Stdin(null):                                       # no terminal: nothing granted
+        with _Std(null, null, null):                    # no terminal: nothing granted
             rules = plan_cache.plan(spec, {}, None, (), [])
-        os.close(null)
         assert not [p for p, _, _ in rules if p.startswith("/dev/pts/")]
     finally:
-        for fd in (m1, s1, m2, s2):
+        for fd in (m1, s1, m2, s2, null):
             os.close(fd)
