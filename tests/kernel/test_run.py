@@ -48,7 +48,15 @@ PROBE = textwrap.dedent(r'''
     elif which == "io_uring":
         print(call(425, 1, 0))
     elif which == "tiocsti":
-        c = ctypes.c_char(b"x")                             # at the terminal it was given
+        # at the terminal it was given, made its controlling terminal: the kernel lets
+        # TIOCSTI through there without CAP_SYS_ADMIN (dev.tty.legacy_tiocsti=1), so
+        # only the filter refuses it
+        try:
+            os.setsid()
+        except OSError:                                     # already a session leader
+            pass
+        call(16, 0, 0x540E, 0)                              # TIOCSCTTY
+        c = ctypes.c_char(b"x")
         print(call(16, 0, 0x5412, ctypes.addressof(c)))
     elif which == "clone3":
         print(call(435, 0, 0))
@@ -64,6 +72,22 @@ def probe(tmp_path_factory):
     p = tmp_path_factory.mktemp("probe") / "probe.py"
     p.write_text(PROBE)
     return str(p)
+
+
+def test_the_terminal_injection_probe_injects_unconfined(probe):
+    """The control of "TIOCSTI ioctl is denied": the same probe pushes a byte into
+    its controlling terminal when nothing filters it (the command would read it)."""
+    need(os.uname().machine == "x86_64", "x86_64 syscall numbers")
+    need(open("/proc/sys/dev/tty/legacy_tiocsti").read().strip() == "1",
+         "TIOCSTI is refused by the kernel here (dev.tty.legacy_tiocsti=0)")
+    master, slave = os.openpty()
+    try:
+        r = subprocess.run([PY, probe, "tiocsti"], stdin=slave, capture_output=True, text=True,
+                           timeout=30)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("attack,allowed", [
