@@ -108,7 +108,10 @@ DANGEROUS: tuple[tuple[str, tuple[str, ...], Constraint | None, str | None], ...
     ("SBX115", ("setns",), None, None),
     ("SBX116", ("process_vm_readv", "process_vm_writev"), None, None),
     ("SBX117", ("iopl", "ioperm"), None, None),
-    ("SBX118", ("shmat", "msgrcv", "semop", "semtimedop", "ipc"), None, None),
+    # what reaches another process's objects: attach, read, send, operate, remove (not
+    # the *get lookups alone, nor shmdt of one's own mapping)
+    ("SBX118", ("shmat", "shmctl", "msgrcv", "msgsnd", "msgctl", "semop", "semtimedop",
+                "semtimedop_time64", "semctl", "ipc"), None, None),
     ("SBX120", ("perf_event_open",), None, None),
     ("SBX121", ("keyctl", "add_key", "request_key"), None, None),
     ("SBX122", ("userfaultfd",), None, None),
