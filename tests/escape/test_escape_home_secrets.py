@@ -23,7 +23,9 @@ IN_HOME = [".npmrc", ".bash_history", ".zsh_history", ".python_history", ".psql_
            ".mysql_history", ".vault-token", ".cargo/credentials.toml", ".azure/msal_token_cache.json",
            ".terraform.d/credentials.tfrc.json", ".mozilla/firefox/abc.default/logins.json",
            ".thunderbird/abc.default/logins.json",
-           ".var/app/org.mozilla.firefox/.mozilla/firefox/abc.default/logins.json"]
+           ".var/app/org.mozilla.firefox/.mozilla/firefox/abc.default/logins.json",
+           "snap/firefox/common/.mozilla/firefox/abc.default/logins.json",
+           ".local/share/fish/fish_history", ".node_repl_history", ".gem/credentials"]
 IN_RUNTIME = ["containers/auth.json"]
 OPEN = "import sys; open(sys.argv[1], 'rb').close(); print('OPENED')"
 
