@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import _struct
 import os
+from errno import EMFILE as _EMFILE
 
 from . import libc
 
@@ -62,7 +63,6 @@ _RESOLVE_NO_SYMLINKS = 0x04      # openat2: fail (ELOOP) on any symbolic link, f
 # lowest first, so a batch is mostly one run of numbers, closed by one
 # close_range(2) (os.closerange) instead of a close(2) each.
 _HELD = 64
-EMFILE = 24
 
 
 def _close_all(fds: list[int]) -> None:
@@ -162,13 +162,16 @@ class Ruleset:
         how_addr = how.addr
         wanted = [(path, access & (handled if is_dir else on_file)) for path, access, is_dir in rules]
         wanted = [(path, access) for path, access in wanted if access]
-        # one encoding for them all: a path holds no NUL
+        for path in [p for p, _ in wanted if "\0" in p]:   # C would read a shorter path
+            failed.append((path, OSError(22, os.strerror(22), path)))
+        wanted = [(path, access) for path, access in wanted if "\0" not in path]
+        # one encoding for them all (none holds a NUL now)
         encoded = os.fsencode("\0".join(path for path, _ in wanted)).split(b"\0") if wanted else []
         held: list[int] = []
         try:
             for (path, access), bpath in zip(wanted, encoded):
                 fd = openat2(nr_open, _AT_FDCWD, bpath, how_addr, 24)
-                if fd < 0 and errno() == EMFILE and held:
+                if fd < 0 and errno() == _EMFILE and held:
                     _close_all(held)               # a low RLIMIT_NOFILE: the batch makes room
                     fd = openat2(nr_open, _AT_FDCWD, bpath, how_addr, 24)
                 if fd < 0:

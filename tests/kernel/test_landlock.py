@@ -292,6 +292,20 @@ def test_rules_are_made_under_a_low_descriptor_limit(tmp_path):
     assert in_child(ruled) == [100, []]
 
 
+def test_a_path_holding_a_nul_grants_nothing(tmp_path):
+    """C would read the path up to the NUL, a parent of what was meant."""
+    from sandbox.kernel import landlock
+    (tmp_path / "d").mkdir()
+    rs = landlock.Ruleset(fs=landlock.WRITE_RIGHTS)
+    try:
+        failed = rs.allow_paths([(f"{tmp_path}\0/d", landlock.WRITE_RIGHTS, True),
+                                 (str(tmp_path / "d"), landlock.WRITE_RIGHTS, True)])
+        assert [(p, e.errno) for p, e in failed] == [(f"{tmp_path}\0/d", 22)]
+        assert rs.rules == 1
+    finally:
+        rs.close()
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
