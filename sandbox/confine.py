@@ -234,17 +234,18 @@ def _substitute(template: str, name: str, value: str) -> str:
 
 
 def expand_all(template: str, env: dict, exe: str | None = None,
-               cwd: str | None = None) -> tuple[list[str], str | None]:
-    """Every value of *template* ($EXEC_ROOT may have two, $TTY none or more),
-    or ([], why not)."""
+               cwd: str | None = None, ttys: tuple[str, ...] | None = None
+               ) -> tuple[list[str], str | None]:
+    """Every value of *template* ($EXEC_ROOT may have two, $TTY none or more:
+    *ttys*, or this process's ``terminals()``), or ([], why not)."""
     if _uses(template, "TTY"):
         # a name holding "$" would be read as a variable again: never a terminal's
-        ttys = [t for t in terminals() if "$" not in t]
+        ttys = [t for t in (terminals() if ttys is None else ttys) if "$" not in t]
         if not ttys:
             return [], "$TTY: sbx runs without a terminal"
         out = []
         for tty in ttys:
-            values, why = expand_all(_substitute(template, "TTY", tty), env, exe, cwd)
+            values, why = expand_all(_substitute(template, "TTY", tty), env, exe, cwd, ())
             if not values:
                 return [], why
             out += values
@@ -471,9 +472,11 @@ def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool,
 
 def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str, ...] = (),
             notes: list[str] | None = None, cwd: str | None = None,
-            seen: set[str] | None = None) -> tuple[list, dict]:
+            seen: set[str] | None = None, ttys: tuple[str, ...] | None = None
+            ) -> tuple[list, dict]:
     """The grants [(rights, real path)] and denies {real path: rights taken away}
-    of *spec*'s ``filesystem:`` section as it expands here and now, with the
+    of *spec*'s ``filesystem:`` section as it expands here and now (or for the
+    run of *cwd* and *ttys*), with the
     *protected* paths kept out of every write. A path skipped (missing, a
     variable unset) is said in *notes*. ``fs_rules`` turns them into rules.
     Every path the plan depends on is added to *seen* (see ``real_path``)."""
@@ -484,7 +487,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     denies: dict[str, int] = {}
     real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
     for word, template, optional in spec.fs or ():
-        paths, why = expand_all(template, env, exe, cwd)
+        paths, why = expand_all(template, env, exe, cwd, ttys)
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
@@ -603,11 +606,12 @@ class _Layer:
 
 def plan_rules(spec: Spec, env: dict, exe: str | None, protected: tuple[str, ...],
                notes: list[str] | None = None, cwd: str | None = None,
-               seen: set[str] | None = None) -> list[tuple[str, int, bool]]:
+               seen: set[str] | None = None, ttys: tuple[str, ...] | None = None
+               ) -> list[tuple[str, int, bool]]:
     """The Landlock rules of *spec*'s filesystem section, planned now: ``fs_plan``
     then ``fs_rules`` (``plan_cache.plan`` is the same with plans kept between
     runs; *seen* gets what the plan depends on, as in ``fs_plan``)."""
-    grants, denies = fs_plan(spec, env, exe, protected, notes, cwd, seen)
+    grants, denies = fs_plan(spec, env, exe, protected, notes, cwd, seen, ttys)
     return fs_rules(grants, denies, seen=seen)
 
 

@@ -301,16 +301,18 @@ def variables(template: str) -> list[str]:
 class RunContext:
     """Where a run's Landlock denials came from: its working directory, the
     environment variables the profile's paths and ports use, the command's
-    file ($EXEC_ROOT) and sbx's cache directory. ``sbx run -o`` writes it as
-    the first JSON line (``{"context": {...}}``) when Landlock refused
-    something, so that ``sbx refine`` expands the profile's ``$CWD``, ``$HOME``
-    ... as that run did; *known* is False for the one guessed from here."""
+    file ($EXEC_ROOT), its terminals ($TTY) and sbx's cache directory. ``sbx
+    run -o`` writes it as the first JSON line (``{"context": {...}}``) when
+    Landlock refused something, so that ``sbx refine`` expands the profile's
+    ``$CWD``, ``$HOME``, ``$TTY`` ... as that run did; *known* is False for
+    the one guessed from here."""
 
-    __slots__ = ("cwd", "env", "exe", "cache_dir", "known")
+    __slots__ = ("cwd", "env", "exe", "cache_dir", "known", "ttys")
 
     def __init__(self, cwd: str, env: dict, exe: str | None = None, cache_dir: str | None = None,
-                 known: bool = True):
+                 known: bool = True, ttys: tuple[str, ...] = ()):
         self.cwd, self.env, self.exe, self.cache_dir, self.known = cwd, env, exe, cache_dir, known
+        self.ttys = tuple(ttys)
 
     @classmethod
     def of_run(cls, spec, env: dict, exe: str | None, cache_dir: str | None) -> "RunContext":
@@ -322,18 +324,22 @@ class RunContext:
             templates += list(value) if value != "any" else []
         for t in templates:
             names.update(variables(t))
-        names -= {"CWD", "EXEC_ROOT"}
-        return cls(os.getcwd(), {n: env[n] for n in sorted(names) if n in env}, exe, cache_dir)
+        names -= {"CWD", "EXEC_ROOT", "TTY"}
+        from .confine import terminals
+        return cls(os.getcwd(), {n: env[n] for n in sorted(names) if n in env}, exe, cache_dir,
+                   ttys=terminals())
 
     @classmethod
     def here(cls) -> "RunContext":
         """A guess for records that came without one: this process's place and environment."""
         import os
         from .cache import location
-        return cls(os.getcwd(), dict(os.environ), None, location(), known=False)
+        from .confine import terminals
+        return cls(os.getcwd(), dict(os.environ), None, location(), known=False, ttys=terminals())
 
     def to_json(self) -> dict:
-        return {"context": {"cwd": self.cwd, "env": self.env, "exe": self.exe, "cache": self.cache_dir}}
+        return {"context": {"cwd": self.cwd, "env": self.env, "exe": self.exe, "cache": self.cache_dir,
+                            "tty": list(self.ttys)}}
 
     @classmethod
     def from_json(cls, obj) -> "RunContext | None":
@@ -351,7 +357,11 @@ class RunContext:
         exe, cache = c.get("exe"), c.get("cache")
         if not all(v is None or isinstance(v, str) for v in (exe, cache)):
             raise ValueError("context exe and cache must be strings")
-        return cls(c["cwd"], dict(env), exe, cache)
+        ttys = c.get("tty") or []          # absent from a file an older sbx wrote
+        if not isinstance(ttys, list) or not all(isinstance(t, str) and t.startswith("/dev/")
+                                                 and "$" not in t for t in ttys):
+            raise ValueError("context tty must list device paths")
+        return cls(c["cwd"], dict(env), exe, cache, ttys=tuple(ttys))
 
 
 # -- Landlock denials, in plain words --------------------------------------------------

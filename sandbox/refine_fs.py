@@ -8,7 +8,7 @@ path under the narrowest word that holds the refused right (``read``,
 rights on a file (or its directory, when the file is gone: a temporary file
 that each run names anew), the directory for rights in a directory
 (creating, removing, renaming entries), written with the deepest of the
-profile's variables that holds it ($CWD, $TMPDIR, $HOME, $EXEC_ROOT) as the
+profile's variables that holds it ($CWD, $TMPDIR, $HOME, $EXEC_ROOT, $TTY) as the
 run had them (``denials.RunContext``). More than ``READ_LIMIT`` files of one
 directory under one word become one entry on the directory, as ``sbx trace``
 does.
@@ -98,11 +98,12 @@ class _Here:
         self.denies: list[tuple[str, str]] = []         # (template, real path)
         for word, template, _optional in spec.fs or ():
             if word == "deny":
-                for p in expand_all(template, ctx.env, ctx.exe, ctx.cwd)[0]:
+                for p in expand_all(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys)[0]:
                     self.denies.append((template, os.path.realpath(p)))
 
     def rules_of(self, spec) -> list[tuple[str, int, bool]]:
-        return plan_rules(spec, self.ctx.env, self.ctx.exe, self.protected, cwd=self.ctx.cwd)
+        return plan_rules(spec, self.ctx.env, self.ctx.exe, self.protected, cwd=self.ctx.cwd,
+                          ttys=self.ctx.ttys)
 
     def denied(self, real: str) -> list[str]:
         """The deny templates at or above *real*."""
@@ -133,7 +134,7 @@ def plan_grants(spec, denials: list, ctx: RunContext, broad: bool = False) -> Gr
     if not ctx.known:
         plan.notes.append("the denials came without their run's context (sbx run -o writes it): "
                           "$CWD, $HOME, $TMPDIR ... are taken from here")
-    places = places_for(ctx.env, ctx.cwd, ctx.exe)
+    places = places_for(ctx.env, ctx.cwd, ctx.exe, ctx.ttys)
     wanted: dict[tuple[str, str], Grant] = {}
     for blockers, target, count in landlock_groups(denials):
         family = blockers[0].partition(".")[0] if blockers else ""

@@ -100,15 +100,18 @@ def places_of(argv: list[str], env: dict | None) -> Places:
     return places_for(env, os.getcwd(), exe)
 
 
-def places_for(env: dict, cwd: str, exe: str | None) -> Places:
-    """The places of a run from its environment, working directory and command."""
+def places_for(env: dict, cwd: str, exe: str | None,
+               ttys: tuple[str, ...] | None = None) -> Places:
+    """The places of a run from its environment, working directory, command and
+    terminals (*ttys*; None: this process's, which a traced command inherits)."""
     from ..confine import expand
     found = [("CWD", os.path.realpath(cwd)),
              ("TMPDIR", os.path.realpath(env.get("TMPDIR") or "/tmp"))]
     if env.get("HOME"):
         found.append(("HOME", os.path.realpath(env["HOME"])))
     found += [("EXEC_ROOT", os.path.realpath(root)) for root in exec_roots(exe)]
-    found += [("TTY", tty) for tty in terminals()]      # the run's own terminal: $TTY, not /dev/pts
+    # the run's own terminals: $TTY, not /dev/pts
+    found += [("TTY", tty) for tty in (terminals() if ttys is None else ttys)]
     dirs = tuple(dict.fromkeys((v, d) for v, d in found if usable(d)))
     secrets = []
     for template in secret_templates():

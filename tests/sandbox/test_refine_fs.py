@@ -323,3 +323,32 @@ def test_a_refusal_beside_a_denied_path_is_explained_as_such(tmp_path, tree):
                     "directory above a denied path")
     said = explain_landlock(("fs.make_reg",), "/var/tmp", spec, "p", env, None, None, ())
     assert said == f"was refused creating a file in /var/tmp: profile p allows create only under {tree}"
+
+
+def test_the_run_s_own_terminal_is_granted_as_tty_and_the_context_keeps_it(tmp_path, tree):
+    """A refused read of the terminal the run had (the context's "tty") becomes
+    $TTY, which a later run expands to its own terminal; the context line of
+    sbx run -o carries the terminals through JSON."""
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        ctx = RunContext(str(tree / "work"), {"HOME": str(tree / "home")}, None, None, ttys=(name,))
+        again = RunContext.from_json(json.loads(json.dumps(ctx.to_json())))
+        assert again.ttys == (name,)
+        src = tmp_path / "p.yaml"
+        src.write_text(PROFILE)
+        plan = rff.plan_grants(confinement(load_profile(str(src))), [fs("fs.read_file", name)], again)
+        assert [(g.key, g.value) for g in plan.grants] == [("read", "$TTY")]
+        other = RunContext(str(tree / "work"), {"HOME": str(tree / "home")}, None, None,
+                           ttys=("/dev/pts/999",))
+        plan = rff.plan_grants(confinement(load_profile(str(src))), [fs("fs.read_file", name)], other)
+        assert [(g.key, g.value) for g in plan.grants] == [("read", name)]   # not this run's: exact
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
+@pytest.mark.parametrize("tty", [["relative/pts"], ["/dev/pts/$HOME"], "/dev/pts/1"])
+def test_a_context_with_a_bad_terminal_is_refused(tty):
+    with pytest.raises(ValueError):
+        RunContext.from_json({"context": {"cwd": "/", "tty": tty}})
