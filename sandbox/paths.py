@@ -98,7 +98,11 @@ def write_output(path: str, data: str | bytes) -> None:
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
-        with open(tmp, mode, **enc) as fh:
+        # made afresh (O_EXCL, no link followed): the name is predictable, and what
+        # another process put there first is not written through
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o666)
+        with open(fd, mode, **enc) as fh:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:

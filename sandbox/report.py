@@ -10,6 +10,7 @@ changes the command's status: a failure here is one line on stderr.
 """
 from __future__ import annotations
 
+import errno
 import os
 import _signal as signal     # the C module: signal.py's enums cost ~3 ms to import
 import sys
@@ -58,6 +59,7 @@ class Reporter:
         self._listened = True
         self._audit_problem = None      # why the audit socket could not be opened
         self._preread: list[bytes] = []     # audit datagrams read before the reader was loaded
+        self._out_fd = -1                   # --output, opened by start(), before the command runs
 
     @property
     def needs_go(self) -> bool:
@@ -69,8 +71,11 @@ class Reporter:
         return self.audit_fd >= 0 or self.probe is not None
 
     def start(self) -> None:
-        """Open the channels; raises LaunchError when --monitor cannot be set up
-        (the command must not start unmonitored when monitoring was asked for)."""
+        """Open the channels and the --output file; raises LaunchError when
+        --monitor cannot be set up (the command must not start unmonitored when
+        monitoring was asked for) or the output file cannot be opened."""
+        if self.output:
+            self._out_fd = open_output(self.output)
         if os.geteuid() == 0:
             from .kernel.netlink import ensure_audit_enabled, open_audit_readlog
             try:
@@ -102,6 +107,9 @@ class Reporter:
             self.probe.track_pid(pid)
 
     def stop(self) -> None:
+        if self._out_fd >= 0:
+            os.close(self._out_fd)
+            self._out_fd = -1
         if self.audit_fd >= 0:
             os.close(self.audit_fd)
             self.audit_fd = -1
@@ -334,8 +342,11 @@ class Reporter:
         run's context (``denials.RunContext``: what ``sbx refine`` expands the
         profile's paths with)."""
         import json
+        if self._out_fd < 0:
+            return
+        fd, self._out_fd = self._out_fd, -1
         try:
-            with open(self.output, "w") as fh:
+            with open(fd, "w", encoding="utf-8") as fh:
                 if any(d.landlock for d in denials):
                     from .denials import RunContext
                     c = self.context
@@ -346,6 +357,31 @@ class Reporter:
                     fh.write(json.dumps(d.to_json()) + "\n")
         except OSError as err:
             _say(f"cannot write {self.output}: {err.strerror}")
+
+
+def open_output(path: str) -> int:
+    """The --output file, opened (and emptied) before the command runs; LaunchError
+    (125) if it cannot be.
+
+    Opened now, not after the command exited: the command may write the
+    directory it is in, and sbx, unconfined, must not write through a symbolic
+    link the command left there (at ~/.ssh/rc, a root-owned script ...). A
+    symbolic link found here already is refused too (an earlier confined run
+    may have left it), except into /dev (/dev/stdout, /dev/fd/N)."""
+    from .errors import LaunchError
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        try:
+            return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            if not os.path.realpath(path).startswith(("/dev/", "/proc/")):
+                raise OSError(err.errno, "it is a symbolic link, which sbx does not follow "
+                                         "(a confined command may have left it)") from err
+            return os.open(path, flags, 0o644)
+    except OSError as err:
+        raise LaunchError(f"cannot write {path}: {err.strerror}; the command was not run") from err
 
 
 def _args_text(row, native: str) -> str:
