@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import _signal as signal     # the C module: signal.py's enums cost ~3 ms to import
 import sys
 
@@ -346,6 +347,9 @@ class Reporter:
             return
         fd, self._out_fd = self._out_fd, -1
         try:
+            # the command may have written the same file meanwhile: only sbx's lines stay
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.ftruncate(fd, 0)
             with open(fd, "w", encoding="utf-8") as fh:
                 if any(d.landlock for d in denials):
                     from .denials import RunContext

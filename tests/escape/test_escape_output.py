@@ -9,7 +9,8 @@ with denial records whose ``comm`` field the command chooses (an earlier
 review made that a root shell script run on the next login). The target
 holds ``ORIGINAL`` before; the command is refused writing it itself (the
 control that it is out of reach); after the run it must still hold
-``ORIGINAL``. A link that is already there when sbx starts (left by an
+``ORIGINAL``, and the file sbx opened holds sbx's records only, not lines
+the command wrote into it meanwhile. A link that is already there when sbx starts (left by an
 earlier run) makes sbx refuse to run (125), and the target is untouched.
 """
 from __future__ import annotations
@@ -32,7 +33,9 @@ except PermissionError:
     print("direct write refused")
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall(272, 0x10000000)                 # unshare(CLONE_NEWUSER): denied, recorded
-os.unlink("out.jsonl")
+with open("out.jsonl", "w") as fh:           # forged records, in the file sbx writes
+    fh.write('{"forged": true}\n' * 100)
+os.rename("out.jsonl", "kept.jsonl")
 os.symlink(target, "out.jsonl")
 print("LINKED")
 '''
@@ -59,8 +62,10 @@ def cells(workspace, users):
             argv[i + 1:i + 1] = ["-o", "out.jsonl"]
             env = user.env()
             res = _run_in(user, argv, env, work)
+            kept = os.path.join(work, "kept.jsonl")
+            forged = os.path.exists(kept) and "forged" in open(kept).read()
             with open(target) as fh:
-                return res, fh.read()
+                return res, fh.read(), forged
         finally:
             os.unlink(target)
     return run_many(jobs, attempt)
@@ -75,15 +80,17 @@ def _run_in(user, argv, env, cwd):
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_link_left_during_the_run_is_not_written_through(cells, profile, user):
-    res, content = cells[(profile, user, "during")]
+    res, content, forged = cells[(profile, user, "during")]
     assert "direct write refused" in res.stdout and "LINKED" in res.stdout, res.describe()
     assert content == "ORIGINAL\n", f"{user} under {profile}: {res.describe()}"
+    # the file sbx opened (moved aside by the command) holds sbx's records only
+    assert not forged, f"{user} under {profile}: {res.describe()}"
 
 
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_link_already_there_stops_the_run(cells, profile, user):
-    res, content = cells[(profile, user, "before")]
+    res, content, _forged = cells[(profile, user, "before")]
     assert res.status == 125 and "symbolic link" in res.stderr, res.describe()
     assert "LINKED" not in res.stdout
     assert content == "ORIGINAL\n", f"{user} under {profile}: {res.describe()}"
