@@ -498,10 +498,11 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])
     for path in protected:
         # what later runs load (sbx's code and profiles) is never writable by the
-        # command, even below a directory the profile lets it write
+        # command, even below a directory the profile lets it write; one that does
+        # not exist yet is denied all the same, so that the directories on the way
+        # to it lose the right to gain entries (fs_rules) and it cannot be made
         real = real_path(path, real_of, seen)
-        if os.path.exists(real):
-            denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
+        denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     return grants, denies
 
 

@@ -69,7 +69,11 @@ def installation_dirs() -> tuple[str, ...]:
         if os.path.isfile(os.path.join(sibling, "__init__.py")):
             out.append(sibling)
     out += [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
-    out += [d for origin, d in search_dirs() if origin != "built-in" and os.path.isdir(d)]
+    # the user's and the system's profile directories even when they do not exist
+    # yet: a command that could create ~/.config/sbx/profiles/default.yaml would
+    # decide what every later run installs (confine.fs_plan keeps the way there
+    # closed: no entry can be added in the nearest directory that exists)
+    out += [d for origin, d in search_dirs() if origin != "built-in"]
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
 
 
