@@ -22,7 +22,8 @@ class RunOptions:
     def __init__(self, argv: list[str], profile: str = "default", mode: str = "enforce",
                  log: bool = False, monitor: bool = False, use_cache: bool = True,
                  env: dict | None = None, quiet: bool = False, on_denials=None, on_spawn=None,
-                 allow_ports: tuple[int, ...] = (), json: bool = False, output: str | None = None):
+                 allow_ports: tuple[int, ...] = (), json: bool = False, output: str | None = None,
+                 keep_leftovers: bool = False):
         self.argv, self.profile, self.mode = argv, profile, mode
         self.on_spawn = on_spawn        # called with the child's pid right after fork
         self.on_denials = on_denials    # called with the list of report.Denial after exit
@@ -31,6 +32,9 @@ class RunOptions:
         self.use_cache, self.env, self.quiet = use_cache, env, quiet
         self.allow_ports = tuple(allow_ports)   # --allow-port: TCP ports for bind and connect
         self.json, self.output = json, output   # summary as JSON; denials as JSON lines to a file
+        # what the command leaves running is killed when it exits, unless the caller
+        # follows it (sbx verify, which is the subreaper itself and stops it later)
+        self.keep_leftovers = keep_leftovers
 
 
 class Compiled:
@@ -160,6 +164,10 @@ def run(opts: RunOptions) -> int:
                         on_denials=opts.on_denials,
                         context={"env": env, "exe": exe, "cache_dir": cache.location(),
                                  "protected": protected})
+    before = None
+    if not opts.keep_leftovers:
+        before = spawn.children()
+        spawn.adopt_orphans()
     try:
         reporter.start()
         # As root, the kernel is asked to log every denial (audit type 1326), so
@@ -171,8 +179,10 @@ def run(opts: RunOptions) -> int:
                              seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
                              wait_go=reporter.needs_go)
         child = spawn.start(plan)
-    except LaunchError:
+    except BaseException:
         reporter.stop()
+        if before is not None:
+            spawn.adopt_orphans(False)
         raise
     finally:
         confinement.close()
@@ -190,6 +200,8 @@ def run(opts: RunOptions) -> int:
         child.wait_exec()
     except LaunchError:
         reporter.stop()
+        if before is not None:
+            spawn.adopt_orphans(False)
         raise
     # what sbx status shows: only where Landlock keeps the record out of the command's
     # reach; written while the command runs (its start time is the fork's, so the
@@ -201,5 +213,12 @@ def run(opts: RunOptions) -> int:
         status = spawn.wait(child.pid)
     finally:
         running.forget(where)
+        if before is not None:
+            left = spawn.stop_leftovers(before)
+            spawn.adopt_orphans(False)
+            if left and not opts.quiet:
+                say(f"sbx: {opts.argv[0]} left {len(left)} process{'es' if len(left) > 1 else ''} "
+                    "running; killed (nothing of a sandbox outlives sbx run: it would keep the "
+                    "terminal)")
     reporter.finish(child.pid, status)
     return wait_status_code(status)

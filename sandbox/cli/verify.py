@@ -207,6 +207,7 @@ def verify(profile, timeout, duration, allow_unobserved, strict, as_json, comman
             ends = time.monotonic() + seconds if seconds else None
             with deadline.armed():
                 status = run(RunOptions(list(command), profile=profile, log=observed, quiet=True,
+                                        keep_leftovers=True,
                                         on_denials=child_denials.extend, on_spawn=started))
             if follower.command is not None:
                 follower.deadline = ends

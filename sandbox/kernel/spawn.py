@@ -298,7 +298,8 @@ def _decode_failure(data: bytes, argv0: str) -> LaunchError:
     return LaunchError(f"{argv0}: cannot execute: {os.strerror(errno_)}", exec_status(errno_))
 
 
-__all__ = ["Child", "Plan", "prepare", "resolve_command", "start"]
+__all__ = ["Child", "Plan", "adopt_orphans", "children", "prepare", "resolve_command", "start",
+           "stop_leftovers"]
 
 
 # Signals sbx passes on to the command when another process sends them to sbx
@@ -341,6 +342,56 @@ def wait(pid: int, every=None, interval: float = 0.02) -> int:
                 pass
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt_orphans(on: bool = True) -> None:
+    """Become (or stop being) the child subreaper: what the command leaves
+    running when it exits (a background job, a daemon that forked twice) is
+    reparented to sbx, not to init, so that ``stop_leftovers`` finds it."""
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0) != 0:
+        raise libc.fail("prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def children() -> set[int]:
+    """This process's children, zombies included (each thread lists its own)."""
+    out: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as fh:
+                out.update(int(p) for p in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def stop_leftovers(before: set[int]) -> list[int]:
+    """SIGKILL and reap what the command left running, now that it has exited
+    (sbx is its subreaper: ``adopt_orphans``); returns their pids. A process
+    that outlived ``sbx run`` would keep the terminal it inherited and read what
+    is typed there once the shell has it back, or take the foreground. *before*:
+    children sbx had before the command (not the command's). A pid cannot be
+    reused before sbx reaps it, so no unrelated process is signalled. Killing
+    one reparents its own children to sbx: repeated until none is left."""
+    stopped: list[int] = []
+    for _round in range(1000):
+        left = sorted(children() - before)
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in left:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        stopped += [p for p in left if p not in stopped]
+    return stopped
 
 
 def harden_self() -> None:
