@@ -491,8 +491,14 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
-            _fs_entry(word, path, real_path(path, real_of, seen), optional, dac_bypass, grants,
-                      denies, notes, landlock.FS_RIGHTS, seen)
+            real = real_path(path, real_of, seen)
+            if real == "/" and word in ("write", "modify", "create", "remove", "all") and \
+                    template != "/":
+                notes.append(f"{template} is / here: {word} there reaches every file the user may "
+                             "change but the denied ones; run the command from a directory of "
+                             "its own")
+            _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes,
+                      landlock.FS_RIGHTS, seen)
     # (sbx's own directories, protected below, are left out of the note: they are
     # below a granted directory only in a checkout of sbx)
     _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])
@@ -686,9 +692,25 @@ def _layers(profile: _Layer | None, scoped: int, base_fs: int, cache_dir: str | 
     return [base, profile]
 
 
+def _writable(rules: list[tuple[str, int, bool]], watched: tuple[str, ...]) -> list[str]:
+    """A note for each of *watched* (the profile's own file) that *rules* let the
+    command change: written, truncated, or replaced in its directory."""
+    from .kernel.landlock import FS_RIGHTS
+    on_file = FS_RIGHTS["write_file"][0] | FS_RIGHTS["truncate"][0]
+    out = []
+    for path in watched:
+        real = os.path.realpath(path)
+        if rights_at(rules, real) & on_file or \
+                rights_at(rules, os.path.dirname(real)) & FS_RIGHTS["remove_file"][0]:
+            out.append(f"its own file {path} is one the command may change, and so what the next "
+                       "run installs; keep profiles where the command may not write "
+                       "(~/.config/sbx/profiles is kept out of every command's reach)")
+    return out
+
+
 def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = None,
             extra_ports: tuple[int, ...] = (), exe: str | None = None,
-            protected: tuple[str, ...] = (), planner=None) -> Prepared:
+            protected: tuple[str, ...] = (), planner=None, watched: tuple[str, ...] = ()) -> Prepared:
     """The child's confinement steps for *spec*; LaunchError (125) if the kernel
     cannot enforce what *spec* asks and it does not say ``best-effort``.
 
@@ -702,7 +724,8 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
     later runs load). Where a write grant covers them, the directories between
     the grant and them lose the right to gain or lose entries (a checkout's
     top directory, for instance). *planner* makes the file-system rules
-    (``plan_rules``, or ``plan_cache.plan`` for ``sbx run``).
+    (``plan_rules``, or ``plan_cache.plan`` for ``sbx run``). *watched*: the
+    profile's own file, said in a note when the command may change it.
     """
     from .errors import LaunchError
     from .kernel import caps, landlock, seccomp
@@ -728,6 +751,8 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
         else:
             profile = _profile_layer(spec, env, version, extra_ports, notes, missing, exe, protected,
                                      planner or plan_rules)
+            if profile is not None and profile.fs:
+                notes += _writable(profile.rules, watched)
             for layer in _layers(profile, scoped, base_fs, cache_dir):
                 layers.append(layer.build(notes))
         if missing and spec.mode != "best-effort":

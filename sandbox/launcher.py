@@ -145,7 +145,8 @@ def run(opts: RunOptions) -> int:
     protected = installation_dirs()
     from .plan_cache import plan
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
-                                  opts.allow_ports, exe, protected=protected, planner=plan)
+                                  opts.allow_ports, exe, protected=protected, planner=plan,
+                                  watched=(compiled.path,) if compiled.path else ())
     if not opts.quiet:
         if confinement.unenforced:
             say(f"sbx: profile {compiled.name} says landlock: best-effort; not enforced on this "

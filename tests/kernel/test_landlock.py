@@ -59,6 +59,32 @@ def test_making_a_terminal_is_refused_and_said_why():
     assert "SBX163" in r.stderr
 
 
+def test_a_profile_the_command_may_change_is_said_at_launch(tmp_path):
+    """A profile kept in the working directory can be rewritten by the command, and
+    the next run installs what it wrote: said when the run starts; not for one
+    the command cannot write."""
+    work, safe = tmp_path / "work", tmp_path / "safe"
+    work.mkdir()
+    safe.mkdir()
+    for d in (work, safe):
+        (d / "mine.yaml").write_text(MINE)
+    env = dict(os.environ, TMPDIR=str(work))
+    said = subprocess.run(SBX + ["--profile", "mine.yaml", "--", "true"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert said.returncode == 0, said.stderr
+    assert "its own file mine.yaml is one the command may change" in said.stderr, said.stderr
+    quiet = subprocess.run(SBX + ["--profile", str(safe / "mine.yaml"), "--", "true"], cwd=work,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and "its own file" not in quiet.stderr, quiet.stderr
+
+
+def test_a_working_directory_of_slash_is_said_at_launch():
+    r = subprocess.run(SBX + ["--", "true"], cwd="/", capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert r.returncode == 0, r.stderr
+    assert "$CWD is / here: write there reaches every file the user may change" in r.stderr
+
+
 def test_writing_outside_the_working_and_temporary_directories_is_refused(tmp_path, home):
     work = tmp_path / "work"
     work.mkdir()
