@@ -122,7 +122,9 @@ def verdict_for(ap: ArchPolicy, nr: int, default: Action, unknown: Action) -> Ve
         chain.append([r.conds, r.action, r.origin, key, set(c.values) if key else None])
     block, origins = [], []
     for conds, action, origin, key, values in chain:
-        if key is not None and len(values) > len(conds[0].values):
+        # a set, not a count: the first rule's own list may repeat a value
+        # (arg1 in [TIOCSTI, 0x5412]), and the rules merged into it must not be lost
+        if key is not None and values != set(conds[0].values):
             c = conds[0]
             conds = (Cond(c.arg, "in", tuple(sorted(values)), c.mask, c.width),)
         block.append((conds, action))

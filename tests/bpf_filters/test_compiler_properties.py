@@ -174,3 +174,19 @@ def test_fixed_action_is_none_where_the_arguments_decide():
     policy = Policy([ap], default=eperm, unknown=enosys)
     assert [fixed_action(policy, ap, nr) for nr in (1, 2, 3, 4, 5, 999)] == \
         [enosys, enosys, None, None, eperm, enosys]
+
+
+def test_a_rule_merged_after_a_list_that_repeats_a_value_is_kept():
+    """Found by test_compiled_filter_equals_policy: "log when arg0 in [1, 1]" then
+    "log when arg0 == 0" became one set, but the set was compared by size with
+    the first list (2 == 2) and the second rule was dropped: arg0 == 0 was
+    allowed. A profile can write such a list (arg1 in [TIOCSTI, 0x5412])."""
+    from bpf_filters.ir import Action, ArchPolicy, Cond, Policy, Rule
+    m = 0xFFFFFFFF
+    for first, second in (((1, 1), 0), ((2, 2), 0), ((0, 0), 1), ((1, 1), 2)):
+        log, allow = Action("log", 0), Action("allow", 0)
+        ap = ArchPolicy(arch="x86_64", rules={0: (Rule(log, (Cond(0, "in", first, m, 32),)),
+                                                  Rule(log, (Cond(0, "==", second, m, 32),)))},
+                        known=frozenset(range(460)))
+        policy = Policy([ap], default=allow, unknown=allow, bad_arch=allow)
+        assert check_agrees(policy, compile_policy(policy)) > 0
