@@ -348,8 +348,20 @@ class Reporter:
         fd, self._out_fd = self._out_fd, -1
         try:
             # the command may have written the same file meanwhile: only sbx's lines stay
-            if stat.S_ISREG(os.fstat(fd).st_mode):
+            # (not in sbx's own stdout or stderr redirected to a file: the caller's)
+            own = self.output in _STREAMS or self.output.startswith(_FD_DIRS)
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and not own:
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                try:
+                    now = os.lstat(self.output)
+                except OSError:
+                    now = None
+                if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                    _say(f"{self.output} was moved or replaced while the command ran (it may "
+                         "write that directory): what is there now is not sbx's record; the "
+                         "record went to the file sbx opened, wherever it is now")
             with open(fd, "w", encoding="utf-8") as fh:
                 if any(d.landlock for d in denials):
                     from .denials import RunContext
@@ -363,29 +375,52 @@ class Reporter:
             _say(f"cannot write {self.output}: {err.strerror}")
 
 
+# what the caller's own descriptors are called: followed, whatever they are links to
+_STREAMS = ("/dev/stdout", "/dev/stderr")
+_FD_DIRS = ("/dev/fd/", "/proc/self/fd/")
+
+
 def open_output(path: str) -> int:
     """The --output file, opened (and emptied) before the command runs; LaunchError
     (125) if it cannot be.
 
     Opened now, not after the command exited: the command may write the
     directory it is in, and sbx, unconfined, must not write through a symbolic
-    link the command left there (at ~/.ssh/rc, a root-owned script ...). A
-    symbolic link found here already is refused too (an earlier confined run
-    may have left it), except into /dev (/dev/stdout, /dev/fd/N)."""
+    link the command left there (at ~/.ssh/rc, a root-owned script, a disk).
+    No link is followed in any component of the path (an earlier confined run
+    may have left one, at the file or at a directory on the way), except the
+    names of sbx's own descriptors (/dev/stdout, /dev/fd/N). A block device is
+    refused; a FIFO without a reader too, rather than waiting before the run."""
     from .errors import LaunchError
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    from .kernel.libc import open_no_links
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        try:
-            return os.open(path, flags | os.O_NOFOLLOW, 0o644)
-        except OSError as err:
-            if err.errno != errno.ELOOP:
+        own = path in _STREAMS or path.startswith(_FD_DIRS)
+        if own:
+            fd = os.open(path, flags & ~os.O_CREAT)
+        else:
+            try:
+                fd = open_no_links(path, flags)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise OSError(err.errno, "a symbolic link on the way, which sbx does not follow "
+                                             "(a confined command may have left it); give the "
+                                             "real path") from err
                 raise
-            if not os.path.realpath(path).startswith(("/dev/", "/proc/")):
-                raise OSError(err.errno, "it is a symbolic link, which sbx does not follow "
-                                         "(a confined command may have left it)") from err
-            return os.open(path, flags, 0o644)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISBLK(st.st_mode):
+                raise OSError(errno.EINVAL, "a block device")
+            if stat.S_ISREG(st.st_mode) and not own:      # a stream redirected to a file: append
+                os.ftruncate(fd, 0)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
     except OSError as err:
-        raise LaunchError(f"cannot write {path}: {err.strerror}; the command was not run") from err
+        why = "a FIFO no one reads" if err.errno == errno.ENXIO else err.strerror
+        raise LaunchError(f"cannot write {path}: {why}; the command was not run") from err
 
 
 def _args_text(row, native: str) -> str:

@@ -180,10 +180,28 @@ def cstring(text: str | bytes) -> Buffer:
 _PRCTL = long_function("prctl", 5)
 
 
+_RESOLVE_NO_SYMLINKS = 0x04      # openat2(2): fail with ELOOP on a symbolic link anywhere
+
+
+def open_no_links(path: str, flags: int, mode: int = 0o644) -> int:
+    """open(2) of *path* that follows no symbolic link in any component (openat2
+    RESOLVE_NO_SYMLINKS): a link another process left on the way is ELOOP, not a
+    detour. Raises OSError."""
+    import _struct
+    how = Buffer(_struct.pack("=QQQ", flags, mode if flags & os.O_CREAT else 0,
+                              _RESOLVE_NO_SYMLINKS))
+    fd = long_function("syscall", 5, strings=(2,))(sysno("openat2"), -100, os.fsencode(path),
+                                                   how.addr, 24)
+    if fd < 0:
+        err = errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
     """prctl(2); returns its result or -1 with errno set."""
     return _PRCTL(option, a2, a3, a4, a5)
 
 
 __all__ = ["Buffer", "KernelError", "call", "checked", "checked_syscall", "cstring", "errno",
-           "fail", "function", "machine", "prctl", "syscall", "sysno"]
+           "fail", "function", "machine", "open_no_links", "prctl", "syscall", "sysno"]

@@ -11,7 +11,8 @@ holds ``ORIGINAL`` before; the command is refused writing it itself (the
 control that it is out of reach); after the run it must still hold
 ``ORIGINAL``, and the file sbx opened holds sbx's records only, not lines
 the command wrote into it meanwhile. A link that is already there when sbx starts (left by an
-earlier run) makes sbx refuse to run (125), and the target is untouched.
+earlier run), at the file or at a directory on the way, makes sbx refuse to
+run (125), and the target is untouched.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ print("LINKED")
 @pytest.fixture(scope="module")
 def cells(workspace, users):
     jobs = {(profile, u, when): (users[u], profile, when)
-            for u in USERS for profile in PROFILES for when in ("during", "before")}
+            for u in USERS for profile in PROFILES for when in ("during", "before", "parent")}
 
     def attempt(user, profile, when):
         work = user.mkdtemp(f"out-{profile}-{when}-")
@@ -53,13 +54,17 @@ def cells(workspace, users):
             fh.write("ORIGINAL\n")
         user.give(target, 0o644)
         out = os.path.join(work, "out.jsonl")
+        name = "out.jsonl"
         if when == "before":
             os.symlink(target, out)
+        elif when == "parent":                  # a directory on the way is a link, to the home
+            os.symlink(user.home, os.path.join(work, "logs"))
+            name = f"logs/{os.path.basename(target)}"
         try:
             command = ["/usr/bin/python3", "-c", ATTACK, target]
             argv = user.confined(profile, command)
             i = argv.index("run")
-            argv[i + 1:i + 1] = ["-o", "out.jsonl"]
+            argv[i + 1:i + 1] = ["-o", name]
             env = user.env()
             res = _run_in(user, argv, env, work)
             kept = os.path.join(work, "kept.jsonl")
@@ -85,12 +90,14 @@ def test_a_link_left_during_the_run_is_not_written_through(cells, profile, user)
     assert content == "ORIGINAL\n", f"{user} under {profile}: {res.describe()}"
     # the file sbx opened (moved aside by the command) holds sbx's records only
     assert not forged, f"{user} under {profile}: {res.describe()}"
+    assert "out.jsonl was moved or replaced while the command ran" in res.stderr, res.describe()
 
 
+@pytest.mark.parametrize("when", ["before", "parent"])
 @pytest.mark.parametrize("user", USERS)
 @pytest.mark.parametrize("profile", PROFILES)
-def test_a_link_already_there_stops_the_run(cells, profile, user):
-    res, content, _forged = cells[(profile, user, "before")]
+def test_a_link_already_there_stops_the_run(cells, profile, user, when):
+    res, content, _forged = cells[(profile, user, when)]
     assert res.status == 125 and "symbolic link" in res.stderr, res.describe()
     assert "LINKED" not in res.stdout
     assert content == "ORIGINAL\n", f"{user} under {profile}: {res.describe()}"

@@ -219,3 +219,22 @@ def test_syscall_minus_one_is_enosys_as_unconfined_not_a_kill():
         r = subprocess.run(SBX + ["--profile", profile, "--", PY, "-c", code], cwd=ROOT,
                            capture_output=True, text=True, timeout=30)
         assert (r.returncode, r.stdout.split()) == (0, ["-1", "38"]), (profile, r.stderr)
+
+
+def test_output_to_sbx_s_own_stdout_keeps_what_the_caller_wrote_before(tmp_path):
+    """-o /dev/stdout names sbx's stdout, followed although it is a link; redirected
+    to a file, it is written after what the caller wrote there, not over it."""
+    out = tmp_path / "all.txt"
+    shell = f"{{ echo header; {' '.join(SBX)} -o /dev/stdout -- true; echo trailer; }} > {out}"
+    r = subprocess.run(["/bin/sh", "-c", shell], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == "header\ntrailer\n", out.read_text()
+
+
+def test_output_to_a_fifo_no_one_reads_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    r = subprocess.run(SBX + ["-o", str(fifo), "--", "true"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 125 and "a FIFO no one reads" in r.stderr, r.stderr
