@@ -129,6 +129,53 @@ def main(opts: dict) -> int:
         return 130
 
 
+def _start_and_wait(opts: RunOptions, compiled: Compiled, confinement, reporter, env: dict):
+    """Start the command confined and wait for it: (raw wait status, child)."""
+    try:
+        reporter.start()
+        # As root, the kernel is asked to log every denial (audit type 1326), so
+        # that sbx can say what was denied even in a plain run; the monitor sees
+        # denials without it.
+        log = opts.log or opts.mode == "complain" or (reporter.audit_fd >= 0 and not opts.monitor)
+        flags = seccomp.SECCOMP_FILTER_FLAG_LOG if log else 0
+        plan = spawn.prepare(opts.argv, env, steps=confinement.steps,
+                             seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
+                             wait_go=reporter.needs_go)
+        child = spawn.start(plan)
+    except BaseException:
+        reporter.stop()
+        raise
+    finally:
+        confinement.close()
+    try:
+        if opts.on_spawn is not None:
+            opts.on_spawn(child.pid)
+        if reporter.needs_go:
+            from .kernel.proc import wait_blocked
+            wait_blocked(child.pid)    # seed the monitor while the child sits in its go-pipe read
+            reporter.track(child.pid)
+            child.go()
+        # Wait for the exec before any other work: the kernel queues a new child on its
+        # parent's CPU and runs it once the parent blocks, so work done here first
+        # delays the command by as much (measured: 1.3 ms on a 2-core machine).
+        child.wait_exec()
+    except BaseException:
+        reporter.stop()
+        child.abandon()
+        raise
+    # what sbx status shows: only where Landlock keeps the record out of the command's
+    # reach; written while the command runs (its start time is the fork's, so the
+    # record is the same as one written before the exec)
+    from . import running
+    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
+        if landlock.abi() > 0 else None
+    try:
+        status = spawn.wait(child.pid)
+    finally:
+        running.forget(where)
+    return status, child
+
+
 def run(opts: RunOptions) -> int:
     """Run the command confined; returns the exit status sbx should exit with."""
     try:
@@ -165,58 +212,22 @@ def run(opts: RunOptions) -> int:
                         on_denials=opts.on_denials,
                         context={"env": env, "exe": exe, "cache_dir": cache.location(),
                                  "protected": protected})
-    before = None
+    before, was = None, None
     if not opts.keep_leftovers:
         before = spawn.children()
-        spawn.adopt_orphans()
+        was = spawn.adopt_orphans(1)
     try:
-        reporter.start()
-        # As root, the kernel is asked to log every denial (audit type 1326), so
-        # that sbx can say what was denied even in a plain run; the monitor sees
-        # denials without it.
-        log = opts.log or opts.mode == "complain" or (reporter.audit_fd >= 0 and not opts.monitor)
-        flags = seccomp.SECCOMP_FILTER_FLAG_LOG if log else 0
-        plan = spawn.prepare(opts.argv, env, steps=confinement.steps,
-                             seccomp_filter=seccomp.PreparedFilter(compiled.program, flags),
-                             wait_go=reporter.needs_go)
-        child = spawn.start(plan)
-    except BaseException:
-        reporter.stop()
-        if before is not None:
-            spawn.adopt_orphans(False)
-        raise
+        status, child = _start_and_wait(opts, compiled, confinement, reporter, env)
     finally:
-        confinement.close()
-    if opts.on_spawn is not None:
-        opts.on_spawn(child.pid)
-    if reporter.needs_go:
-        from .kernel.proc import wait_blocked
-        wait_blocked(child.pid)        # seed the monitor while the child sits in its go-pipe read
-        reporter.track(child.pid)
-        child.go()
-    # Wait for the exec before any other work: the kernel queues a new child on its
-    # parent's CPU and runs it once the parent blocks, so work done here first
-    # delays the command by as much (measured: 1.3 ms on a 2-core machine).
-    try:
-        child.wait_exec()
-    except LaunchError:
-        reporter.stop()
-        if before is not None:
-            spawn.adopt_orphans(False)
-        raise
-    # what sbx status shows: only where Landlock keeps the record out of the command's
-    # reach; written while the command runs (its start time is the fork's, so the
-    # record is the same as one written before the exec)
-    from . import running
-    where = running.record(child.pid, compiled.name, compiled.path, opts.mode) \
-        if landlock.abi() > 0 else None
-    try:
-        status = spawn.wait(child.pid)
-    finally:
-        running.forget(where)
-        if before is not None:
-            left = spawn.stop_leftovers(before)
-            spawn.adopt_orphans(False)
+        if was is not None:
+            # what the command left running dies here, on every path (a failed start
+            # included): a leftover keeps the terminal once the shell has it back
+            try:
+                left = spawn.stop_leftovers(before)
+            except OSError as err:
+                left = []
+                say(f"sbx: {err.strerror}")
+            spawn.adopt_orphans(was)
             if left and not opts.quiet:
                 say(f"sbx: {opts.argv[0]} left {len(left)} process{'es' if len(left) > 1 else ''} "
                     "running; killed (nothing of a sandbox outlives sbx run: it would keep the "

@@ -74,6 +74,15 @@ def installation_dirs() -> tuple[str, ...]:
     # decide what every later run installs (confine.fs_plan keeps the way there
     # closed: no entry can be added in the nearest directory that exists)
     out += [d for origin, d in search_dirs() if origin != "built-in"]
+    # and where a run without this environment would look: the home the password
+    # database gives (sudo may keep HOME, or XDG_CONFIG_HOME point elsewhere)
+    import pwd
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        home = ""
+    if os.path.isabs(home):
+        out.append(user_dir({"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config")}))
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
 
 

@@ -345,25 +345,46 @@ def wait(pid: int, every=None, interval: float = 0.02) -> int:
 
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
-def adopt_orphans(on: bool = True) -> None:
-    """Become (or stop being) the child subreaper: what the command leaves
-    running when it exits (a background job, a daemon that forked twice) is
-    reparented to sbx, not to init, so that ``stop_leftovers`` finds it."""
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1 if on else 0) != 0:
+def adopt_orphans(on: int = 1) -> int:
+    """Set this process's child-subreaper flag to *on*; returns what it was, to
+    be given back. As subreaper, what the command leaves running when it exits
+    (a background job, a daemon that forked twice) is reparented to sbx, not to
+    init, so that ``stop_leftovers`` finds it."""
+    buf = libc.Buffer(size=4)
+    was = int.from_bytes(buf.read(4), "little") \
+        if libc.prctl(PR_GET_CHILD_SUBREAPER, buf.addr) == 0 else 0
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, on) != 0:
         raise libc.fail("prctl(PR_SET_CHILD_SUBREAPER)")
+    return was
 
 
 def children() -> set[int]:
-    """This process's children, zombies included (each thread lists its own)."""
+    """This process's children, zombies included: each thread lists its own in
+    /proc/self/task/TID/children; where the kernel lacks that file
+    (CONFIG_PROC_CHILDREN), from the parent field of every /proc/PID/stat."""
     out: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as fh:
-                out.update(int(p) for p in fh.read().split())
-        except OSError:
-            continue
+    tasks = os.listdir("/proc/self/task")
+    if os.path.exists(f"/proc/self/task/{tasks[0]}/children"):
+        for task in tasks:
+            try:
+                with open(f"/proc/self/task/{task}/children") as fh:
+                    out.update(int(p) for p in fh.read().split())
+            except OSError:
+                continue
+        return out
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    text = fh.read()
+            except OSError:
+                continue
+            if int(text[text.rindex(b")") + 2:].split()[1]) == me:
+                out.add(int(name))
     return out
 
 
@@ -375,22 +396,32 @@ def stop_leftovers(before: set[int]) -> list[int]:
     children sbx had before the command (not the command's). A pid cannot be
     reused before sbx reaps it, so no unrelated process is signalled. Killing
     one reparents its own children to sbx: repeated until none is left."""
+    import time
     stopped: list[int] = []
-    for _round in range(1000):
+    deadline = time.monotonic() + 10.0       # a process in uninterruptible sleep may never die
+    while time.monotonic() < deadline:
         left = sorted(children() - before)
         if not left:
-            break
+            return stopped
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for pid in left:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.001)
         stopped += [p for p in left if p not in stopped]
+    survivors = sorted(children() - before)
+    if survivors:
+        raise OSError(0, f"{len(survivors)} process{'es' if len(survivors) > 1 else ''} the "
+                         f"command left (pid {', '.join(map(str, survivors[:5]))}) did not die "
+                         "within 10 s of SIGKILL")
     return stopped
 
 

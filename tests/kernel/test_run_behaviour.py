@@ -238,3 +238,20 @@ def test_output_to_a_fifo_no_one_reads_is_refused_at_once(tmp_path):
     r = subprocess.run(SBX + ["-o", str(fifo), "--", "true"], cwd=ROOT,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 125 and "a FIFO no one reads" in r.stderr, r.stderr
+
+
+def test_the_subreaper_flag_is_given_back_and_children_are_listed():
+    """sbx run sets the child-subreaper flag for its run and gives back what it was
+    (a caller may be a subreaper itself); children() lists a child, not others."""
+    from tests.conftest import in_child
+
+    def probe():
+        from sandbox.kernel import spawn
+        first = spawn.adopt_orphans(1)
+        again = spawn.adopt_orphans(first)
+        proc = subprocess.Popen(["sleep", "5"])
+        listed = spawn.children()
+        proc.kill()
+        proc.wait()
+        return [first, again, proc.pid in listed, os.getpid() in listed]
+    assert in_child(probe) == [0, 1, True, False]
