@@ -83,6 +83,7 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
     from .policy.profile import confinement
     prof = load_profile(ref)
     flt = build_filter(prof, native=native, mode=mode)
+    _require_meaning(flt, prof.name)
     require_launchable(flt, prof, native)       # before caching: a cached filter passed
     prog = flt.encode()
     spec = confinement(prof)
@@ -94,6 +95,22 @@ def compile_profile(ref: str, mode: str = "enforce", use_cache: bool = True) -> 
         deps.update((p, cache.ABSENT) for p in prof.absent if p not in deps)
         cache.store(key, fp, deps, cache.Entry(prog, prof.name, spec.lines(), fallbacks))
     return Compiled(prog, prof.name, prof.path, spec, fallbacks)
+
+
+def _require_meaning(flt, name: str) -> None:
+    """LaunchError (125) when the compiled program decides anything otherwise than
+    the profile says (``Filter.disagreements``): a compiler bug must never become
+    a filter a command runs under, nor a cache entry."""
+    bad = flt.disagreements()
+    if bad:
+        from bpf_filters.syscalls import AUDIT_ARCH
+        token, nr, args = bad[0]
+        arch = next((a for a, t in AUDIT_ARCH.items() if t == token), hex(token))
+        raise LaunchError(f"cannot confine the command: the filter compiled from profile {name} "
+                          f"decides syscall {nr} on {arch} with args "
+                          f"({', '.join(hex(a) for a in args)}) otherwise than the profile says "
+                          "(a bug in sbx's compiler: please report it with the profile); the "
+                          "command was not run")
 
 
 def _fallbacks(policy) -> dict[str, frozenset[int]]:

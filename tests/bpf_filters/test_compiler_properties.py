@@ -190,3 +190,24 @@ def test_a_rule_merged_after_a_list_that_repeats_a_value_is_kept():
                         known=frozenset(range(460)))
         policy = Policy([ap], default=allow, unknown=allow, bad_arch=allow)
         assert check_agrees(policy, compile_policy(policy)) > 0
+
+
+@given(policies())
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_disagreements_finds_none_where_the_program_means_the_policy(policy):
+    """What sbx run checks before it installs or caches a compiled filter."""
+    assert compile_policy(policy).disagreements() == []
+
+
+def test_disagreements_finds_a_program_that_decides_otherwise():
+    from bpf_filters import insn as I
+    from bpf_filters.ir import Action, ArchPolicy, Cond, Policy, Rule
+    deny = Action("errno", 1)
+    ap = ArchPolicy(arch="x86_64", rules={16: (Rule(deny, (Cond(1, "==", 0x541C, 0xFFFFFFFF, 32),)),)},
+                    known=frozenset(range(460)))
+    flt = compile_policy(Policy([ap], default=Action("allow", 0), unknown=Action("allow", 0),
+                                bad_arch=Action("allow", 0)))
+    assert flt.disagreements() == []
+    flt.insns = [I.stmt(I.RET | I.K, Action("allow", 0).ret)]      # a program that allows all
+    token, nr, args = flt.disagreements()[0]
+    assert (nr, args[1]) == (16, 0x541C)
