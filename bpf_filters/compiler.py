@@ -36,7 +36,7 @@ from . import insn as I
 from .builder import Builder
 from .action_cache import is_const_allow
 from .interp import Result, SeccompData, run
-from .ir import M32, NR_MINUS_ONE, Action, ArchPolicy, Cond, Decision, Policy, evaluate
+from .ir import M32, M64, NR_MINUS_ONE, Action, ArchPolicy, Cond, Decision, Policy, evaluate
 from .optimizer import optimize
 from .syscalls import AUDIT_ARCH, X32_SYSCALL_BIT
 from .verifier import verify
@@ -118,7 +118,7 @@ class Filter:
                 halves.append((ap, [NR_MINUS_ONE]))
             for half, nrs in halves:
                 for nr in nrs:
-                    for args in _vectors(half, nr):
+                    for args in rule_vectors(half, nr):
                         if self.run(token, nr, args).value != \
                                 evaluate(self.policy, token, nr, args).action.ret:
                             out.append((token, nr, args))
@@ -127,16 +127,15 @@ class Filter:
         return out
 
 
-def _vectors(ap: ArchPolicy | None, nr: int) -> list[tuple[int, ...]]:
+def rule_vectors(ap: ArchPolicy | None, nr: int) -> list[tuple[int, ...]]:
     """Argument vectors that reach every decision the rules of *nr* can make."""
-    m64 = (1 << 64) - 1
-    out = [(0,) * 6, (m64,) * 6]
+    out = [(0,) * 6, (M64,) * 6]
     for rule in (ap.rules.get(nr, ()) if ap is not None else ()):
         for c in rule.conds:
-            for v in c.values + ((c.mask,) if c.mask not in (M32, m64) else ()):
+            for v in c.values + ((c.mask,) if c.mask not in (M32, M64) else ()):
                 for cand in (v, v - 1, v + 1, v | 1 << 32, v ^ (0xFFFFFFFF << 32), v & M32):
                     args = [0] * 6
-                    args[c.arg] = cand & m64
+                    args[c.arg] = cand & M64
                     out.append(tuple(args))
     return out
 

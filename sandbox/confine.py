@@ -183,27 +183,11 @@ def terminals() -> tuple[str, ...]:
         devices.add((os.major(rdev), os.minor(rdev)))
         if name not in out:
             out.append(name)
-    if devices and _controlling_terminal() in devices:
-        out.append("/dev/tty")
+    if devices:
+        from .kernel.proc import controlling_terminal
+        if controlling_terminal() in devices:
+            out.append("/dev/tty")
     return tuple(out)
-
-
-def _controlling_terminal() -> tuple[int, int] | None:
-    """(major, minor) of this process's controlling terminal, None if it has none
-    or /proc cannot say. Opening /dev/tty would not tell: the file it gives has
-    /dev/tty's own inode (5, 0), whatever terminal it reaches. proc(5): field 7
-    of /proc/self/stat, tty_nr, holds the minor in bits 31-20 and 0-7 and the
-    major in bits 8-15 (the fields after the name, which may hold spaces and
-    parentheses, are read from its last ')')."""
-    try:
-        with open("/proc/self/stat", "rb") as fh:
-            text = fh.read()
-        nr = int(text[text.rindex(b")") + 2:].split()[4])
-    except (OSError, ValueError, IndexError):
-        return None
-    if nr == 0:
-        return None
-    return (nr >> 8) & 0xFF, (nr & 0xFF) | ((nr >> 12) & 0xFFF00)
 
 
 def _spans(template: str, name: str) -> list[tuple[int, int]]:

@@ -69,19 +69,10 @@ def policies(draw, arches=None):
 
 
 def arg_vectors(policy: Policy, nr: int, arch: str) -> list[tuple[int, ...]]:
-    """Argument vectors around every value the rules of *nr* compare with."""
-    ap = policy.arch(arch)
-    vecs = [(0,) * 6, (M64,) * 6]
-    if ap is None:
-        return vecs
-    for rule in ap.rules.get(nr, ()):
-        for c in rule.conds:
-            for v in c.values + ((c.mask,) if c.mask not in (M32, M64) else ()):
-                for cand in (v, v - 1, v + 1, v | 1 << 32, v ^ (0xFFFFFFFF << 32), v & M32):
-                    args = [0] * 6
-                    args[c.arg] = cand & M64
-                    vecs.append(tuple(args))
-    return vecs
+    """Argument vectors around every value the rules of *nr* compare with (the
+    compiler's own self-check uses the same: ``compiler.rule_vectors``)."""
+    from bpf_filters.compiler import rule_vectors
+    return rule_vectors(policy.arch(arch), nr)
 
 
 def numbers(arch: str) -> list[int]:

@@ -56,7 +56,6 @@ RESTRICT_SELF_LOG_SAME_EXEC_OFF = 1
 RESTRICT_SELF_LOG_NEW_EXEC_ON = 2
 _O_PATH = 0o10000000
 _AT_FDCWD = -100
-_RESOLVE_NO_SYMLINKS = 0x04      # openat2: fail (ELOOP) on any symbolic link, final or not
 
 
 # Rule descriptors are closed in batches of up to this many: fds are handed out
@@ -154,7 +153,7 @@ class Ruleset:
         if self._open_call is None:
             self._open_call = (libc.long_function("syscall", 5, strings=(2,)), libc.sysno("openat2"),
                                libc.Buffer(_struct.pack("=QQQ", _O_PATH | os.O_CLOEXEC, 0,
-                                                        _RESOLVE_NO_SYMLINKS)))
+                                                        libc.RESOLVE_NO_SYMLINKS)))
         openat2, nr_open, how = self._open_call
         attr = memoryview(self._attr.view()).cast("B")
         addr, call, add, fd_rs = self._attr.addr, self._call, self._add, self.fd

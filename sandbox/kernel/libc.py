@@ -180,7 +180,7 @@ def cstring(text: str | bytes) -> Buffer:
 _PRCTL = long_function("prctl", 5)
 
 
-_RESOLVE_NO_SYMLINKS = 0x04      # openat2(2): fail with ELOOP on a symbolic link anywhere
+RESOLVE_NO_SYMLINKS = 0x04       # openat2(2): fail with ELOOP on a symbolic link anywhere
 
 
 def open_no_links(path: str, flags: int, mode: int = 0o644) -> int:
@@ -189,7 +189,7 @@ def open_no_links(path: str, flags: int, mode: int = 0o644) -> int:
     detour. Raises OSError."""
     import _struct
     how = Buffer(_struct.pack("=QQQ", flags, mode if flags & os.O_CREAT else 0,
-                              _RESOLVE_NO_SYMLINKS))
+                              RESOLVE_NO_SYMLINKS))
     fd = long_function("syscall", 5, strings=(2,))(sysno("openat2"), -100, os.fsencode(path),
                                                    how.addr, 24)
     if fd < 0:

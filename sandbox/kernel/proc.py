@@ -28,12 +28,35 @@ def wait_blocked(pid: int, timeout: float = 1.0, proc: str = "/proc") -> bool:
 
 
 def _sleeping(pid: int, proc: str) -> bool:
+    fields = stat_fields(pid, proc)
+    return fields is not None and fields[0] in (b"S", b"D")
+
+
+def stat_fields(pid: int | str = "self", proc: str = "/proc") -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the name (state first: proc(5)'s field 3
+    is [0]), or None if it cannot be read. The name may hold spaces and
+    parentheses, so the fields are read from its last ')'."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"S", b"D")
+            text = fh.read()
+        return text[text.rindex(b")") + 2:].split()
+    except (OSError, ValueError):
+        return None
 
 
-__all__ = ["wait_blocked"]
+def controlling_terminal() -> tuple[int, int] | None:
+    """(major, minor) of this process's controlling terminal, None if it has none
+    or /proc cannot say. Opening /dev/tty would not tell: the file it gives has
+    /dev/tty's own inode (5, 0), whatever terminal it reaches. proc(5): field 7,
+    tty_nr, holds the minor in bits 31-20 and 0-7 and the major in bits 8-15."""
+    fields = stat_fields()
+    try:
+        nr = int(fields[4]) if fields is not None else 0
+    except (ValueError, IndexError):
+        return None
+    if nr == 0:
+        return None
+    return (nr >> 8) & 0xFF, (nr & 0xFF) | ((nr >> 12) & 0xFFF00)
+
+
+__all__ = ["controlling_terminal", "stat_fields", "wait_blocked"]

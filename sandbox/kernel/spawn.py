@@ -375,15 +375,12 @@ def children() -> set[int]:
             except OSError:
                 continue
         return out
-    me = os.getpid()
+    from .proc import stat_fields
+    me = str(os.getpid()).encode()
     for name in os.listdir("/proc"):
         if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    text = fh.read()
-            except OSError:
-                continue
-            if int(text[text.rindex(b")") + 2:].split()[1]) == me:
+            fields = stat_fields(name)
+            if fields is not None and fields[1] == me:      # proc(5) field 4: the parent
                 out.add(int(name))
     return out
 

@@ -14,15 +14,12 @@ from its own loop (``kernel.notify.run_supervised``).
 """
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import time
 
-from . import libc
+from .spawn import adopt_orphans, children as spawn_children
 
-PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 GRACE_S = 3.0                 # from SIGTERM to SIGKILL, as sbx verify's deadline
 
 
@@ -30,28 +27,16 @@ class Subreaper:
     """Context manager: this process adopts its orphaned descendants meanwhile."""
 
     def __enter__(self) -> Subreaper:
-        buf = libc.Buffer(size=4)
-        self.was = 0
-        if libc.prctl(PR_GET_CHILD_SUBREAPER, buf.addr) == 0:
-            self.was = int.from_bytes(buf.read(4), "little")
-        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1) != 0:
-            raise libc.fail("prctl(PR_SET_CHILD_SUBREAPER)")
+        self.was = adopt_orphans(1)
         return self
 
     def __exit__(self, *exc) -> None:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, self.was)
+        adopt_orphans(self.was)
 
 
-def children(proc: str = "/proc/self") -> list[int]:
-    """This process's children, zombies included (each thread lists its own)."""
-    out: list[int] = []
-    for path in glob.glob(f"{proc}/task/*/children"):
-        try:
-            with open(path) as fh:
-                out += [int(p) for p in fh.read().split()]
-        except OSError:
-            continue
-    return sorted(set(out))
+def children() -> list[int]:
+    """This process's children, zombies included, in order (``spawn.children``)."""
+    return sorted(spawn_children())
 
 
 def comm(pid: int) -> str:
