@@ -436,15 +436,61 @@ class Prepared:
                 close()
 
 
+# File systems on which creating, removing or renaming a name changes its
+# directory's ctime, as POSIX asks of every file system (the kernel's local disk
+# file systems and shmem; overlay reports its upper directory's times, and any
+# change made through it copies the directory up). Not so on /proc, sysfs and the
+# other kernel file systems (/proc/PID comes and goes unseen), nor surely on
+# network and FUSE file systems, whose times are the server's.
+CTIME_TRACKED = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs", "devtmpfs",
+                           "overlay", "zfs", "bcachefs"})
+
+
+def _ctime_tracker():
+    """A function telling whether a name appearing at or below a path would change
+    the ctime of a directory a plan records: that of the nearest directory of the
+    path that exists, by its file system's type (the mount table read once; a
+    device not in it, such as a btrfs subvolume's, counts as untracked)."""
+    from .kernel.proc import mount_table
+    types = {dev: fstype for dev, fstype, _point in mount_table()}
+    known: dict[str, bool] = {}
+
+    def tracked(path: str) -> bool:
+        probe = path
+        while True:
+            got = known.get(probe)
+            if got is not None:
+                break
+            try:
+                got = types.get(os.lstat(probe).st_dev) in CTIME_TRACKED
+                break
+            except OSError:
+                if probe == "/":
+                    got = False
+                    break
+                probe = os.path.dirname(probe)
+        known[path] = got
+        return got
+    return tracked
+
+
 def _fs_entry(word: str, path: str, real: str, optional: bool, dac_bypass: bool, grants: list,
-              denies: dict, notes: list[str], fs_rights: dict, seen: set[str] | None) -> None:
+              denies: dict, notes: list[str], fs_rights: dict, seen: set[str] | None,
+              tracked=None) -> None:
     if word == "deny":
-        if os.path.lexists(real) and (dac_bypass or not _out_of_reach(real)):
+        exists = os.path.lexists(real)
+        if exists and (dac_bypass or not _out_of_reach(real)):
             denies[real] = ALL_RIGHTS
-        if seen is not None:
-            # recorded itself, not only through its directory: on /proc and /sys a
-            # name appears without its directory's ctime changing; and its
-            # permissions decide (a chmod changes its own ctime)
+        # What a kept plan must notice about a deny: a name appearing or going
+        # there changes its directory's ctime, and real_path recorded every
+        # directory on the way. Not on /proc, sysfs and the like, where the path
+        # is recorded itself; nor a change of the file's own mode or owner, which
+        # decides whether a user's deny takes rules at all (_out_of_reach; root
+        # keeping DAC_OVERRIDE or the like is never out of reach), so an existing
+        # one is recorded itself for a user. Every other deny need not be: one
+        # stat fewer on every launch (a profile denies some eighty paths).
+        if seen is not None and ((exists and not dac_bypass) or tracked is None
+                                 or not tracked(os.path.dirname(real))):
             seen.add(real)
         return
     if not os.path.exists(real):
@@ -470,6 +516,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     grants: list[tuple[int, str]] = []
     denies: dict[str, int] = {}
     real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
+    tracked = _ctime_tracker() if seen is not None else None
     for word, template, optional in spec.fs or ():
         paths, why = expand_all(template, env, exe, cwd, ttys)
         if not paths and not optional:
@@ -482,7 +529,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
                              "change but the denied ones; run the command from a directory of "
                              "its own")
             _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes,
-                      landlock.FS_RIGHTS, seen)
+                      landlock.FS_RIGHTS, seen, tracked)
     # (sbx's own directories, protected below, are left out of the note: they are
     # below a granted directory only in a checkout of sbx)
     _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])

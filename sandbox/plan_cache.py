@@ -19,10 +19,12 @@ What a plan depends on, and how each is checked:
   Creating, removing, renaming or replacing a name changes its directory's
   ctime; chmod and chown change the file's; a mount changes the device and
   inode a path leads to; no one without CAP_SYS_TIME can set a ctime back.
-  A denied path is recorded itself because on /proc and /sys a name comes and
-  goes without its directory's ctime changing; a directory listed there may
-  gain entries unseen, which a kept plan then grants nothing (less than a
-  fresh plan, never more). A plan that depends on anything else (a path
+  A denied path is recorded itself where its directory cannot tell: on /proc
+  and /sys a name comes and goes without its directory's ctime changing
+  (``confine.CTIME_TRACKED`` names the file systems that keep it), and for a
+  user an existing one whose mode decides whether it takes rules. A directory
+  listed on such a file system may gain entries unseen, which a kept plan then
+  grants nothing (less than a fresh plan, never more). A plan that depends on anything else (a path
   realpath had to resolve) is not kept.
 - **Coarse timestamps.** A ctime is a clock tick (a whole second, or two, on
   some file systems), so a change in the tick the plan read could keep it: a

@@ -461,12 +461,10 @@ def thread_ids(pid: int) -> list[int]:
 
 def cgroup2_root() -> str:
     """Mount point of the cgroup v2 hierarchy (pure or hybrid setups)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            if fields[sep + 1] == "cgroup2":
-                return fields[4]
+    from .proc import mount_table
+    for _dev, fstype, point in mount_table():
+        if fstype == "cgroup2":
+            return point
     raise BpfError("no cgroup v2 hierarchy is mounted", _errno.ENOENT)
 
 

@@ -1,6 +1,7 @@
 """Small /proc readers the launcher needs (kept here: only sandbox/kernel reads the kernel's state)."""
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -59,4 +60,32 @@ def controlling_terminal() -> tuple[int, int] | None:
     return (nr >> 8) & 0xFF, (nr & 0xFF) | ((nr >> 12) & 0xFFF00)
 
 
-__all__ = ["controlling_terminal", "stat_fields", "wait_blocked"]
+def mount_table(proc: str = "/proc") -> list[tuple[int, str, str]]:
+    """(st_dev, file-system type, mount point) of every mount this process sees,
+    from /proc/self/mountinfo (proc(5): field 3 is the device as major:minor,
+    the st_dev of every file on that mount; field 5 the mount point, with
+    space, tab, newline and backslash as octal escapes; the type follows the
+    "-" separator). Empty if it cannot be read."""
+    try:
+        with open(f"{proc}/self/mountinfo", "rb") as fh:
+            text = fh.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            major, minor = fields[2].split(":")
+            fstype = fields[fields.index("-", 6) + 1]
+            dev = os.makedev(int(major), int(minor))
+        except (ValueError, IndexError):
+            continue
+        point = fields[4]
+        if "\\" in point:
+            point = point.encode("utf-8", "surrogateescape").decode("unicode_escape").encode(
+                "latin-1").decode("utf-8", "surrogateescape")
+        out.append((dev, fstype, point))
+    return out
+
+
+__all__ = ["controlling_terminal", "mount_table", "stat_fields", "wait_blocked"]

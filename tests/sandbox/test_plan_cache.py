@@ -9,6 +9,7 @@ A plan records every directory above tmp_path too (/tmp among them): another
 test session writing in /tmp at the same time keeps plans from being kept
 (``_keep`` tries three times), as it would for a real run.
 """
+import importlib
 import os
 import shutil
 import tempfile
@@ -173,7 +174,10 @@ def shared():
 
 
 def _as_nobody(fn):
-    """fn() as nobody, in a forked child; its JSON-able result."""
+    """fn() as nobody, in a forked child; its JSON-able result. What planning
+    imports is imported first: nobody may not read this Python's modules."""
+    importlib.import_module("sandbox.kernel.landlock")
+
     def become():
         os.setgroups([])
         os.setgid(65534)
@@ -303,3 +307,46 @@ def test_a_plan_is_kept_per_terminal_and_grants_that_one(where, tree):
     finally:
         for fd in (m1, s1, m2, s2, null):
             os.close(fd)
+
+
+def test_a_deny_is_recorded_itself_only_where_its_directory_cannot_tell(tree, monkeypatch):
+    """A kept plan notices a name appearing or going at a denied path through the
+    directory's ctime, recorded on the way (real_path): on a file system that
+    keeps it (ext4, tmpfs: tmp_path) the deny adds no stat of its own to every
+    launch. Where the directory cannot tell (/proc: /proc/PID comes and goes
+    unseen) it is recorded itself, and so it is everywhere if the file system
+    is not known to keep ctimes."""
+    gone = str(tree / "etc" / "gone")
+    spec = Spec(fs=[("read", str(tree), False), ("deny", str(tree / "etc" / "shadow"), False),
+                    ("deny", gone, False), ("read", "/proc", False),
+                    ("deny", "/proc/4194304", False)])
+
+    def recorded():
+        seen = set()
+        confine.plan_rules(spec, {}, None, (), [], seen=seen)
+        return seen
+
+    seen = recorded()
+    assert confine._ctime_tracker()(str(tree)) and not confine._ctime_tracker()("/proc/self")
+    assert "/proc/4194304" in seen and "/proc" in seen
+    assert str(tree / "etc") in seen
+    shadow_recorded = str(tree / "etc" / "shadow") in seen
+    # root may open it whatever its mode: its mode decides nothing, so it is not recorded
+    assert shadow_recorded == (os.geteuid() != 0)
+    assert gone not in seen
+    monkeypatch.setattr(confine, "CTIME_TRACKED", frozenset())
+    seen = recorded()
+    assert gone in seen and str(tree / "etc" / "shadow") in seen
+
+
+def test_a_deny_appearing_in_a_split_directory_is_a_miss(where, tree):
+    """The deny not recorded itself: its creation is seen through its directory."""
+    spec = Spec(fs=[("read", str(tree), False), ("deny", str(tree / "etc" / "shadow"), False),
+                    ("deny", str(tree / "other" / "later"), False)])
+    _settle()
+    _keep(spec, {})
+    (tree / "other" / "later").write_text("secret\n")
+    got, was_kept, fresh = _both(spec, {})
+    assert not was_kept and got == fresh
+    paths = [p for p, _, _ in got]
+    assert str(tree / "other" / "g") in paths and str(tree / "other" / "later") not in paths
