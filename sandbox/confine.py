@@ -249,6 +249,47 @@ def expand_all(template: str, env: dict, exe: str | None = None,
     return ([text], None) if text is not None else ([], why)
 
 
+class _Instead:
+    """*env* with one variable's value replaced (reads of the others go to *env*,
+    which may record them: ``plan_cache``)."""
+
+    def __init__(self, env, name: str, value: str):
+        self.env, self.name, self.value = env, name, value
+
+    def get(self, name, default=None):
+        return self.value if name == self.name else self.env.get(name, default)
+
+
+def own_places() -> tuple[tuple[str, str], ...]:
+    """(variable, the user's own value): where the user's secrets are whatever the
+    environment says. The home the password database gives, and the runtime
+    directory pam_systemd makes (/run/user/UID, what XDG_RUNTIME_DIR names in a
+    login session). Part of a kept plan's key (``plan_cache``)."""
+    from .paths import passwd_home
+    out = [("XDG_RUNTIME_DIR", f"/run/user/{os.geteuid()}")]
+    home = passwd_home()
+    if home and home != "/":
+        out.insert(0, ("HOME", home))
+    return tuple(out)
+
+
+def expand_deny(template: str, env: dict, exe: str | None = None, cwd: str | None = None,
+                ttys: tuple[str, ...] | None = None) -> tuple[list[str], str | None]:
+    """The paths a ``deny:`` entry takes away: ``expand_all``'s, and for one under
+    ``$HOME`` or ``$XDG_RUNTIME_DIR`` the same beneath the user's own home and
+    runtime directory (``own_places``) when the environment names others or
+    none. A CI job sets HOME to its workspace, ``sudo -u`` and ``su`` keep the
+    caller's, a session pam_systemd did not open (cron, a container) has no
+    XDG_RUNTIME_DIR: the user's keys stay where they were, readable by the
+    user. Grants follow the environment alone."""
+    out, why = expand_all(template, env, exe, cwd, ttys)
+    for name, value in own_places():
+        if _uses(template, name) and env.get(name) != value:
+            paths, _why = expand_all(template, _Instead(env, name, value), exe, cwd, ttys)
+            out += [p for p in paths if p not in out]
+    return out, (None if out else why)
+
+
 def expand(template: str, env: dict, cwd: str | None = None) -> tuple[str | None, str | None]:
     """(value, None), or (None, why) when a variable is unset.
 
@@ -518,7 +559,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
     tracked = _ctime_tracker() if seen is not None else None
     for word, template, optional in spec.fs or ():
-        paths, why = expand_all(template, env, exe, cwd, ttys)
+        paths, why = (expand_deny if word == "deny" else expand_all)(template, env, exe, cwd, ttys)
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
@@ -802,5 +843,5 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
 
 
 __all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
-           "UNCACHEABLE", "expand", "expand_all", "expand_ports", "fs_plan", "fs_rules",
-           "keeps_out_of_writes", "plan_rules", "prepare", "real_path", "rights_at"]
+           "UNCACHEABLE", "expand", "expand_all", "expand_deny", "expand_ports", "fs_plan", "fs_rules",
+           "keeps_out_of_writes", "own_places", "plan_rules", "prepare", "real_path", "rights_at"]

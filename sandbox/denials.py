@@ -396,7 +396,7 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
     ``was refused write access to /root/.bashrc: profile web allows write only
     under /srv/site, /tmp``."""
     import os
-    from .confine import RIGHT_WORDS, expand_all
+    from .confine import RIGHT_WORDS, expand_all, expand_deny
     blocker = blockers[0] if blockers else "?"
     family, _, right = blocker.partition(".")
     if family == "scope":
@@ -430,7 +430,7 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
         return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
     grants, denied, inside = [], [], []
     for w, template, _optional in spec.fs or ():
-        for p in expand_all(template, env, exe)[0]:
+        for p in (expand_deny if w == "deny" else expand_all)(template, env, exe)[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)
             elif w == "deny" and real is not None and os.path.lexists(p) and \

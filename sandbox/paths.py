@@ -76,14 +76,27 @@ def installation_dirs() -> tuple[str, ...]:
     out += [d for origin, d in search_dirs() if origin != "built-in"]
     # and where a run without this environment would look: the home the password
     # database gives (sudo may keep HOME, or XDG_CONFIG_HOME point elsewhere)
-    import pwd
-    try:
-        home = pwd.getpwuid(os.geteuid()).pw_dir
-    except KeyError:
-        home = ""
-    if os.path.isabs(home):
+    home = passwd_home()
+    if home:
         out.append(user_dir({"HOME": home, "XDG_CONFIG_HOME": os.path.join(home, ".config")}))
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
+
+
+_PASSWD_HOME: list[str] = []
+
+
+def passwd_home() -> str:
+    """The home the password database gives this process's effective user ("" when
+    it gives none, or not an absolute path): where the user's secrets are whatever
+    HOME says. Read once per process."""
+    if not _PASSWD_HOME:
+        import pwd
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            home = ""
+        _PASSWD_HOME.append(home if os.path.isabs(home) else "")
+    return _PASSWD_HOME[0]
 
 
 def display_path(path: str) -> str:

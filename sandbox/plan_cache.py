@@ -8,7 +8,8 @@ filter cache and reused while nothing it was made from has changed.
 What a plan depends on, and how each is checked:
 - **What was asked.** The key: this format, the code that plans (confine.py and
   kernel/landlock.py, by size and mtime), the user and groups (file
-  permissions decide which denies need rules), the spec's lines, the paths sbx
+  permissions decide which denies need rules) and the user's own home and
+  runtime directory (``confine.also_denied``), the spec's lines, the paths sbx
   protects, the command and its real path ($EXEC_ROOT), the working
   directory ($CWD) and the terminals the command inherits ($TTY).
 - **The environment.** Every variable the expansion read, with its value (or
@@ -85,6 +86,7 @@ def _key(spec, exe: str | None, protected: tuple[str, ...]) -> str | None:
         except OSError:
             return None
         fixed.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    fixed += [f"{name}={value}" for name, value in confine.own_places()]   # also_denied's
     fixed += list(protected) + ["--"] + spec.lines()
     try:
         run = [os.getcwd(), exe or "-", os.path.realpath(exe) if exe else "-",

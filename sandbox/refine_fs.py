@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .confine import ANY, RIGHT_WORDS, expand_all, expand_ports, plan_rules, rights_at
+from .confine import ANY, RIGHT_WORDS, expand_deny, expand_ports, plan_rules, rights_at
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
 from .policy.emit import list_lines, quote_item
@@ -98,7 +98,7 @@ class _Here:
         self.denies: list[tuple[str, str]] = []         # (template, real path)
         for word, template, _optional in spec.fs or ():
             if word == "deny":
-                for p in expand_all(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys)[0]:
+                for p in expand_deny(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys)[0]:
                     self.denies.append((template, os.path.realpath(p)))
 
     def rules_of(self, spec) -> list[tuple[str, int, bool]]:

@@ -11,8 +11,8 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sandbox.confine import (ALL_RIGHTS, UNCACHEABLE, Spec, expand, expand_all, expand_ports, exec_roots, fs_rules,
-                             keeps_out_of_writes, real_path, rights_at)
+from sandbox.confine import (ALL_RIGHTS, UNCACHEABLE, Spec, expand, expand_all, expand_deny, expand_ports, exec_roots,
+                             fs_rules, keeps_out_of_writes, real_path, rights_at)
 from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
 
 READ_FILE, READ_DIR = FS_RIGHTS["read_file"][0], FS_RIGHTS["read_dir"][0]
@@ -46,6 +46,27 @@ def test_variables_expand_from_the_environment():
     assert expand("$NOPE/x", env) == (None, "$NOPE is not set")
     assert expand("/plain/path", {}) == ("/plain/path", None)
     assert expand("$CWD/a", env, cwd="/srv/app") == ("/srv/app/a", None)     # the run a denial came from
+
+
+def test_a_deny_under_home_holds_for_the_users_own_home_too(monkeypatch):
+    """HOME and XDG_RUNTIME_DIR come from the environment, which may name another
+    home (a CI workspace, sudo keeping the caller's) or none: a deny beneath them
+    also takes the same away beneath the user's own (the password database's
+    home, /run/user/UID). Grants follow the environment alone."""
+    from sandbox import paths
+    monkeypatch.setattr(paths, "_PASSWD_HOME", ["/home/alice"])
+    runtime = f"/run/user/{os.geteuid()}"
+    elsewhere = {"HOME": "/work/ci", "XDG_RUNTIME_DIR": "/tmp/rt"}
+    assert expand_deny("$HOME/.ssh", elsewhere) == (["/work/ci/.ssh", "/home/alice/.ssh"], None)
+    assert expand_all("$HOME/.gitconfig", elsewhere) == (["/work/ci/.gitconfig"], None)
+    assert expand_deny("$HOME/.ssh", {"HOME": "/home/alice"}) == (["/home/alice/.ssh"], None)
+    assert expand_deny("$HOME/.ssh", {}) == (["/home/alice/.ssh"], None)
+    assert expand_deny("$XDG_RUNTIME_DIR/containers", elsewhere) == \
+        (["/tmp/rt/containers", f"{runtime}/containers"], None)
+    assert expand_deny("$XDG_RUNTIME_DIR/containers", {}) == ([f"{runtime}/containers"], None)
+    assert expand_deny("/etc/shadow", elsewhere) == (["/etc/shadow"], None)
+    monkeypatch.setattr(paths, "_PASSWD_HOME", [""])             # no home in the database
+    assert expand_deny("$HOME/.ssh", {}) == ([], "$HOME is not set")
 
 
 def test_variable_names_are_ascii_as_the_profile_checker_reads_them():

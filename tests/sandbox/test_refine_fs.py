@@ -325,6 +325,19 @@ def test_a_refusal_beside_a_denied_path_is_explained_as_such(tmp_path, tree):
     assert said == f"was refused creating a file in /var/tmp: profile p allows create only under {tree}"
 
 
+def test_a_refusal_in_the_users_own_home_names_the_deny_when_home_is_elsewhere(monkeypatch, tree):
+    """Run with HOME set to a workspace, the user's own ~/.ssh is denied all the
+    same (confine.expand_deny), and the refusal says which deny decided."""
+    from sandbox import paths
+    from sandbox.confine import Spec
+    from sandbox.denials import explain_landlock
+    monkeypatch.setattr(paths, "_PASSWD_HOME", [str(tree / "alice")])
+    spec = Spec(fs=[("read", "/", False), ("deny", "$HOME/.ssh", False)])
+    said = explain_landlock(("fs.read_file",), str(tree / "alice" / ".ssh" / "id_rsa"), spec, "p",
+                            {"HOME": str(tree / "ci")}, None, None, ())
+    assert said == f"was refused read access to {tree}/alice/.ssh/id_rsa: profile p denies {tree}/alice/.ssh"
+
+
 def test_the_run_s_own_terminal_is_granted_as_tty_and_the_context_keeps_it(tmp_path, tree):
     """A refused read of the terminal the run had (the context's "tty") becomes
     $TTY, which a later run expands to its own terminal; the context line of
