@@ -205,8 +205,8 @@ def run(opts: RunOptions) -> int:
     from .report import Reporter                      # audit/monitor channels, import-light
     env = dict(os.environ) if opts.env is None else opts.env
     exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
-    from .paths import installation_dirs
-    protected = installation_dirs()
+    from .paths import kept_from_writes
+    protected = kept_from_writes(env)
     from .plan_cache import plan
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
                                   opts.allow_ports, exe, protected=protected, planner=plan,

@@ -82,6 +82,53 @@ def installation_dirs() -> tuple[str, ...]:
     return tuple(dict.fromkeys(os.path.realpath(p) for p in out))
 
 
+# What runs, outside any sandbox, whatever a command writes there: the shells'
+# start-up files (bash reads ~/.bash_profile instead of ~/.profile once it
+# exists; Debian's .bashrc sources .bash_aliases), the session's (.pam_environment,
+# .xsessionrc, systemd's environment.d and user units, autostart), the directories
+# early on PATH (Debian's ~/.profile adds ~/bin and ~/.local/bin), the Python user
+# site (a .pth file there runs in every python3), git's configuration
+# (core.fsmonitor, hooksPath and aliases run programs), npm's and yarn's (a
+# script shell, a yarnPath), cargo's (a rustc wrapper, cargo's bin), vim's and
+# emacs's, ssh's (authorized_keys, rc, ProxyCommand), and desktop entries.
+STARTUP_PLACES = (
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".bash_aliases", ".bashrc.d",
+    ".profile", ".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".kshrc", ".mkshrc",
+    ".cshrc", ".tcshrc", ".login", ".logout", ".pam_environment", ".xprofile", ".xsession",
+    ".xsessionrc", ".xinitrc", ".config/environment.d", ".config/systemd", ".config/autostart",
+    ".config/fish", ".config/git", ".local/share/systemd", ".local/share/applications",
+    "bin", ".local/bin", ".local/lib", ".gitconfig", ".npmrc", ".yarnrc", ".yarnrc.yml",
+    ".cargo/bin", ".cargo/config", ".cargo/config.toml", "go/bin", ".vimrc", ".vim", ".exrc",
+    ".emacs", ".emacs.d", ".ssh")
+# Where a home is scratch: every file there is the command's to write already
+# (the profiles grant these), so guarding start-up files below them would only
+# take the right to create files there away from the command
+_SCRATCH = ("/tmp", "/var/tmp")
+
+
+def startup_places(env) -> list[str]:
+    """``STARTUP_PLACES`` below the user's homes: the one the password database
+    gives, and HOME of *env* unless it lies in a temporary directory (a CI job's
+    scratch home). Present or not: a ~/.bash_profile or ~/.local/bin made later
+    runs all the same."""
+    homes = [passwd_home()]
+    home = env.get("HOME") or ""
+    scratch = _SCRATCH + ((env.get("TMPDIR"),) if env.get("TMPDIR") else ())
+    if os.path.isabs(home) and not any(home == t or home.startswith(t.rstrip("/") + "/")
+                                       for t in scratch):
+        homes.append(os.path.normpath(home))
+    return [os.path.join(h, rel) for h in dict.fromkeys(homes) if h and h != "/"
+            for rel in STARTUP_PLACES]
+
+
+def kept_from_writes(env) -> tuple[str, ...]:
+    """What no command may change, whatever its profile lets it write
+    (``confine.prepare``'s *protected*): what later runs of sbx load
+    (``installation_dirs``), and what runs outside the sandbox at the user's next
+    login, shell or tool (``startup_places``)."""
+    return installation_dirs() + tuple(startup_places(env))
+
+
 _PASSWD_HOME: list[str] = []
 
 

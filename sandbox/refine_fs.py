@@ -91,9 +91,9 @@ class _Here:
     """The profile as the refused run expanded it: rules, denies, protected paths."""
 
     def __init__(self, spec, ctx: RunContext):
-        from .paths import installation_dirs
+        from .paths import kept_from_writes
         self.spec, self.ctx = spec, ctx
-        self.protected = installation_dirs()
+        self.protected = kept_from_writes(ctx.env)
         self.rules = self.rules_of(spec)
         self.denies: list[tuple[str, str]] = []         # (template, real path)
         for word, template, _optional in spec.fs or ():
