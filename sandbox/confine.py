@@ -564,11 +564,15 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
             real = real_path(path, real_of, seen)
-            if real == "/" and word in ("write", "modify", "create", "remove", "all") and \
-                    template != "/":
-                notes.append(f"{template} is / here: {word} there reaches every file the user may "
-                             "change but the denied ones; run the command from a directory of "
-                             "its own")
+            if real == "/" and word != "deny" and "$" in template:
+                # A service's working directory is / (systemd's default), and so is
+                # that of a command started from /: a grant meant for the command's
+                # own directory would reach every file but the denied ones, for root
+                # /etc/cron.d and /usr/bin among them. Fail closed: not granted.
+                notes.append(f"{template} is / here, where {word} would reach every file but "
+                             "the denied ones: not granted; run the command from a directory "
+                             "of its own")
+                continue
             _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes,
                       landlock.FS_RIGHTS, seen, tracked)
     # (sbx's own directories, protected below, are left out of the note: they are
