@@ -65,13 +65,13 @@ def _spec(ref: str):
 
 def _prepare(spec, env=None, exe=None):
     """What sbx run does for Landlock before the fork: the paths sbx protects
-    (``installation_dirs``), then ``confine.prepare`` with the plans kept
+    (``kept_from_writes``), then ``confine.prepare`` with the plans kept
     between runs (``plan_cache``)."""
     from sandbox import cache, confine, plan_cache
-    from sandbox.paths import installation_dirs
+    from sandbox.paths import kept_from_writes
     env = dict(os.environ) if env is None else env
     return confine.prepare(spec, "true", cache.location(), env, (), exe or _exe(env),
-                           protected=installation_dirs(), planner=plan_cache.plan)
+                           protected=kept_from_writes(env), planner=plan_cache.plan)
 
 
 def _exe(env):
@@ -117,7 +117,7 @@ def launch_row(spec, runs: int) -> dict:
     with the plan/build split and the rule count."""
     from sandbox import confine
     from sandbox.kernel import landlock
-    from sandbox.paths import installation_dirs
+    from sandbox.paths import kept_from_writes
     env = dict(os.environ)
     exe = _exe(env)
     prep, plan, restrict = [], [], []
@@ -137,7 +137,7 @@ def launch_row(spec, runs: int) -> dict:
     kept = []
     if spec.fs is not None:
         from sandbox import plan_cache
-        protected = installation_dirs()
+        protected = kept_from_writes(env)
         for _ in range(runs):
             t0 = time.perf_counter()
             confine.plan_rules(spec, env, exe, protected)
