@@ -229,6 +229,11 @@ def run(opts: RunOptions) -> int:
                         on_denials=opts.on_denials,
                         context={"env": env, "exe": exe, "cache_dir": cache.location(),
                                  "protected": protected})
+    from .aftermath import Snapshot
+    try:
+        project = Snapshot(os.getcwd())
+    except OSError:                                   # the working directory is gone
+        project = None
     before, was = None, None
     if not opts.keep_leftovers:
         before = spawn.children()
@@ -250,4 +255,7 @@ def run(opts: RunOptions) -> int:
                     "running; killed (nothing of a sandbox outlives sbx run: it would keep the "
                     "terminal)")
     reporter.finish(child.pid, status)
+    if project is not None and not opts.quiet:
+        for change in project.changes():
+            say(f"sbx: {change}")
     return wait_status_code(status)
