@@ -129,21 +129,23 @@ def kept_from_writes(env) -> tuple[str, ...]:
     return installation_dirs() + tuple(startup_places(env))
 
 
-_PASSWD_HOME: list[str] = []
+_PASSWD_HOME: dict[int, str] = {}
 
 
 def passwd_home() -> str:
     """The home the password database gives this process's effective user ("" when
     it gives none, or not an absolute path): where the user's secrets are whatever
-    HOME says. Read once per process."""
-    if not _PASSWD_HOME:
+    HOME says. Read once per process and user."""
+    uid = os.geteuid()
+    home = _PASSWD_HOME.get(uid)
+    if home is None:
         import pwd
         try:
-            home = pwd.getpwuid(os.geteuid()).pw_dir
+            home = pwd.getpwuid(uid).pw_dir
         except KeyError:
             home = ""
-        _PASSWD_HOME.append(home if os.path.isabs(home) else "")
-    return _PASSWD_HOME[0]
+        home = _PASSWD_HOME[uid] = home if os.path.isabs(home) else ""
+    return home
 
 
 def display_path(path: str) -> str:

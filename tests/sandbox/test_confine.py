@@ -54,7 +54,7 @@ def test_a_deny_under_home_holds_for_the_users_own_home_too(monkeypatch):
     also takes the same away beneath the user's own (the password database's
     home, /run/user/UID). Grants follow the environment alone."""
     from sandbox import paths
-    monkeypatch.setattr(paths, "_PASSWD_HOME", ["/home/alice"])
+    monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): "/home/alice"})
     runtime = f"/run/user/{os.geteuid()}"
     elsewhere = {"HOME": "/work/ci", "XDG_RUNTIME_DIR": "/tmp/rt"}
     assert expand_deny("$HOME/.ssh", elsewhere) == (["/work/ci/.ssh", "/home/alice/.ssh"], None)
@@ -65,7 +65,7 @@ def test_a_deny_under_home_holds_for_the_users_own_home_too(monkeypatch):
         (["/tmp/rt/containers", f"{runtime}/containers"], None)
     assert expand_deny("$XDG_RUNTIME_DIR/containers", {}) == ([f"{runtime}/containers"], None)
     assert expand_deny("/etc/shadow", elsewhere) == (["/etc/shadow"], None)
-    monkeypatch.setattr(paths, "_PASSWD_HOME", [""])             # no home in the database
+    monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): ""})             # no home in the database
     assert expand_deny("$HOME/.ssh", {}) == ([], "$HOME is not set")
 
 

@@ -331,7 +331,7 @@ def test_a_refusal_in_the_users_own_home_names_the_deny_when_home_is_elsewhere(m
     from sandbox import paths
     from sandbox.confine import Spec
     from sandbox.denials import explain_landlock
-    monkeypatch.setattr(paths, "_PASSWD_HOME", [str(tree / "alice")])
+    monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): str(tree / "alice")})
     spec = Spec(fs=[("read", "/", False), ("deny", "$HOME/.ssh", False)])
     said = explain_landlock(("fs.read_file",), str(tree / "alice" / ".ssh" / "id_rsa"), spec, "p",
                             {"HOME": str(tree / "ci")}, None, None, ())
