@@ -578,7 +578,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     # (sbx's own directories, protected below, are left out of the note: they are
     # below a granted directory only in a checkout of sbx)
     _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])
-    for path in protected:
+    for path in _every_protected(protected, real_of, seen):
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write; one that does
         # not exist yet is denied all the same, so that the directories on the way
@@ -586,6 +586,28 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         real = real_path(path, real_of, seen)
         denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
     return grants, denies
+
+
+def _every_protected(protected: tuple[str, ...], real_of: dict[str, str],
+                     seen: set[str] | None) -> list[str]:
+    """*protected*, a ``DIR/.*`` in it standing for every entry of DIR whose name
+    starts with a dot, as DIR holds them now (``paths.startup_places``: the
+    dotfiles of a home, whatever tool reads them; one made later cannot be,
+    DIR losing the right to gain entries to the protected paths in it). The
+    listing depends on DIR's entries: DIR is recorded in *seen*."""
+    out = []
+    for path in protected:
+        if not path.endswith("/.*"):
+            out.append(path)
+            continue
+        top = real_path(path[:-3] or "/", real_of, seen)
+        if seen is not None:
+            seen.add(top)
+        out += [top.rstrip("/") + "/" + name for name, _is_dir in _listdir(top)
+                if name.startswith(".")]
+        # (a link there is protected at its target: real_path follows it, and the
+        # link itself gets no rule in a split directory)
+    return out
 
 
 def _say_uncreatable(grants: list, denies: dict, notes: list[str], make_reg: int) -> None:

@@ -426,15 +426,15 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
     if cache_dir and under(os.path.realpath(cache_dir)):
         return (f"was refused {verb} {path}: sbx keeps its filter cache out of every "
                 "command's reach")
-    if right not in ("read_file", "read_dir", "execute"):
-        from .paths import STARTUP_PLACES
-        for p in protected:
-            if under(os.path.realpath(p)):
-                if any(p.endswith("/" + rel) for rel in STARTUP_PLACES):
-                    return (f"was refused {verb} {path}: sbx keeps the user's start-up files ({p}) "
-                            "out of every command's writes: what is written there runs outside "
-                            "the sandbox at the next login, shell or use of the tool")
-                return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
+    if right not in ("read_file", "read_dir", "execute") and real is not None:
+        from .paths import kept_by
+        kept = kept_by(real, protected)
+        if kept is not None and kept[1]:
+            return (f"was refused {verb} {path}: sbx keeps the user's start-up files and dotfiles "
+                    "out of every command's writes: what is written there runs outside the "
+                    "sandbox at the next login, shell or use of a tool")
+        if kept is not None:
+            return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
     grants, denied, inside = [], [], []
     for w, template, _optional in spec.fs or ():
         for p in (expand_deny if w == "deny" else expand_all)(template, env, exe)[0]:

@@ -117,8 +117,28 @@ def startup_places(env) -> list[str]:
     if os.path.isabs(home) and not any(home == t or home.startswith(t.rstrip("/") + "/")
                                        for t in scratch):
         homes.append(os.path.normpath(home))
+    # HOME/.* : every dotfile there now (confine._every_protected), whatever reads it
+    # (~/.cargo/env and ~/.nvm/nvm.sh are sourced by .bashrc, ~/.ipython runs its
+    # startup scripts, ~/.gdbinit ...): the home is split entry by entry where a
+    # command may write it, and cannot gain entries, so the rest stays writable
     return [os.path.join(h, rel) for h in dict.fromkeys(homes) if h and h != "/"
-            for rel in STARTUP_PLACES]
+            for rel in STARTUP_PLACES + (".*",)]
+
+
+def kept_by(real: str, protected: tuple[str, ...]) -> tuple[str, bool] | None:
+    """(the entry of *protected* that keeps the real path *real* out of writes,
+    whether it is one of the user's start-up places), or None. A ``DIR/.*``
+    entry keeps every dotfile of DIR and what is below it."""
+    for p in protected:
+        if p.endswith("/.*"):
+            top = os.path.realpath(p[:-3]).rstrip("/") + "/"
+            if real.startswith(top) and real[len(top):len(top) + 1] == ".":
+                return p, True
+            continue
+        top = os.path.realpath(p)
+        if real == top or real.startswith(top.rstrip("/") + "/"):
+            return p, any(p.endswith("/" + rel) for rel in STARTUP_PLACES)
+    return None
 
 
 def kept_from_writes(env) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ import yaml
 from .confine import ANY, RIGHT_WORDS, expand_deny, expand_ports, plan_rules, rights_at
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
+from .paths import kept_by
 from .policy.emit import list_lines, quote_item
 from .refine import RefineError, Skip, merge_skips
 
@@ -112,7 +113,7 @@ class _Here:
     def kept_below(self, real: str) -> list[str]:
         """What the profile denies, or sbx keeps unwritable, strictly below *real*."""
         return [t for t, d in self.denies if d != real and _beneath(d, real)] + \
-            [p for p in self.protected if p != real and _beneath(p, real)]
+            [p for p in self.protected if p != real and _beneath(p[:-3] if p.endswith("/.*") else p, real)]
 
 
 def _beneath(path: str, top: str) -> bool:
@@ -218,9 +219,12 @@ def _plan_path(here: _Here, places, blockers, target, count, broad, wanted, plan
         plan.skipped.append(Skip(target, count, "the profile has no filesystem: section; this was "
                                  "refused by sbx's own protection"))
         return
-    if mask & WRITE_RIGHTS and any(_beneath(real, p) for p in here.protected):
-        plan.skipped.append(Skip(target, count, "sbx's own code and profiles are never writable by a "
-                                 "command; no profile can allow it"))
+    kept = kept_by(real, here.protected) if mask & WRITE_RIGHTS else None
+    if kept is not None:
+        plan.skipped.append(Skip(target, count, "sbx keeps the user's start-up files and dotfiles out "
+                                 "of every command's writes; no profile can allow it" if kept[1] else
+                                 "sbx's own code and profiles are never writable by a command; no "
+                                 "profile can allow it"))
         return
     if rights_at(here.rules, real) & mask == mask:
         plan.skipped.append(Skip(target, count, "already allowed by the profile here (the run's paths "

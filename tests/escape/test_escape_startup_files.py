@@ -6,8 +6,10 @@ run commands from their home directory (a new terminal opens there; ``sudo
 create a ``~/.bash_profile`` that bash then reads instead of ``~/.profile``,
 drop a program into ``~/.local/bin`` (early on PATH), a ``.pth`` file into
 the Python user site (every later ``python3`` runs it), or point git at a
-fsmonitor program in ``~/.gitconfig``: each runs outside the sandbox the
-next time the user logs in, opens a shell or uses the tool.
+fsmonitor program in ``~/.gitconfig``, or rewrite any dotfile a start-up
+file sources (``~/.cargo/env``, ``~/.nvm/nvm.sh``) or a tool runs
+(``~/.ipython``, ``~/.gdbinit``): each runs outside the sandbox the next time
+the user logs in, opens a shell or uses the tool.
 
 Each user (root and nobody) runs from a scratch home (below /home, like a
 real one; HOME names it) and writes each place unconfined (the control), then
@@ -29,7 +31,11 @@ PROFILES = builtin_profiles()
 # (path below the home, whether it is there before the run)
 PLACES = [(".bashrc", True), (".profile", True), (".bash_profile", False), (".zshrc", False),
           (".gitconfig", True), (".local/bin/ls", False),
-          (".local/lib/python3/site-packages/evil.pth", False), (".ssh/authorized_keys", False)]
+          (".local/lib/python3/site-packages/evil.pth", False), (".ssh/authorized_keys", False),
+          # dotfiles of no list: .bashrc sources ~/.cargo/env and ~/.nvm/nvm.sh; ipython runs
+          # its startup scripts, gdb its .gdbinit
+          (".cargo/env", True), (".nvm/nvm.sh", True), (".ipython/profile_default/startup/x.py", False),
+          (".gdbinit", True)]
 WRITE = ("import os, sys; p = sys.argv[1]; os.makedirs(os.path.dirname(p), exist_ok=True); "
          "open(p, 'a').write('# planted\\n'); print('WROTE')")
 

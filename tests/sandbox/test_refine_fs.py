@@ -338,6 +338,24 @@ def test_a_refusal_in_the_users_own_home_names_the_deny_when_home_is_elsewhere(m
     assert said == f"was refused read access to {tree}/alice/.ssh/id_rsa: profile p denies {tree}/alice/.ssh"
 
 
+def test_a_refused_write_of_a_dotfile_says_sbx_keeps_it(tree):
+    """A dotfile of a home (paths.startup_places: HOME/.*) is kept out of every write,
+    whatever the profile grants: said as such, and sbx refine proposes nothing."""
+    from sandbox.confine import Spec
+    from sandbox.denials import explain_landlock
+    from sandbox.paths import kept_by
+    home = tree / "home"
+    spec = Spec(fs=[("read", "/", False), ("write", str(home), False)])
+    protected = (f"{home}/.*", f"{home}/bin")
+    said = explain_landlock(("fs.write_file",), f"{home}/.cargo/env", spec, "p", {}, None, None,
+                            protected)
+    assert said.startswith(f"was refused write access to {home}/.cargo/env: sbx keeps the user's "
+                           "start-up files and dotfiles out of every command's writes"), said
+    assert kept_by(f"{home}/bin/ls", protected) == (f"{home}/bin", True)
+    assert kept_by(f"{home}/notes", protected) is None
+    assert kept_by(f"{home}/proj/.git/config", protected) is None
+
+
 def test_the_run_s_own_terminal_is_granted_as_tty_and_the_context_keeps_it(tmp_path, tree):
     """A refused read of the terminal the run had (the context's "tty") becomes
     $TTY, which a later run expands to its own terminal; the context line of
