@@ -57,6 +57,23 @@ RIGHT_WORDS = {
             "make_sym", "refer", "truncate", "ioctl_dev"),
 }
 FS_KEYS = tuple(RIGHT_WORDS) + ("deny",)
+# the words that let a command change files (kernel.landlock.WRITE_RIGHTS)
+WRITING_WORDS = frozenset(w for w, rights in RIGHT_WORDS.items()
+                          if set(rights) - {"read_file", "read_dir", "execute", "ioctl_dev"})
+# Directories a variable ($CWD, $TMPDIR ...) never grants a writing word on: a
+# command started from /etc or /usr as root would otherwise write /etc/cron.d,
+# /etc/systemd/system or /usr/local/bin, and from /home every user's files (the
+# top-level directories of the FHS and those below them that hold programs,
+# configuration and scheduled work)
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/media", "/mnt", "/opt", "/proc", "/run", "/sbin", "/srv", "/sys", "/usr", "/var",
+    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/local",
+    "/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/usr/local/etc", "/usr/share",
+    "/var/lib", "/var/spool", "/var/spool/cron", "/var/cache", "/var/log", "/var/backups",
+    "/etc/cron.d", "/etc/cron.daily", "/etc/cron.hourly", "/etc/systemd", "/etc/systemd/system",
+    "/etc/init.d", "/etc/profile.d", "/etc/sudoers.d", "/etc/ssh", "/etc/security", "/etc/pam.d",
+    "/etc/apt", "/etc/ld.so.conf.d", "/etc/default", "/etc/udev", "/etc/modprobe.d"})
 ALL_RIGHTS = (1 << 16) - 1           # every Landlock file-system right (kernel.landlock.FS_RIGHTS)
 NET_KEYS = ("bind", "connect")
 ANY = "any"
@@ -564,14 +581,16 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:
             real = real_path(path, real_of, seen)
-            if real == "/" and word != "deny" and "$" in template:
+            if "$" in template and word != "deny" and (real == "/" or (
+                    real in SYSTEM_DIRS and word in WRITING_WORDS)):
                 # A service's working directory is / (systemd's default), and so is
                 # that of a command started from /: a grant meant for the command's
                 # own directory would reach every file but the denied ones, for root
-                # /etc/cron.d and /usr/bin among them. Fail closed: not granted.
-                notes.append(f"{template} is / here, where {word} would reach every file but "
-                             "the denied ones: not granted; run the command from a directory "
-                             "of its own")
+                # /etc/cron.d and /usr/bin among them; from /etc or /usr a write grant
+                # reaches as much. Fail closed: not granted.
+                where = "every file but the denied ones" if real == "/" else "the system's files"
+                notes.append(f"{template} is {real} here, where {word} would reach {where}: not "
+                             "granted; run the command from a directory of its own")
                 continue
             _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes,
                       landlock.FS_RIGHTS, seen, tracked)

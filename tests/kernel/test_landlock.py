@@ -78,31 +78,33 @@ def test_a_profile_the_command_may_change_is_said_at_launch(tmp_path):
     assert quiet.returncode == 0 and "its own file" not in quiet.stderr, quiet.stderr
 
 
-def test_a_working_directory_of_slash_is_not_granted(tmp_path):
+@pytest.mark.parametrize("top", ["/", "/etc", "/usr", "/var"])
+def test_a_working_directory_of_slash_or_a_system_directory_is_not_granted(tmp_path, top):
     """A service runs in / (systemd's default WorkingDirectory): write: [$CWD] there
-    would reach every file but the denied ones (root: /etc/cron.d, /usr/bin). The
-    grant is left out, and said; the rest of the profile holds (writing $TMPDIR)."""
-    need(os.geteuid() == 0, "root shows what a grant of / gives (writing in /)")
-    victim = "/sbx-test-slash-" + os.urandom(4).hex()   # a directory of root's, like /usr/bin
+    would reach every file but the denied ones; from /etc, /usr or /var, root's
+    cron.d, systemd units and /usr/local/bin. The grant is left out, and said; the
+    rest of the profile holds (writing $TMPDIR)."""
+    need(os.geteuid() == 0, "root shows what a grant of a system directory gives")
+    victim = os.path.join(top, "sbx-test-cwd-" + os.urandom(4).hex())   # like /etc/cron.d
     target = victim + "/planted"
     script = (f"echo planted > {target}; echo ok > {tmp_path}/out; "
-              f"test -e {target} && echo WROTE-SLASH; true")
+              f"test -e {target} && echo WROTE-THERE; true")
     os.mkdir(victim, 0o755)
     try:
-        unconfined = subprocess.run(["sh", "-c", script], cwd="/", capture_output=True, text=True)
-        assert "WROTE-SLASH" in unconfined.stdout        # root may write there, unconfined
+        unconfined = subprocess.run(["sh", "-c", script], cwd=top, capture_output=True, text=True)
+        assert "WROTE-THERE" in unconfined.stdout        # root may write there, unconfined
         os.unlink(target)
-        r = subprocess.run(SBX + ["--", "sh", "-c", script], cwd="/", capture_output=True, text=True,
+        r = subprocess.run(SBX + ["--", "sh", "-c", script], cwd=top, capture_output=True, text=True,
                            timeout=60, env=dict(os.environ, PYTHONPATH=ROOT, TMPDIR=str(tmp_path)))
         assert r.returncode == 0, r.stderr
-        assert "WROTE-SLASH" not in r.stdout and not os.path.lexists(target)
+        assert "WROTE-THERE" not in r.stdout and not os.path.lexists(target)
     finally:
         if os.path.lexists(target):
             os.unlink(target)
         os.rmdir(victim)
     assert (tmp_path / "out").read_text() == "ok\n"
-    assert "$CWD is / here, where write would reach every file but the denied ones: not granted" \
-        in r.stderr
+    where = "every file but the denied ones" if top == "/" else "the system's files"
+    assert f"$CWD is {top} here, where write would reach {where}: not granted" in r.stderr, r.stderr
 
 
 def test_writing_outside_the_working_and_temporary_directories_is_refused(tmp_path, home):
