@@ -31,7 +31,7 @@ import re
 import yaml
 
 from ..confine import ANY
-from ..paths import display_path
+from ..paths import builtin_dir, display_path
 from ..policy import Profile
 from ..policy.diagnostics import Diagnostic, Position
 from .systemd_fs import plan_fs
@@ -195,6 +195,9 @@ def systemd_layers(prof: Profile, bound: dict[str, str], features: set[str] | No
             path, unbound = unit_path(template, bound)
             if "TTY" in unbound:
                 continue            # a service has no terminal: as sbx run without one, nothing
+            if unbound and word == "deny" and pos is not None and \
+                    pos.file.startswith(builtin_dir() + "/"):
+                continue            # a built-in's ${GNUPGHOME} ...: skipped when unset, as sbx run does
             for name in unbound:
                 missing.setdefault(name, []).append((word, pos))
             if path is not None:

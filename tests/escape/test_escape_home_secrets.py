@@ -25,7 +25,10 @@ IN_HOME = [".npmrc", ".bash_history", ".zsh_history", ".python_history", ".psql_
            ".thunderbird/abc.default/logins.json",
            ".var/app/org.mozilla.firefox/.mozilla/firefox/abc.default/logins.json",
            "snap/firefox/common/.mozilla/firefox/abc.default/logins.json",
-           ".local/share/fish/fish_history", ".node_repl_history", ".gem/credentials"]
+           ".local/share/fish/fish_history", ".node_repl_history", ".gem/credentials",
+           # the X server's cookie: with it, the desktop's keystrokes (a Unix socket Landlock
+           # does not rule); and configuration where XDG_CONFIG_HOME puts it (gh's token)
+           ".Xauthority", "cfg/gh/hosts.yml"]
 IN_RUNTIME = ["containers/auth.json"]
 OPEN = "import sys; open(sys.argv[1], 'rb').close(); print('OPENED')"
 
@@ -87,7 +90,8 @@ def cells(workspace, users, planted):
         path = _places(user)[i]
         command = ["/usr/bin/python3", "-c", OPEN, path]
         argv = user.confined(profile, command) if profile else user.direct(command)
-        return user.run(argv, {**user.env(), "XDG_RUNTIME_DIR": _runtime_dir(user)})
+        return user.run(argv, {**user.env(), "XDG_RUNTIME_DIR": _runtime_dir(user),
+                               "XDG_CONFIG_HOME": os.path.join(user.home, "cfg")})
     return run_many(jobs, attempt)
 
 

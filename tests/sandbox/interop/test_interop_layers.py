@@ -91,6 +91,16 @@ def test_home_and_tmpdir_are_specifiers_unless_bound():
     assert "-/home/u/.ssh" in s["InaccessiblePaths"] and "-/srv/tmp" in s["ReadWritePaths"]
 
 
+def test_a_built_ins_deny_of_an_unset_variable_is_left_out_quietly_unless_bound():
+    """default denies ${GNUPGHOME} and the like where the environment moves secrets:
+    sbx run skips them when unset, and so does the export, without a warning; bound,
+    they are denied."""
+    res = export("default", "--format", "systemd")
+    assert res.exit_code == 0 and "$GNUPGHOME" not in res.stderr and "$XAUTHORITY" not in res.stderr
+    s = settings(export("default", "--format", "systemd", "--var", "GNUPGHOME=/srv/gpg").stdout)
+    assert "-/srv/gpg" in s["InaccessiblePaths"] and "-%h/.Xauthority" in s["InaccessiblePaths"]
+
+
 def test_a_literal_percent_is_doubled_and_odd_paths_quoted():
     assert interop.unit_path("$CWD/x", {"CWD": "/srv/50%"}) == ("/srv/50%%/x", [])
     assert interop.unit_path("$APP/x", {}) == (None, ["APP"])
