@@ -69,6 +69,18 @@ def installation_dirs() -> tuple[str, ...]:
         if os.path.isfile(os.path.join(sibling, "__init__.py")):
             out.append(sibling)
     out += [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    # what starts sbx: a virtualenv's bin/ (its sbx script and python link) and
+    # pyvenv.cfg, the script sbx was started as, the interpreter, and where
+    # PYTHONPATH sends the interpreter (a sitecustomize.py there runs at start);
+    # sbx installed in a project's .venv, or PYTHONPATH=., are the command's to
+    # write otherwise
+    if sys.prefix != sys.base_prefix:
+        out.append(sys.prefix)
+    for p in (sys.argv[0] if sys.argv and os.path.isabs(sys.argv[0]) else "", sys.executable):
+        if p and os.path.isfile(p):
+            out.append(p)
+    if not sys.flags.isolated and not sys.flags.ignore_environment:
+        out += [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     # the user's and the system's profile directories even when they do not exist
     # yet: a command that could create ~/.config/sbx/profiles/default.yaml would
     # decide what every later run installs (confine.fs_plan keeps the way there
