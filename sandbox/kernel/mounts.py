@@ -5,14 +5,10 @@ tracepoints through bpf(2) and nothing is pinned.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 
+from . import libc
 from .libbpf import BpfError, cgroup2_root
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_void_p]
 
 
 class MountError(OSError):
@@ -36,8 +32,9 @@ def ensure_cgroup2(candidates: tuple[str, ...]) -> tuple[str, bool]:
         except OSError as err:
             errors.append(f"{where}: {err.strerror}")
             continue
-        if _libc.mount(b"cgroup2", os.fsencode(where), b"cgroup2", 0, None) == 0:
+        fstype, target = libc.cstring("cgroup2"), libc.cstring(where)
+        if libc.call("mount", fstype.addr, target.addr, fstype.addr, 0, 0) == 0:
             return where, True
-        e = ctypes.get_errno()
+        e = libc.errno()
         errors.append(f"mount cgroup2 on {where}: {os.strerror(e)}")
     raise MountError(0, "; ".join(errors))
