@@ -9,7 +9,6 @@ the verifier log.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import os
 import re
@@ -30,7 +29,9 @@ _LIBBPF_ERRNO_BASE = 4000
 _LOG_BEGIN, _LOG_END = "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"
 
 _vp = ctypes.c_void_p
-_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _vp)
+# libbpf's print callback: (level, the format's address, the va_list's address), for
+# libc's vsnprintf (kernel.libc: the one libc binding; a va_list is passed as a pointer)
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, _vp, _vp)
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, _vp, _vp, ctypes.c_size_t)
 
 _PROTOTYPES = {
@@ -127,10 +128,8 @@ class _Library:
         if self.version < (1, 0):
             raise BpfError(f"libbpf {self.version[0]}.{self.version[1]} is too old: sbx needs "
                            "libbpf >= 1.0 (Debian/Ubuntu package libbpf1)")
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self._vsnprintf = libc.vsnprintf
-        self._vsnprintf.restype = ctypes.c_int
-        self._vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, _vp]
+        from . import libc
+        self._vsnprintf = libc.long_function("vsnprintf", 4)
         self._buf = ctypes.create_string_buffer(_LOG_BUF_SIZE)
         self._lock = threading.Lock()
         self._log: list[str] | None = None
@@ -150,11 +149,12 @@ class _Library:
         raise BpfError("cannot load libbpf >= 1.0 (install the libbpf1 package): "
                        + "; ".join(errors))
 
-    def _on_print(self, level: int, fmt: bytes, args: int) -> int:
+    def _on_print(self, level: int, fmt: int | None, args: int | None) -> int:
         log = self._log
-        if log is None or level >= _LEVEL_DEBUG:
+        if log is None or level >= _LEVEL_DEBUG or not fmt:
             return 0
-        size = self._vsnprintf(self._buf, _LOG_BUF_SIZE, fmt, args)
+        size = self._vsnprintf(ctypes.addressof(self._buf), _LOG_BUF_SIZE, fmt, args or 0)
+        size = size if size < 1 << 31 else size - (1 << 32)     # an int, returned in a long
         if size > 0:
             log.append(self._buf.raw[:min(size, _LOG_BUF_SIZE - 1)].decode("utf-8", "replace"))
         return 0
