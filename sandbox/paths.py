@@ -126,15 +126,40 @@ def startup_places(env) -> list[str]:
     homes = [passwd_home()]
     home = env.get("HOME") or ""
     scratch = _SCRATCH + ((env.get("TMPDIR"),) if env.get("TMPDIR") else ())
-    if os.path.isabs(home) and not any(home == t or home.startswith(t.rstrip("/") + "/")
-                                       for t in scratch):
+
+    def kept(path: str) -> bool:
+        return os.path.isabs(path) and not any(path == t or path.startswith(t.rstrip("/") + "/")
+                                               for t in scratch)
+    if kept(home):
         homes.append(os.path.normpath(home))
     # HOME/.* : every dotfile there now (confine._every_protected), whatever reads it
     # (~/.cargo/env and ~/.nvm/nvm.sh are sourced by .bashrc, ~/.ipython runs its
     # startup scripts, ~/.gdbinit ...): the home is split entry by entry where a
     # command may write it, and cannot gain entries, so the rest stays writable
-    return [os.path.join(h, rel) for h in dict.fromkeys(homes) if h and h != "/"
-            for rel in STARTUP_PLACES + (".*",)]
+    out = [os.path.join(h, rel) for h in dict.fromkeys(homes) if h and h != "/"
+           for rel in STARTUP_PLACES + (".*",)]
+    # and where the environment sends the user's shell and tools for programs and
+    # start-up files, wherever that is (~/miniconda3/bin and ~/google-cloud-sdk/bin
+    # on PATH, a PYTHONUSERBASE whose .pth files every python3 runs, a ZDOTDIR):
+    # a command started from the home would plant `ls` there. Not in a temporary
+    # directory (the command's to write already), nor at or below a working
+    # directory other than a home (a project's own bin on PATH: its build writes there)
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = "/"
+    if cwd in homes:
+        cwd = "\0"
+    pyuser = env.get("PYTHONUSERBASE") or ""
+    named = [p for p in (env.get("PATH") or "").split(":")] + [
+        env.get("ZDOTDIR") or "", pyuser and os.path.join(pyuser, "lib"),
+        pyuser and os.path.join(pyuser, "bin"), env.get("GOBIN") or "",
+        env.get("CARGO_HOME") and os.path.join(env["CARGO_HOME"], "bin") or ""]
+    for p in named:
+        p = os.path.normpath(p) if os.path.isabs(p) else ""
+        if p and p != "/" and kept(p) and not (p == cwd or p.startswith(cwd.rstrip("/") + "/")):
+            out.append(p)
+    return list(dict.fromkeys(out))
 
 
 def kept_by(real: str, protected: tuple[str, ...]) -> tuple[str, bool] | None:
@@ -149,7 +174,7 @@ def kept_by(real: str, protected: tuple[str, ...]) -> tuple[str, bool] | None:
             continue
         top = os.path.realpath(p)
         if real == top or real.startswith(top.rstrip("/") + "/"):
-            return p, any(p.endswith("/" + rel) for rel in STARTUP_PLACES)
+            return p, os.path.realpath(p) not in installation_dirs()
     return None
 
 

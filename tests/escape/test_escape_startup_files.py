@@ -35,7 +35,9 @@ PLACES = [(".bashrc", True), (".profile", True), (".bash_profile", False), (".zs
           # dotfiles of no list: .bashrc sources ~/.cargo/env and ~/.nvm/nvm.sh; ipython runs
           # its startup scripts, gdb its .gdbinit
           (".cargo/env", True), (".nvm/nvm.sh", True), (".ipython/profile_default/startup/x.py", False),
-          (".gdbinit", True)]
+          (".gdbinit", True),
+          # a directory the environment puts on PATH (~/miniconda3/bin, ~/google-cloud-sdk/bin)
+          ("tools/bin/ls", False)]
 WRITE = ("import os, sys; p = sys.argv[1]; os.makedirs(os.path.dirname(p), exist_ok=True); "
          "open(p, 'a').write('# planted\\n'); print('WROTE')")
 
@@ -50,7 +52,7 @@ def homes(users):
             home = tempfile.mkdtemp(prefix=f"sbx-escape-{name}-home-",
                                     dir="/home" if os.path.isdir("/home") else "/var")
             made[name] = home
-            for rel, there in PLACES + [(".local/bin", None), ("work/keep", True)]:
+            for rel, there in PLACES + [(".local/bin", None), ("tools/bin", None), ("work/keep", True)]:
                 path = os.path.join(home, rel)
                 if there is None:
                     os.makedirs(path, exist_ok=True)
@@ -80,7 +82,9 @@ def cells(workspace, users, homes):
         path = os.path.join(home, targets[i])
         command = ["/usr/bin/python3", "-c", WRITE, path]
         argv = user.confined(profile, command) if profile else user.direct(command)
-        return run(argv, env={**user.env(), "HOME": home}, cwd=home)
+        env = user.env()
+        env.update(HOME=home, PATH=env["PATH"] + ":" + os.path.join(home, "tools", "bin"))
+        return run(argv, env=env, cwd=home)
     controls = run_many({k: v for k, v in jobs.items() if k[1] is None}, attempt)
     # what the controls planted is taken back before the confined runs
     for name in USERS:

@@ -295,3 +295,22 @@ def test_a_write_grant_with_a_denied_path_below_says_it_loses_new_entries(tmp_pa
     notes = []
     fs_plan(spec, {"HOME": str(home)}, notes=notes, protected=(str(tmp_path / "own"),))
     assert notes == []
+
+
+def test_the_directories_the_environment_puts_on_path_are_start_up_places(monkeypatch):
+    """A PATH directory (~/miniconda3/bin), a PYTHONUSERBASE and a ZDOTDIR are kept out of
+    writes like ~/.bashrc; not in a temporary directory, nor a project's own bin below
+    the working directory, unless that is the home."""
+    from sandbox import paths
+    monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): "/home/alice"})
+    monkeypatch.setattr(os, "getcwd", lambda: "/srv/proj")
+    env = {"HOME": "/home/alice", "TMPDIR": "/var/tmp/x", "ZDOTDIR": "/home/alice/zsh",
+           "PATH": "/home/alice/miniconda3/bin:bin:/usr/bin:/srv/proj/node_modules/.bin:/tmp/x/bin:"
+                   "/home/alice/tools/bin", "PYTHONUSERBASE": "/opt/pyuser"}
+    places = paths.startup_places(env)
+    assert {"/home/alice/.bashrc", "/home/alice/.*", "/home/alice/miniconda3/bin", "/usr/bin",
+            "/home/alice/zsh", "/opt/pyuser/lib", "/opt/pyuser/bin", "/home/alice/tools/bin"} <= set(places)
+    assert "/srv/proj/node_modules/.bin" not in places and "/tmp/x/bin" not in places
+    assert not any(p.endswith("/bin") and not p.startswith("/") for p in places)
+    monkeypatch.setattr(os, "getcwd", lambda: "/home/alice")          # run from the home
+    assert "/home/alice/tools/bin" in paths.startup_places(env)
