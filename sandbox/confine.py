@@ -60,20 +60,30 @@ FS_KEYS = tuple(RIGHT_WORDS) + ("deny",)
 # the words that let a command change files (kernel.landlock.WRITE_RIGHTS)
 WRITING_WORDS = frozenset(w for w, rights in RIGHT_WORDS.items()
                           if set(rights) - {"read_file", "read_dir", "execute", "ioctl_dev"})
-# Directories a variable ($CWD, $TMPDIR ...) never grants a writing word on: a
-# command started from /etc or /usr as root would otherwise write /etc/cron.d,
-# /etc/systemd/system or /usr/local/bin, and from /home every user's files (the
-# top-level directories of the FHS and those below them that hold programs,
-# configuration and scheduled work)
-SYSTEM_DIRS = frozenset({
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
-    "/media", "/mnt", "/opt", "/proc", "/run", "/sbin", "/srv", "/sys", "/usr", "/var",
-    "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/local",
-    "/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/usr/local/etc", "/usr/share",
-    "/var/lib", "/var/spool", "/var/spool/cron", "/var/cache", "/var/log", "/var/backups",
-    "/etc/cron.d", "/etc/cron.daily", "/etc/cron.hourly", "/etc/systemd", "/etc/systemd/system",
-    "/etc/init.d", "/etc/profile.d", "/etc/sudoers.d", "/etc/ssh", "/etc/security", "/etc/pam.d",
-    "/etc/apt", "/etc/ld.so.conf.d", "/etc/default", "/etc/udev", "/etc/modprobe.d"})
+# Where a variable ($CWD, $TMPDIR ...) never grants a writing word: the system's
+# directories. A command started as root from /etc or /usr would otherwise write
+# /etc/cron.d, /etc/systemd/system, /etc/logrotate.d or /usr/local/bin, and from
+# /home every user's files. Every top-level directory of the FHS itself, and
+# everything below those that hold programs, configuration and scheduled or
+# kept state; a directory of its own elsewhere (/srv/app, /var/www/site,
+# /opt/app, /usr/local/src/pkg) is granted as usual.
+SYSTEM_TOPS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
+                         "/libx32", "/media", "/mnt", "/opt", "/proc", "/run", "/sbin",
+                         "/srv", "/sys", "/usr", "/var"})
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+                "/sbin", "/sys", "/usr", "/var/lib", "/var/spool", "/var/cache", "/var/backups",
+                "/var/log", "/var/mail", "/run/systemd")
+OWN_TREES = ("/usr/src", "/usr/local/src")
+
+
+def system_dir(real: str) -> bool:
+    """*real* is a directory of the system: one of ``SYSTEM_TOPS``, or below one of
+    ``SYSTEM_TREES`` but not below ``OWN_TREES`` (where one builds software)."""
+    def below(top: str) -> bool:
+        return real == top or real.startswith(top + "/")
+    if real in SYSTEM_TOPS:
+        return True
+    return any(below(t) for t in SYSTEM_TREES) and not any(below(t) for t in OWN_TREES)
 ALL_RIGHTS = (1 << 16) - 1           # every Landlock file-system right (kernel.landlock.FS_RIGHTS)
 NET_KEYS = ("bind", "connect")
 ANY = "any"
@@ -582,7 +592,7 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         for path in paths:
             real = real_path(path, real_of, seen)
             if "$" in template and word != "deny" and (real == "/" or (
-                    real in SYSTEM_DIRS and word in WRITING_WORDS)):
+                    word in WRITING_WORDS and system_dir(real))):
                 # A service's working directory is / (systemd's default), and so is
                 # that of a command started from /: a grant meant for the command's
                 # own directory would reach every file but the denied ones, for root
@@ -889,4 +899,5 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
 
 __all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
            "UNCACHEABLE", "expand", "expand_all", "expand_deny", "expand_ports", "fs_plan", "fs_rules",
-           "keeps_out_of_writes", "own_places", "plan_rules", "prepare", "real_path", "rights_at"]
+           "keeps_out_of_writes", "own_places", "plan_rules", "prepare", "real_path", "rights_at",
+           "system_dir"]
