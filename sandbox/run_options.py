@@ -22,8 +22,10 @@ class Opt:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise UsageError(f"--allow-port takes a TCP port 0..65535, not {text!r}")
+    # ASCII digits, and few of them: int() refuses a number of over 4,300 digits
+    # (ValueError), and str.isdigit() takes "²" and other digits int() refuses too
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 0 <= int(text) <= 65535:
+        raise UsageError(f"--allow-port takes a TCP port 0..65535, not {text[:40]!r}")
     return int(text)
 
 

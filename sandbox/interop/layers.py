@@ -94,7 +94,8 @@ def bind_vars(prof: Profile, texts: list[str]) -> tuple[dict[str, str], list[Dia
             diags.append(Diagnostic(None, f"--var {name}: the profile uses no ${name}", severity="warning"))
             continue
         for what, pos in used[name]:
-            if what == "port" and not (value.isdigit() and int(value) <= 65535):
+            if what == "port" and not (value.isascii() and value.isdigit() and len(value) <= 5
+                                         and int(value) <= 65535):
                 raise ValueError(f"{name}={value}: ${name} is a TCP port at {_at(pos)}; give a number 0..65535")
         for word, template, pos in prof.fs or ():
             if name in _names(template) and not _fill(template, bound, {})[0].startswith(("/", "%")):

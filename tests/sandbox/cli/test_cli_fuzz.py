@@ -236,6 +236,9 @@ KNOWN = [
     ["refine", "default", "--from", "/dev/zero"], ["run", "--profile", "fifo", "--", "true"],
     ["run", "--profile", "/dev/zero", "--", "true"],
     ["run", "--", "/dev/null"], ["run", "--allow-port", "99999", "--", "true"],
+    # more digits than int() reads (found by the fuzzer), and a digit int() refuses
+    ["run", "--allow-port", "9" * 5000, "--", "true"], ["run", "--allow-port", "\u00b2", "--", "true"],
+    ["export", "web", "--format", "systemd", "--var", "PORT=" + "9" * 5000],
     ["status", "-1"], ["status", "9" * 30], ["monitor", "--pid", "-1", "--duration", "0.1"],
     ["monitor", "--pid", "9" * 30, "--duration", "0.1"], ["monitor", "--duration", "nan"],
     ["profiles", "show", "caf\udce9"], ["diff", "default", "bad-utf8.yaml"],
