@@ -70,9 +70,11 @@ WRITING_WORDS = frozenset(w for w, rights in RIGHT_WORDS.items()
 SYSTEM_TOPS = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
                          "/libx32", "/media", "/mnt", "/opt", "/proc", "/run", "/sbin",
                          "/srv", "/sys", "/usr", "/var"})
-SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
-                "/sbin", "/sys", "/usr", "/var/lib", "/var/spool", "/var/cache", "/var/backups",
-                "/var/log", "/var/mail", "/run/systemd")
+# (/dev, /proc and /sys are not trees here: a device is granted by name, $TTY among
+# them, and what may be written below /proc and /sys is the kernel's to say)
+SYSTEM_TREES = ("/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/usr",
+                "/var/lib", "/var/spool", "/var/cache", "/var/backups", "/var/log", "/var/mail",
+                "/run/systemd")
 OWN_TREES = ("/usr/src", "/usr/local/src")
 
 
@@ -483,8 +485,8 @@ def expand_ports(values, env: dict, notes: list[str], quiet=()) -> list[int]:
             if not (quiet is True or (quiet is not False and v in quiet)):
                 notes.append(f"port {v} skipped: {why}")
             continue
-        if not text.isdigit() or not 0 <= int(text) <= 65535:
-            notes.append(f"port {v} skipped: {text!r} is not a TCP port")
+        if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 0 <= int(text) <= 65535:
+            notes.append(f"port {v} skipped: {text[:40]!r} is not a TCP port")
             continue
         out.append(int(text))
     return out
@@ -604,9 +606,8 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
                 continue
             _fs_entry(word, path, real, optional, dac_bypass, grants, denies, notes,
                       landlock.FS_RIGHTS, seen, tracked)
-    # (sbx's own directories, protected below, are left out of the note: they are
-    # below a granted directory only in a checkout of sbx)
-    _say_uncreatable(grants, denies, notes, landlock.FS_RIGHTS["make_reg"][0])
+    said, kept = dict(denies), set()
+    own = None
     for path in _every_protected(protected, real_of, seen):
         # what later runs load (sbx's code and profiles) is never writable by the
         # command, even below a directory the profile lets it write; one that does
@@ -614,6 +615,17 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
         # to it lose the right to gain entries (fs_rules) and it cannot be made
         real = real_path(path, real_of, seen)
         denies[real] = denies.get(real, 0) | landlock.WRITE_RIGHTS
+        if own is None:
+            from .paths import installation_dirs
+            own = installation_dirs()
+        # the user's start-up places are said like denies (a command run from the home
+        # cannot create files there, which is otherwise a mystery); sbx's own
+        # directories are not: they are below a granted directory only in a checkout
+        if real not in said and not any(real == d or real.startswith(d.rstrip("/") + "/")
+                                         for d in own):
+            said[real] = landlock.WRITE_RIGHTS
+            kept.add(real)
+    _say_uncreatable(grants, said, notes, landlock.FS_RIGHTS["make_reg"][0], kept)
     return grants, denies
 
 
@@ -639,7 +651,8 @@ def _every_protected(protected: tuple[str, ...], real_of: dict[str, str],
     return out
 
 
-def _say_uncreatable(grants: list, denies: dict, notes: list[str], make_reg: int) -> None:
+def _say_uncreatable(grants: list, denies: dict, notes: list[str], make_reg: int,
+                     kept: set[str] = frozenset()) -> None:
     """A directory the profile lets the command create files in, with a denied path
     below it, keeps that right only below: nothing may be created, removed or renamed
     directly in it or in the directories between (fs_rules: a right given there would
@@ -651,9 +664,13 @@ def _say_uncreatable(grants: list, denies: dict, notes: list[str], make_reg: int
         prefix = path.rstrip("/") + "/"
         below = sorted(d for d, taken in denies.items() if d.startswith(prefix) and taken & make_reg)
         if below:
+            # a deny of the profile first: it is the one to change, if any
+            below.sort(key=lambda d: d in kept)
             more = f" (and {len(below) - 1} more)" if len(below) > 1 else ""
+            why = ("kept out of writes (the user's start-up files: sbx keeps them so)"
+                   if below[0] in kept else "denied")
             notes.append(f"nothing can be created, removed or renamed directly in {path}, only "
-                         f"below it: {below[0]}{more} inside it is denied")
+                         f"below it: {below[0]}{more} inside it is {why}")
 
 
 UNCACHEABLE = ""          # in *seen*: the plan depends on more than the paths recorded

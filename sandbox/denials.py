@@ -446,6 +446,9 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
             elif w != "deny" and right in RIGHT_WORDS[w] and p not in grants:
                 grants.append(p)
     closest = max(denied, key=len) if denied else None
+    if closest is not None and any(under(os.path.realpath(g)) and len(os.path.realpath(g)) >
+                                   len(os.path.realpath(closest)) for g in grants):
+        closest = None                      # a grant below the deny gives the right back there
     if closest is not None and closest != "/dev":
         return f"was refused {verb} {path}: profile {profile} denies {closest}"
     # /dev denied as a whole makes the devices an allow-list: for a terminal, say which
@@ -464,6 +467,23 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
                     "check SBX163)")
     if closest is not None:
         return f"was refused {verb} {path}: profile {profile} denies {closest}"
+    if right not in ("read_file", "read_dir", "execute", "write_file", "truncate") and \
+            real is not None and any(under(os.path.realpath(g)) for g in grants):
+        # a path sbx keeps out of writes inside the directory closes it the same way
+        from .paths import installation_dirs
+        top = real.rstrip("/") + "/"
+        own = installation_dirs()
+        for p in sorted(protected, key=lambda p: os.path.realpath(p) in own):   # the user's first
+            shown = p[:-3] if p.endswith("/.*") else p        # a home's dotfiles
+            at = os.path.realpath(shown)
+            if not (at.startswith(top) or (p.endswith("/.*") and at == real)):
+                continue
+            whose = "sbx's own files" if os.path.realpath(p) in own else \
+                "the user's start-up files and dotfiles"
+            return (f"was refused {verb} {path}: sbx keeps {whose} ({shown}) inside it out of "
+                    "every command's writes, and nothing may be created, removed or renamed "
+                    "directly in a directory above them; install sbx, and keep the home, outside "
+                    "the directories a command works in")
     if inside and right not in ("read_file", "read_dir", "execute") and \
             any(under(os.path.realpath(g)) for g in grants):
         # the most specific path decides: a directory above a denied path keeps only

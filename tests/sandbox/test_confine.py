@@ -277,11 +277,13 @@ def test_real_paths_resolved_part_by_part_are_what_realpath_says(tmp_path):
     assert UNCACHEABLE in seen
 
 
-def test_a_write_grant_with_a_denied_path_below_says_it_loses_new_entries(tmp_path):
+def test_a_write_grant_with_a_denied_path_below_says_it_loses_new_entries(tmp_path, monkeypatch):
     """$HOME below /tmp (or below the working directory) with a .config in it: the
     grant keeps its rights only below, and the plan says so once, naming a denied
     path that is there; an absent deny, and sbx's own protected directories, say nothing."""
+    from sandbox import paths
     from sandbox.confine import fs_plan
+    monkeypatch.setattr(paths, "installation_dirs", lambda: (str(tmp_path / "own"),))
     home = tmp_path / "home"
     (home / ".config").mkdir(parents=True)
     (tmp_path / "own").mkdir()
@@ -295,6 +297,12 @@ def test_a_write_grant_with_a_denied_path_below_says_it_loses_new_entries(tmp_pa
     notes = []
     fs_plan(spec, {"HOME": str(home)}, notes=notes, protected=(str(tmp_path / "own"),))
     assert notes == []
+    # the user's start-up files (paths.startup_places) close the directories above them too
+    fs_plan(spec, {"HOME": str(home)}, notes=notes,
+            protected=(str(tmp_path / "own"), f"{home}/.bashrc", f"{home}/.profile"))
+    assert notes == [f"nothing can be created, removed or renamed directly in {tmp_path}, only "
+                     f"below it: {home}/.bashrc (and 1 more) inside it is kept out of writes (the "
+                     "user's start-up files: sbx keeps them so)"]
 
 
 def test_the_directories_the_environment_puts_on_path_are_start_up_places(monkeypatch):

@@ -356,6 +356,26 @@ def test_a_refused_write_of_a_dotfile_says_sbx_keeps_it(tree):
     assert kept_by(f"{home}/proj/.git/config", protected) is None
 
 
+def test_a_refusal_in_a_directory_holding_what_sbx_keeps_says_so(tree):
+    """The working directory below a deny (build denies /root; $CWD /root/proj gives
+    writes back) holds sbx's virtualenv or a home: creating a file there is refused
+    for that, and said so; not blamed on the deny above, which the grant overrides."""
+    from sandbox.confine import Spec
+    from sandbox.denials import explain_landlock
+    proj = tree / "proj"
+    spec = Spec(fs=[("read", "/", False), ("deny", str(tree), False), ("write", str(proj), False)])
+    said = explain_landlock(("fs.make_reg",), str(proj), spec, "build", {}, None, None,
+                            (str(proj / ".bashrc"),))
+    assert said.startswith(f"was refused creating a file in {proj}: sbx keeps the user's start-up "
+                           f"files and dotfiles ({proj}/.bashrc) inside it out of every command's "
+                           "writes"), said
+    said = explain_landlock(("fs.make_reg",), str(proj), spec, "build", {}, None, None,
+                            (f"{proj}/.*",))
+    assert f"({proj}) inside it" in said, said
+    said = explain_landlock(("fs.make_reg",), str(tree / "other"), spec, "build", {}, None, None, ())
+    assert said == f"was refused creating a file in {tree}/other: profile build denies {tree}", said
+
+
 def test_the_run_s_own_terminal_is_granted_as_tty_and_the_context_keeps_it(tmp_path, tree):
     """A refused read of the terminal the run had (the context's "tty") becomes
     $TTY, which a later run expands to its own terminal; the context line of
