@@ -289,21 +289,27 @@ class _Instead:
         return self.value if name == self.name else self.env.get(name, default)
 
 
-def own_places() -> tuple[tuple[str, str], ...]:
+def own_places(caps=()) -> tuple[tuple[str, str], ...]:
     """(variable, the user's own value): where the user's secrets are whatever the
     environment says. The home the password database gives, and the runtime
     directory pam_systemd makes (/run/user/UID, what XDG_RUNTIME_DIR names in a
-    login session). Part of a kept plan's key (``plan_cache``)."""
-    from .paths import passwd_home
-    out = [("XDG_RUNTIME_DIR", f"/run/user/{os.geteuid()}")]
-    home = passwd_home()
-    if home and home != "/":
-        out.insert(0, ("HOME", home))
-    return tuple(out)
+    login session); for a command that keeps *caps* SETUID as root, every
+    user's (it may become any of them). Part of a kept plan's key (``plan_cache``)."""
+    from .paths import may_become_others, passwd_home, users_homes
+    homes = [passwd_home()]
+    runtimes = [f"/run/user/{os.geteuid()}"]
+    if may_become_others(caps):
+        homes += users_homes()
+        try:
+            runtimes += sorted(f"/run/user/{n}" for n in os.listdir("/run/user") if n.isdigit())
+        except OSError:
+            pass
+    out = [("HOME", h) for h in dict.fromkeys(homes) if h and h != "/"]
+    return tuple(out + [("XDG_RUNTIME_DIR", r) for r in dict.fromkeys(runtimes)])
 
 
 def expand_deny(template: str, env: dict, exe: str | None = None, cwd: str | None = None,
-                ttys: tuple[str, ...] | None = None) -> tuple[list[str], str | None]:
+                ttys: tuple[str, ...] | None = None, caps=()) -> tuple[list[str], str | None]:
     """The paths a ``deny:`` entry takes away: ``expand_all``'s, and for one under
     ``$HOME`` or ``$XDG_RUNTIME_DIR`` the same beneath the user's own home and
     runtime directory (``own_places``) when the environment names others or
@@ -312,7 +318,7 @@ def expand_deny(template: str, env: dict, exe: str | None = None, cwd: str | Non
     XDG_RUNTIME_DIR: the user's keys stay where they were, readable by the
     user. Grants follow the environment alone."""
     out, why = expand_all(template, env, exe, cwd, ttys)
-    for name, value in own_places():
+    for name, value in own_places(caps):
         if _uses(template, name) and env.get(name) != value:
             paths, _why = expand_all(template, _Instead(env, name, value), exe, cwd, ttys)
             out += [p for p in paths if p not in out]
@@ -588,7 +594,8 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
     tracked = _ctime_tracker() if seen is not None else None
     for word, template, optional in spec.fs or ():
-        paths, why = (expand_deny if word == "deny" else expand_all)(template, env, exe, cwd, ttys)
+        paths, why = (expand_deny(template, env, exe, cwd, ttys, spec.caps) if word == "deny"
+                      else expand_all(template, env, exe, cwd, ttys))
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")
         for path in paths:

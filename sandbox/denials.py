@@ -437,7 +437,8 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
             return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
     grants, denied, inside = [], [], []
     for w, template, _optional in spec.fs or ():
-        for p in (expand_deny if w == "deny" else expand_all)(template, env, exe)[0]:
+        for p in (expand_deny(template, env, exe, caps=spec.caps) if w == "deny"
+                  else expand_all(template, env, exe))[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)
             elif w == "deny" and real is not None and os.path.lexists(p) and \

@@ -206,7 +206,7 @@ def run(opts: RunOptions) -> int:
     env = dict(os.environ) if opts.env is None else opts.env
     exe = spawn.resolve_command(opts.argv[0], env) if opts.argv else None
     from .paths import kept_from_writes
-    protected = kept_from_writes(env)
+    protected = kept_from_writes(env, compiled.spec.caps)
     from .plan_cache import plan
     confinement = confine.prepare(compiled.spec, opts.argv[0], cache.location(), env,
                                   opts.allow_ports, exe, protected=protected, planner=plan,

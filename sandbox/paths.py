@@ -118,12 +118,31 @@ STARTUP_PLACES = (
 _SCRATCH = ("/tmp", "/var/tmp")
 
 
-def startup_places(env) -> list[str]:
+def may_become_others(caps) -> bool:
+    """A command that keeps CAP_SETUID as root may make itself any user (web keeps
+    it, for servers that drop to www-data), and then writes and reads as that
+    user: every user's home is its own."""
+    return os.geteuid() == 0 and "SETUID" in caps
+
+
+def users_homes() -> list[str]:
+    """The homes of root and the users the password database lists with uids of
+    people (1000 and up, nobody left out) that exist as directories."""
+    import pwd
+    out = []
+    for pw in pwd.getpwall():
+        if (pw.pw_uid == 0 or 1000 <= pw.pw_uid < 65534) and os.path.isabs(pw.pw_dir) and \
+                pw.pw_dir != "/" and os.path.isdir(pw.pw_dir):
+            out.append(os.path.normpath(pw.pw_dir))
+    return sorted(set(out))
+
+
+def startup_places(env, caps=()) -> list[str]:
     """``STARTUP_PLACES`` below the user's homes: the one the password database
     gives, and HOME of *env* unless it lies in a temporary directory (a CI job's
     scratch home). Present or not: a ~/.bash_profile or ~/.local/bin made later
     runs all the same."""
-    homes = [passwd_home()]
+    homes = [passwd_home()] + (users_homes() if may_become_others(caps) else [])
     home = env.get("HOME") or ""
     scratch = _SCRATCH + ((env.get("TMPDIR"),) if env.get("TMPDIR") else ())
 
@@ -178,12 +197,13 @@ def kept_by(real: str, protected: tuple[str, ...]) -> tuple[str, bool] | None:
     return None
 
 
-def kept_from_writes(env) -> tuple[str, ...]:
+def kept_from_writes(env, caps=()) -> tuple[str, ...]:
     """What no command may change, whatever its profile lets it write
     (``confine.prepare``'s *protected*): what later runs of sbx load
     (``installation_dirs``), and what runs outside the sandbox at the user's next
-    login, shell or tool (``startup_places``)."""
-    return installation_dirs() + tuple(startup_places(env))
+    login, shell or tool (``startup_places``; every user's, for a profile that
+    keeps *caps* SETUID as root)."""
+    return installation_dirs() + tuple(startup_places(env, caps))
 
 
 _PASSWD_HOME: dict[int, str] = {}

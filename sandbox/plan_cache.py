@@ -86,7 +86,7 @@ def _key(spec, exe: str | None, protected: tuple[str, ...]) -> str | None:
         except OSError:
             return None
         fixed.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-    fixed += [f"{name}={value}" for name, value in confine.own_places()]   # also_denied's
+    fixed += [f"{name}={value}" for name, value in confine.own_places(spec.caps)]   # expand_deny's
     fixed += list(protected) + ["--"] + spec.lines()
     try:
         run = [os.getcwd(), exe or "-", os.path.realpath(exe) if exe else "-",

@@ -94,12 +94,12 @@ class _Here:
     def __init__(self, spec, ctx: RunContext):
         from .paths import kept_from_writes
         self.spec, self.ctx = spec, ctx
-        self.protected = kept_from_writes(ctx.env)
+        self.protected = kept_from_writes(ctx.env, spec.caps)
         self.rules = self.rules_of(spec)
         self.denies: list[tuple[str, str]] = []         # (template, real path)
         for word, template, _optional in spec.fs or ():
             if word == "deny":
-                for p in expand_deny(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys)[0]:
+                for p in expand_deny(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys, spec.caps)[0]:
                     self.denies.append((template, os.path.realpath(p)))
 
     def rules_of(self, spec) -> list[tuple[str, int, bool]]:
