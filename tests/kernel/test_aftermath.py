@@ -56,7 +56,7 @@ def test_a_planted_hook_and_fsmonitor_are_said(repo):
     assert said == [
         f"sbx: the command changed {repo}/.git/config: git runs the programs it names outside any "
         "sandbox (core.fsmonitor on every git status, core.hooksPath, aliases, filters); review it "
-        "with git config --local --list",
+        "with git config --list --show-origin",
         f"sbx: the command added the git hook {repo}/.git/hooks/pre-commit: git runs it, outside "
         "any sandbox, at the next commit, checkout, merge or push; review or remove it"], r.stderr
 
@@ -79,3 +79,25 @@ def test_a_git_file_pointed_elsewhere_is_said(repo, tmp_path):
     r = _run(repo, f"echo 'gitdir: {other}/.git' > .git", cwd=work)
     assert r.returncode == 0, r.stderr
     assert f"sbx: the command replaced {work}/.git: git now takes the repository" in r.stderr, r.stderr
+
+
+def test_a_hook_in_core_hookspath_a_submodule_s_config_and_a_new_repository_are_said(repo, tmp_path):
+    """husky's core.hooksPath (.husky/_, set before the run), a submodule's own
+    repository (git status runs its core.fsmonitor), and a repository made where
+    the command works with a hook in it: each is said."""
+    subprocess.run(GIT + ["-C", str(repo), "config", "core.hooksPath", ".husky/_"], check=True)
+    os.makedirs(repo / ".husky" / "_")
+    os.makedirs(repo / ".git" / "modules" / "sub")
+    (repo / ".git" / "modules" / "sub" / "config").write_text("[core]\n")
+    r = _run(repo, "echo 'exit 0' > .husky/_/pre-commit && "
+                   "printf '[core]\\n\\tfsmonitor = touch x\\n' > .git/modules/sub/config")
+    assert f"sbx: the command added the git hook {repo}/.husky/_/pre-commit" in r.stderr, r.stderr
+    assert f"sbx: the command changed {repo}/.git/modules/sub/config" in r.stderr, r.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    r = _run(repo, "git init -q . && echo 'exit 0' > .git/hooks/post-checkout", cwd=plain)
+    assert f"sbx: the command made the git repository {plain}/.git where it works" in r.stderr, r.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    r = _run(repo, "git init -q .", cwd=fresh)                     # samples only: nothing runs
+    assert "sbx: the command" not in r.stderr, r.stderr
