@@ -125,16 +125,22 @@ def may_become_others(caps) -> bool:
     return os.geteuid() == 0 and "SETUID" in caps
 
 
+_USERS_HOMES: list[list[str]] = []
+
+
 def users_homes() -> list[str]:
     """The homes of root and the users the password database lists with uids of
-    people (1000 and up, nobody left out) that exist as directories."""
-    import pwd
-    out = []
-    for pw in pwd.getpwall():
-        if (pw.pw_uid == 0 or 1000 <= pw.pw_uid < 65534) and os.path.isabs(pw.pw_dir) and \
-                pw.pw_dir != "/" and os.path.isdir(pw.pw_dir):
-            out.append(os.path.normpath(pw.pw_dir))
-    return sorted(set(out))
+    people (1000 and up, nobody left out) that exist as directories. Read once
+    per process."""
+    if not _USERS_HOMES:
+        import pwd
+        out = []
+        for pw in pwd.getpwall():
+            if (pw.pw_uid == 0 or 1000 <= pw.pw_uid < 65534) and os.path.isabs(pw.pw_dir) and \
+                    pw.pw_dir != "/" and os.path.isdir(pw.pw_dir):
+                out.append(os.path.normpath(pw.pw_dir))
+        _USERS_HOMES.append(sorted(set(out)))
+    return _USERS_HOMES[0]
 
 
 def startup_places(env, caps=()) -> list[str]:
