@@ -480,6 +480,17 @@ def _listdir(path: str) -> list[tuple[str, bool | None]]:
         return []
 
 
+def tcp_port(text: str) -> int | None:
+    """The TCP port *text* spells (0..65535), or None. ASCII digits, and few of
+    them, are checked before int(): int() refuses a number of over 4,300 digits
+    (ValueError), and str.isdigit() takes "²" and other digits int() refuses too.
+    The one reading of a port given as text (--allow-port, a profile's ${PORT},
+    --var, a recording)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+        return None
+    return int(text)
+
+
 def expand_ports(values, env: dict, notes: list[str], quiet=()) -> list[int]:
     """The TCP ports of *values* (numbers and ${VARS}); a port that cannot be
     read is left out with a note (an unset variable quietly for the templates
@@ -491,10 +502,11 @@ def expand_ports(values, env: dict, notes: list[str], quiet=()) -> list[int]:
             if not (quiet is True or (quiet is not False and v in quiet)):
                 notes.append(f"port {v} skipped: {why}")
             continue
-        if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 0 <= int(text) <= 65535:
+        port = tcp_port(text)
+        if port is None:
             notes.append(f"port {v} skipped: {text[:40]!r} is not a TCP port")
             continue
-        out.append(int(text))
+        out.append(port)
     return out
 
 
@@ -924,4 +936,4 @@ def prepare(spec: Spec, argv0: str, cache_dir: str | None, env: dict | None = No
 __all__ = ["ANY", "FS_KEYS", "MODES", "NET_KEYS", "Prepared", "RIGHT_WORDS", "SCOPE_NAMES", "Spec",
            "UNCACHEABLE", "expand", "expand_all", "expand_deny", "expand_ports", "fs_plan", "fs_rules",
            "keeps_out_of_writes", "own_places", "plan_rules", "prepare", "real_path", "rights_at",
-           "system_dir"]
+           "system_dir", "tcp_port"]

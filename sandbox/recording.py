@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from bpf_filters import syscalls
 
+from .confine import tcp_port
 from .errors import SbxError
 from .paths import read_input
 from .policy.diagnostics import Diagnostic, Position, did_you_mean
@@ -414,9 +415,8 @@ def _read_access(out: _Lines, st: _State, i: int, obj: dict) -> None:
         port, which = obj["port"], obj["key"]
         if which not in ("bind", "connect"):
             out.error(i, f"bad key {json.dumps(which)}", "key", hint="bind or connect")
-        elif not (isinstance(port, str) and (
-                port == "any" or port.startswith("$")
-                or port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535)):
+        elif not (isinstance(port, str) and (port == "any" or port.startswith("$")
+                                             or tcp_port(port) is not None)):
             out.error(i, f"bad port {json.dumps(port)}", "port",
                       hint='a TCP port as a string, such as "443", or "any"')
         elif port == "any":

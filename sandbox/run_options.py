@@ -22,11 +22,11 @@ class Opt:
 
 
 def _port(text: str) -> int:
-    # ASCII digits, and few of them: int() refuses a number of over 4,300 digits
-    # (ValueError), and str.isdigit() takes "²" and other digits int() refuses too
-    if not (text.isascii() and text.isdigit()) or len(text) > 5 or not 0 <= int(text) <= 65535:
+    from .confine import tcp_port            # only with --allow-port: confine is not light
+    port = tcp_port(text)
+    if port is None:
         raise UsageError(f"--allow-port takes a TCP port 0..65535, not {text[:40]!r}")
-    return int(text)
+    return port
 
 
 RUN_OPTIONS = (

@@ -30,7 +30,7 @@ import re
 
 import yaml
 
-from ..confine import ANY
+from ..confine import ANY, tcp_port
 from ..paths import builtin_dir, display_path
 from ..policy import Profile
 from ..policy.diagnostics import Diagnostic, Position
@@ -94,8 +94,7 @@ def bind_vars(prof: Profile, texts: list[str]) -> tuple[dict[str, str], list[Dia
             diags.append(Diagnostic(None, f"--var {name}: the profile uses no ${name}", severity="warning"))
             continue
         for what, pos in used[name]:
-            if what == "port" and not (value.isascii() and value.isdigit() and len(value) <= 5
-                                         and int(value) <= 65535):
+            if what == "port" and tcp_port(value) is None:
                 raise ValueError(f"{name}={value}: ${name} is a TCP port at {_at(pos)}; give a number 0..65535")
         for word, template, pos in prof.fs or ():
             if name in _names(template) and not _fill(template, bound, {})[0].startswith(("/", "%")):
