@@ -308,17 +308,18 @@ def own_places(caps=()) -> tuple[tuple[str, str], ...]:
     return tuple(out + [("XDG_RUNTIME_DIR", r) for r in dict.fromkeys(runtimes)])
 
 
-def expand_deny(template: str, env: dict, exe: str | None = None, cwd: str | None = None,
-                ttys: tuple[str, ...] | None = None, caps=()) -> tuple[list[str], str | None]:
+def expand_deny(template: str, env: dict, own: tuple[tuple[str, str], ...],
+                exe: str | None = None, cwd: str | None = None,
+                ttys: tuple[str, ...] | None = None) -> tuple[list[str], str | None]:
     """The paths a ``deny:`` entry takes away: ``expand_all``'s, and for one under
     ``$HOME`` or ``$XDG_RUNTIME_DIR`` the same beneath the user's own home and
-    runtime directory (``own_places``) when the environment names others or
-    none. A CI job sets HOME to its workspace, ``sudo -u`` and ``su`` keep the
+    runtime directory (*own*: ``own_places``, asked once per plan) when the
+    environment names others or none. A CI job sets HOME to its workspace, ``sudo -u`` and ``su`` keep the
     caller's, a session pam_systemd did not open (cron, a container) has no
     XDG_RUNTIME_DIR: the user's keys stay where they were, readable by the
     user. Grants follow the environment alone."""
     out, why = expand_all(template, env, exe, cwd, ttys)
-    for name, value in own_places(caps):
+    for name, value in own:
         if _uses(template, name) and env.get(name) != value:
             paths, _why = expand_all(template, _Instead(env, name, value), exe, cwd, ttys)
             out += [p for p in paths if p not in out]
@@ -605,8 +606,9 @@ def fs_plan(spec: Spec, env: dict, exe: str | None = None, protected: tuple[str,
     denies: dict[str, int] = {}
     real_of: dict[str, str] = {"/": "/"}     # paths share their first components: resolved once
     tracked = _ctime_tracker() if seen is not None else None
+    own = own_places(spec.caps)
     for word, template, optional in spec.fs or ():
-        paths, why = (expand_deny(template, env, exe, cwd, ttys, spec.caps) if word == "deny"
+        paths, why = (expand_deny(template, env, own, exe, cwd, ttys) if word == "deny"
                       else expand_all(template, env, exe, cwd, ttys))
         if not paths and not optional:
             notes.append(f"filesystem path {template} skipped: {why}")

@@ -396,7 +396,7 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
     ``was refused write access to /root/.bashrc: profile web allows write only
     under /srv/site, /tmp``."""
     import os
-    from .confine import RIGHT_WORDS, expand_all, expand_deny
+    from .confine import RIGHT_WORDS, expand_all, expand_deny, own_places
     blocker = blockers[0] if blockers else "?"
     family, _, right = blocker.partition(".")
     if family == "scope":
@@ -436,8 +436,9 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
         if kept is not None:
             return f"was refused {verb} {path}: the built-in profiles are never writable by a command"
     grants, denied, inside = [], [], []
+    own = own_places(spec.caps)
     for w, template, _optional in spec.fs or ():
-        for p in (expand_deny(template, env, exe, caps=spec.caps) if w == "deny"
+        for p in (expand_deny(template, env, own, exe) if w == "deny"
                   else expand_all(template, env, exe))[0]:
             if w == "deny" and under(os.path.realpath(p)):
                 denied.append(p)

@@ -9,7 +9,7 @@ What a plan depends on, and how each is checked:
 - **What was asked.** The key: this format, the code that plans (confine.py and
   kernel/landlock.py, by size and mtime), the user and groups (file
   permissions decide which denies need rules) and the user's own home and
-  runtime directory (``confine.also_denied``), the spec's lines, the paths sbx
+  runtime directory (``confine.own_places``, for ``expand_deny``), the spec's lines, the paths sbx
   protects, the command and its real path ($EXEC_ROOT), the working
   directory ($CWD) and the terminals the command inherits ($TTY).
 - **The environment.** Every variable the expansion read, with its value (or

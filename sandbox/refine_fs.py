@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .confine import ANY, RIGHT_WORDS, expand_deny, expand_ports, plan_rules, rights_at
+from .confine import ANY, RIGHT_WORDS, expand_deny, expand_ports, own_places, plan_rules, rights_at
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
 from .paths import kept_by
@@ -97,9 +97,10 @@ class _Here:
         self.protected = kept_from_writes(ctx.env, spec.caps)
         self.rules = self.rules_of(spec)
         self.denies: list[tuple[str, str]] = []         # (template, real path)
+        own = own_places(spec.caps)
         for word, template, _optional in spec.fs or ():
             if word == "deny":
-                for p in expand_deny(template, ctx.env, ctx.exe, ctx.cwd, ctx.ttys, spec.caps)[0]:
+                for p in expand_deny(template, ctx.env, own, ctx.exe, ctx.cwd, ctx.ttys)[0]:
                     self.denies.append((template, os.path.realpath(p)))
 
     def rules_of(self, spec) -> list[tuple[str, int, bool]]:

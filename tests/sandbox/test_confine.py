@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sandbox.confine import (ALL_RIGHTS, UNCACHEABLE, Spec, expand, expand_all, expand_deny, expand_ports, exec_roots,
-                             fs_rules, keeps_out_of_writes, real_path, rights_at)
+                             fs_rules, keeps_out_of_writes, own_places, real_path, rights_at)
 from sandbox.kernel.landlock import FS_RIGHTS, WRITE_RIGHTS
 
 READ_FILE, READ_DIR = FS_RIGHTS["read_file"][0], FS_RIGHTS["read_dir"][0]
@@ -54,19 +54,22 @@ def test_a_deny_under_home_holds_for_the_users_own_home_too(monkeypatch):
     also takes the same away beneath the user's own (the password database's
     home, /run/user/UID). Grants follow the environment alone."""
     from sandbox import paths
+
+    def expand_deny_here(template, env):
+        return expand_deny(template, env, own_places())
     monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): "/home/alice"})
     runtime = f"/run/user/{os.geteuid()}"
     elsewhere = {"HOME": "/work/ci", "XDG_RUNTIME_DIR": "/tmp/rt"}
-    assert expand_deny("$HOME/.ssh", elsewhere) == (["/work/ci/.ssh", "/home/alice/.ssh"], None)
+    assert expand_deny_here("$HOME/.ssh", elsewhere) == (["/work/ci/.ssh", "/home/alice/.ssh"], None)
     assert expand_all("$HOME/.gitconfig", elsewhere) == (["/work/ci/.gitconfig"], None)
-    assert expand_deny("$HOME/.ssh", {"HOME": "/home/alice"}) == (["/home/alice/.ssh"], None)
-    assert expand_deny("$HOME/.ssh", {}) == (["/home/alice/.ssh"], None)
-    assert expand_deny("$XDG_RUNTIME_DIR/containers", elsewhere) == \
+    assert expand_deny_here("$HOME/.ssh", {"HOME": "/home/alice"}) == (["/home/alice/.ssh"], None)
+    assert expand_deny_here("$HOME/.ssh", {}) == (["/home/alice/.ssh"], None)
+    assert expand_deny_here("$XDG_RUNTIME_DIR/containers", elsewhere) == \
         (["/tmp/rt/containers", f"{runtime}/containers"], None)
-    assert expand_deny("$XDG_RUNTIME_DIR/containers", {}) == ([f"{runtime}/containers"], None)
-    assert expand_deny("/etc/shadow", elsewhere) == (["/etc/shadow"], None)
+    assert expand_deny_here("$XDG_RUNTIME_DIR/containers", {}) == ([f"{runtime}/containers"], None)
+    assert expand_deny_here("/etc/shadow", elsewhere) == (["/etc/shadow"], None)
     monkeypatch.setattr(paths, "_PASSWD_HOME", {os.geteuid(): ""})             # no home in the database
-    assert expand_deny("$HOME/.ssh", {}) == ([], "$HOME is not set")
+    assert expand_deny_here("$HOME/.ssh", {}) == ([], "$HOME is not set")
 
 
 def test_variable_names_are_ascii_as_the_profile_checker_reads_them():
