@@ -657,12 +657,14 @@ def _every_protected(protected: tuple[str, ...], real_of: dict[str, str],
     dotfiles of a home, whatever tool reads them; one made later cannot be,
     DIR losing the right to gain entries to the protected paths in it). The
     listing depends on DIR's entries: DIR is recorded in *seen*."""
+    from .paths import dotfiles_of
     out = []
     for path in protected:
-        if not path.endswith("/.*"):
+        dotted = dotfiles_of(path)
+        if dotted is None:
             out.append(path)
             continue
-        top = real_path(path[:-3] or "/", real_of, seen)
+        top = real_path(dotted, real_of, seen)
         if seen is not None:
             seen.add(top)
         out += [top.rstrip("/") + "/" + name for name, _is_dir in _listdir(top)

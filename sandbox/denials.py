@@ -472,13 +472,14 @@ def explain_landlock(blockers: tuple[str, ...], target: str | None, spec, profil
     if right not in ("read_file", "read_dir", "execute", "write_file", "truncate") and \
             real is not None and any(under(os.path.realpath(g)) for g in grants):
         # a path sbx keeps out of writes inside the directory closes it the same way
-        from .paths import installation_dirs
+        from .paths import dotfiles_of, installation_dirs
         top = real.rstrip("/") + "/"
         own = installation_dirs()
         for p in sorted(protected, key=lambda p: os.path.realpath(p) in own):   # the user's first
-            shown = p[:-3] if p.endswith("/.*") else p        # a home's dotfiles
+            dotted = dotfiles_of(p)                            # a home's dotfiles
+            shown = p if dotted is None else dotted
             at = os.path.realpath(shown)
-            if not (at.startswith(top) or (p.endswith("/.*") and at == real)):
+            if not (at.startswith(top) or (dotted is not None and at == real)):
                 continue
             whose = "sbx's own files" if os.path.realpath(p) in own else \
                 "the user's start-up files and dotfiles"

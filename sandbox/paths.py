@@ -118,6 +118,16 @@ STARTUP_PLACES = (
 _SCRATCH = ("/tmp", "/var/tmp")
 
 
+# A protected entry DIR/.* stands for every entry of DIR whose name starts with a
+# dot (confine._every_protected lists them when a plan is made)
+DOTFILES = "/.*"
+
+
+def dotfiles_of(entry: str) -> str | None:
+    """DIR for a protected entry ``DIR/.*`` (every dotfile of DIR), else None."""
+    return (entry[:-len(DOTFILES)] or "/") if entry.endswith(DOTFILES) else None
+
+
 def may_become_others(caps) -> bool:
     """A command that keeps CAP_SETUID as root may make itself any user (web keeps
     it, for servers that drop to www-data), and then writes and reads as that
@@ -162,7 +172,7 @@ def startup_places(env, caps=()) -> list[str]:
     # startup scripts, ~/.gdbinit ...): the home is split entry by entry where a
     # command may write it, and cannot gain entries, so the rest stays writable
     out = [os.path.join(h, rel) for h in dict.fromkeys(homes) if h and h != "/"
-           for rel in STARTUP_PLACES + (".*",)]
+           for rel in STARTUP_PLACES + (DOTFILES[1:],)]
     # and where the environment sends the user's shell and tools for programs and
     # start-up files, wherever that is (~/miniconda3/bin and ~/google-cloud-sdk/bin
     # on PATH, a PYTHONUSERBASE whose .pth files every python3 runs, a ZDOTDIR):
@@ -176,7 +186,7 @@ def startup_places(env, caps=()) -> list[str]:
     if cwd in homes:
         cwd = "\0"
     pyuser = env.get("PYTHONUSERBASE") or ""
-    named = [p for p in (env.get("PATH") or "").split(":")] + [
+    named = (env.get("PATH") or "").split(":") + [
         env.get("ZDOTDIR") or "", pyuser and os.path.join(pyuser, "lib"),
         pyuser and os.path.join(pyuser, "bin"), env.get("GOBIN") or "",
         env.get("CARGO_HOME") and os.path.join(env["CARGO_HOME"], "bin") or ""]
@@ -192,8 +202,9 @@ def kept_by(real: str, protected: tuple[str, ...]) -> tuple[str, bool] | None:
     whether it is one of the user's start-up places), or None. A ``DIR/.*``
     entry keeps every dotfile of DIR and what is below it."""
     for p in protected:
-        if p.endswith("/.*"):
-            top = os.path.realpath(p[:-3]).rstrip("/") + "/"
+        dotted = dotfiles_of(p)
+        if dotted is not None:
+            top = os.path.realpath(dotted).rstrip("/") + "/"
             if real.startswith(top) and real[len(top):len(top) + 1] == ".":
                 return p, True
             continue

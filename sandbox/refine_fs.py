@@ -40,7 +40,7 @@ import yaml
 from .confine import ANY, RIGHT_WORDS, expand_deny, expand_ports, own_places, plan_rules, rights_at
 from .denials import RunContext, landlock_groups
 from .kernel.landlock import FILE_RIGHTS, FS_RIGHTS, WRITE_RIGHTS
-from .paths import kept_by
+from .paths import dotfiles_of, kept_by
 from .policy.emit import list_lines, quote_item
 from .refine import RefineError, Skip, merge_skips
 
@@ -114,7 +114,7 @@ class _Here:
     def kept_below(self, real: str) -> list[str]:
         """What the profile denies, or sbx keeps unwritable, strictly below *real*."""
         return [t for t, d in self.denies if d != real and _beneath(d, real)] + \
-            [p for p in self.protected if p != real and _beneath(p[:-3] if p.endswith("/.*") else p, real)]
+            [p for p in self.protected if p != real and _beneath(dotfiles_of(p) or p, real)]
 
 
 def _beneath(path: str, top: str) -> bool:
