@@ -27,6 +27,7 @@ one listing of hooks in a repository; the walk up to find it elsewhere).
 from __future__ import annotations
 
 import os
+import stat
 
 # configuration keys that name a program git runs by itself (git-config(1))
 _RUNS = (b"fsmonitor", b"hookspath", b"pager", b"editor", b"sshcommand", b"askpass",
@@ -41,6 +42,25 @@ def _identity(path: str):
     return (st.st_ino, st.st_dev, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _read(path: str, limit: int = 1 << 20) -> bytes | None:
+    """The first *limit* bytes of the regular file *path*, or None. Every file read
+    here is the command's to make: a FIFO in place of .git/config would block an
+    open or a read for ever (O_NONBLOCK, then the type is checked), and a link
+    would lead anywhere (O_NOFOLLOW)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def git_dir(cwd: str) -> tuple[str, str] | None:
     """(the ``.git`` entry governing *cwd*, the repository directory it names), or None."""
     probe = cwd
@@ -49,11 +69,10 @@ def git_dir(cwd: str) -> tuple[str, str] | None:
         if os.path.isdir(entry) and not os.path.islink(entry):
             return entry, entry
         if os.path.isfile(entry):                   # a worktree's or submodule's pointer
-            try:
-                with open(entry, "rb") as fh:
-                    line = fh.read(4096).split(b"\n", 1)[0]
-            except OSError:
+            text = _read(entry, 4096)
+            if text is None:
                 return entry, entry
+            line = text.split(b"\n", 1)[0]
             if line.startswith(b"gitdir: "):
                 target = os.fsdecode(line[8:].strip())
                 return entry, os.path.normpath(os.path.join(probe, target))
@@ -67,10 +86,8 @@ def git_dir(cwd: str) -> tuple[str, str] | None:
 def _hooks_path(repo: str, top: str) -> str | None:
     """The directory ``core.hooksPath`` of *repo*'s config names (relative to the
     working tree *top*), read plainly: the last such line of the file."""
-    try:
-        with open(os.path.join(repo, "config"), "rb") as fh:
-            text = fh.read(1 << 20)
-    except OSError:
+    text = _read(os.path.join(repo, "config"))
+    if text is None:
         return None
     found = None
     for line in text.splitlines():
@@ -95,12 +112,10 @@ def _runs_anything(repo: str) -> bool:
     """A repository whose hooks or configuration make git run a program."""
     if any(not p.endswith(".sample") for p in _listed(os.path.join(repo, "hooks"))):
         return True
-    try:
-        with open(os.path.join(repo, "config"), "rb") as fh:
-            text = fh.read(1 << 20).lower()
-    except OSError:
+    text = _read(os.path.join(repo, "config"))
+    if text is None:
         return False
-    for line in text.splitlines():
+    for line in text.lower().splitlines():
         key, eq, value = line.partition(b"=")
         if eq and (key.strip() in _RUNS or value.strip().startswith(b"!")):   # a shell alias
             return True

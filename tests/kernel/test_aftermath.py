@@ -101,3 +101,12 @@ def test_a_hook_in_core_hookspath_a_submodule_s_config_and_a_new_repository_are_
     fresh.mkdir()
     r = _run(repo, "git init -q .", cwd=fresh)                     # samples only: nothing runs
     assert "sbx: the command" not in r.stderr, r.stderr
+
+
+def test_a_fifo_left_as_git_config_does_not_hold_sbx(repo):
+    """What sbx reads after the run is the command's to make: a FIFO in place of
+    .git/config (and of a .git pointer) would block an open for ever, and sbx
+    with it, after the command exited. It is said as a change, and sbx returns."""
+    r = _run(repo, "rm .git/config && mkfifo .git/config")
+    assert r.returncode == 0, r.stderr
+    assert f"sbx: the command changed {repo}/.git/config" in r.stderr, r.stderr
